@@ -1,0 +1,38 @@
+# onnxplain — every target sets up what it needs (a virtualenv in .venv) on a fresh machine.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+EXTRA ?= cpu
+STAMP := $(VENV)/.installed-$(EXTRA)
+PORT ?= 50051
+
+.PHONY: setup proto serve demo test bench lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRA),dev]"
+	touch $@
+
+proto: setup
+	$(BIN)/python tools/gen_proto.py
+
+serve: setup
+	$(BIN)/onnxplain serve --models models --port $(PORT)
+
+demo: setup
+	$(BIN)/python tools/demo.py --port $(PORT) --out out
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python bench/run.py --out bench
+
+lint: setup
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

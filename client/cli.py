@@ -1,0 +1,200 @@
+"""The ``onnxplain`` command line: serve, models, methods, predict, explain."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import grpc
+import numpy as np
+from onnxplain.v1 import model_service_pb2 as model_pb2
+
+from .client import DEFAULT_ADDRESS, Accepted, Client, Progress, Result
+
+
+def _progress_bar(done: int, total: int, width: int = 32) -> None:
+    """Redraw a one-line bar on a terminal; elsewhere (logs, CI) print only the last state."""
+    if not sys.stderr.isatty() and done < total:
+        return
+    filled = int(width * done / max(total, 1))
+    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} evaluations")
+    sys.stderr.flush()
+
+
+def _client(args: argparse.Namespace) -> Client:
+    root = Path(args.tls_ca).read_bytes() if args.tls_ca else None
+    return Client(args.server, token=args.token, root_certificates=root, timeout=args.timeout)
+
+
+def _default_model(client: Client) -> str:
+    ready = [m.name for m in client.list_models() if m.state == model_pb2.MODEL_STATE_READY]
+    if not ready:
+        raise SystemExit("the server has no ready model; pass --model")
+    return ready[0]
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from server.app import TlsFiles, serve_forever
+    from server.limits import ServerLimits
+
+    limits = ServerLimits(
+        max_concurrent=args.max_concurrent, max_queue=args.max_queue, max_evaluations=args.max_evaluations,
+        max_image_pixels=args.max_image_pixels, allow_uploads=args.allow_uploads, grace_seconds=args.grace,
+    )
+    tls = TlsFiles(cert=Path(args.tls_cert), key=Path(args.tls_key),
+                   client_ca=Path(args.tls_client_ca) if args.tls_client_ca else None) if args.tls_cert else None
+    providers = {"auto": None, "cpu": ["CPUExecutionProvider"],
+                 "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}[args.providers]
+    asyncio.run(serve_forever(
+        Path(args.models), address=f"{args.host}:{args.port}", limits=limits, threads=args.threads,
+        providers=providers, token=args.token, tls=tls,
+    ))
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        for m in client.list_models():
+            state = model_pb2.ModelState.Name(m.state).removeprefix("MODEL_STATE_").lower()
+            line = f"{m.name:24s} {state}"
+            if m.input.name:
+                line += f"  input {m.input.datatype}{list(m.input.shape)}  {m.num_classes} classes  {', '.join(m.providers)}"
+            if m.error:
+                line += f"  error: {m.error}"
+            print(line)
+    return 0
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        for method in client.list_methods():
+            kind = "black-box" if method.black_box else "white-box"
+            print(f"{method.name:22s} {kind:9s} {method.summary}")
+            for p in method.parameters:
+                bounds = f" [{p.minimum:g}, {p.maximum:g}]" if p.HasField("minimum") and p.HasField("maximum") else ""
+                choices = f" {{{', '.join(p.choices)}}}" if p.choices else ""
+                print(f"    {p.name}={p.default_value} ({p.type}{bounds}{choices}) {p.description}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        model = args.model or _default_model(client)
+        for p in client.predict(model, Path(args.image), top_k=args.top_k):
+            print(f"{p.index:5d}  {p.probability:7.4f}  {p.label}")
+    return 0
+
+
+def _parse_params(pairs: list[str]) -> dict[str, str]:
+    params = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--param expects NAME=VALUE, got {pair!r}")
+        params[key] = value
+    return params
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    image = Path(args.image)
+    with _client(args) as client:
+        model = args.model or _default_model(client)
+        events = client.explain_stream(
+            model, image, args.method, classes=args.target, top_k=args.top_k, contrast=args.contrast,
+            params=_parse_params(args.param), seed=args.seed, overlay=True, original_grid=True,
+        )
+        result = None
+        for event in events:
+            if isinstance(event, Accepted):
+                targets = ", ".join(f"{i} ({label})" for i, label in event.targets)
+                print(f"{event.method} on {event.model}: {targets}; {event.planned_evaluations} evaluations planned",
+                      file=sys.stderr)
+            elif isinstance(event, Progress) and not args.quiet:
+                _progress_bar(event.done, event.total)
+            elif isinstance(event, Result):
+                result = event
+        if not args.quiet:
+            sys.stderr.write("\n")
+    assert result is not None
+    for index, target in enumerate(result.targets):
+        stem = f"{image.stem}_{args.method}_{target.class_index}"
+        np.save(out / f"{stem}.npy", result.heatmaps[index])
+        if result.original_heatmaps is not None:
+            np.save(out / f"{stem}_original.npy", result.original_heatmaps[index])
+        if target.overlay_png:
+            (out / f"{stem}.png").write_bytes(target.overlay_png)
+        print(f"{out / stem}.png  class {target.class_index} ({target.label})  score {target.score:.4f}")
+    print(f"{result.forward_evaluations} forward + {result.backward_evaluations} backward evaluations in "
+          f"{result.elapsed_seconds:.2f} s", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="onnxplain", description="Explain ONNX image classifiers over gRPC.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the server on a model repository")
+    serve.add_argument("--models", default="models", help="model repository: <dir>/<name>/model.onnx (+ config.json)")
+    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--port", type=int, default=50051)
+    serve.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0 = all cores)")
+    serve.add_argument("--providers", choices=("auto", "cpu", "cuda"), default="auto")
+    serve.add_argument("--max-concurrent", type=int, default=2, help="explanations computed at once")
+    serve.add_argument("--max-queue", type=int, default=16, help="explanations waiting beyond those")
+    serve.add_argument("--max-evaluations", type=int, default=200_000, help="model evaluations per request")
+    serve.add_argument("--max-image-pixels", type=int, default=40_000_000)
+    serve.add_argument("--allow-uploads", action="store_true", help="let LoadModel accept model bytes")
+    serve.add_argument("--grace", type=float, default=30.0, help="seconds to finish work on SIGTERM")
+    serve.add_argument("--token", help="require 'authorization: Bearer TOKEN' (health is exempt)")
+    serve.add_argument("--tls-cert", help="PEM certificate chain (enables TLS)")
+    serve.add_argument("--tls-key", help="PEM private key")
+    serve.add_argument("--tls-client-ca", help="PEM CA bundle: require client certificates (mutual TLS)")
+    serve.set_defaults(func=cmd_serve)
+
+    def client_command(name: str, help_text: str, func) -> argparse.ArgumentParser:
+        command = sub.add_parser(name, help=help_text)
+        command.add_argument("--server", default=DEFAULT_ADDRESS, help="HOST:PORT of the server")
+        command.add_argument("--token", help="bearer token")
+        command.add_argument("--tls-ca", help="PEM root certificates: connect with TLS")
+        command.add_argument("--timeout", type=float, default=600.0, help="deadline in seconds")
+        command.set_defaults(func=func)
+        return command
+
+    client_command("models", "list the server's models", cmd_models)
+    client_command("methods", "list the explanation methods and their parameters", cmd_methods)
+    predict = client_command("predict", "classify an image", cmd_predict)
+    predict.add_argument("image")
+    predict.add_argument("--model")
+    predict.add_argument("--top-k", type=int, default=5)
+    explain = client_command("explain", "explain an image; writes .npy heatmaps and PNG overlays", cmd_explain)
+    explain.add_argument("image")
+    explain.add_argument("--model", help="model name (default: the server's first ready model)")
+    explain.add_argument("--method", default="occlusion")
+    explain.add_argument("--target", type=int, action="append", help="class index to explain (repeatable)")
+    explain.add_argument("--top-k", type=int, help="explain the k best classes (default 1)")
+    explain.add_argument("--contrast", type=int, help="explain 'target rather than this class'")
+    explain.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="method parameter")
+    explain.add_argument("--seed", type=int)
+    explain.add_argument("-o", "--output", default="out", help="directory for .npy heatmaps and PNG overlays")
+    explain.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except grpc.RpcError as exc:
+        print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

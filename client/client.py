@@ -1,0 +1,291 @@
+"""The Python client: typed calls, numpy in and out, an iterator of explanation events.
+
+Needs only grpcio, protobuf and numpy (never onnxruntime)::
+
+    with Client("localhost:50051") as client:
+        for event in client.explain_stream("efficientnet_lite0", Path("cat.jpg"), "occlusion"):
+            ...
+        result = client.explain("efficientnet_lite0", Path("cat.jpg"), "occlusion", overlay=True)
+        result.heatmaps          # float32 [targets, H, W], model-input pixels
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+from numpy.typing import NDArray
+from onnxplain.v1 import explanation_service_pb2 as ex_pb2
+from onnxplain.v1 import explanation_service_pb2_grpc as ex_grpc
+from onnxplain.v1 import model_service_pb2 as model_pb2
+from onnxplain.v1 import model_service_pb2_grpc as model_grpc
+from onnxplain.v1 import tensor_pb2
+
+from .tensors import from_tensor, to_tensor
+
+DEFAULT_ADDRESS = "localhost:50051"
+DEFAULT_TIMEOUT = 600.0
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+ImageLike = bytes | str | Path | NDArray
+
+
+@dataclass(frozen=True)
+class Accepted:
+    model: str
+    method: str
+    seed: int
+    planned_evaluations: int
+    targets: list[tuple[int, str]]
+    parameters: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Progress:
+    done: int
+    total: int
+    partial_heatmaps: NDArray[np.floating] | None = None
+
+
+@dataclass(frozen=True)
+class TargetResult:
+    class_index: int
+    label: str
+    score: float
+    contrast_class: int | None
+    overlay_png: bytes | None
+
+
+@dataclass(frozen=True)
+class Result:
+    """``heatmaps`` [targets, H, W] in model-input pixels; ``original_heatmaps`` [targets, H0, W0]
+    on the original image's grid (NaN where the model never looked) when requested."""
+
+    heatmaps: NDArray
+    original_heatmaps: NDArray | None
+    targets: list[TargetResult]
+    forward_evaluations: int
+    backward_evaluations: int
+    extras: dict[str, float] = field(default_factory=dict)
+    elapsed_seconds: float = 0.0
+    accepted: Accepted | None = None
+
+
+@dataclass(frozen=True)
+class Prediction:
+    index: int
+    label: str
+    score: float
+    probability: float
+
+
+def image_input(image: ImageLike) -> tensor_pb2.ImageInput:
+    """Encoded bytes, a path to an image file, or a preprocessed numpy tensor → ImageInput."""
+    if isinstance(image, (bytes, bytearray)):
+        return tensor_pb2.ImageInput(encoded=bytes(image))
+    if isinstance(image, (str, Path)):
+        return tensor_pb2.ImageInput(encoded=Path(image).read_bytes())
+    return tensor_pb2.ImageInput(tensor=to_tensor(np.asarray(image)))
+
+
+def fill_params(message: Message, values: Mapping[str, Any]) -> None:
+    """Set a typed params message from plain values; strings are parsed by the field's type and
+    enum fields take the value's short name ("blur" for BASELINE_BLUR)."""
+    fields = message.DESCRIPTOR.fields_by_name
+    for name, value in values.items():
+        if name not in fields:
+            raise ValueError(f"{message.DESCRIPTOR.name} has no parameter {name!r}; known: {', '.join(fields)}")
+        descriptor = fields[name]
+        if descriptor.enum_type is not None:
+            prefix = "".join("_" + c if c.isupper() else c.upper() for c in descriptor.enum_type.name).lstrip("_") + "_"
+            choices = {v.name.removeprefix(prefix).lower(): v.number for v in descriptor.enum_type.values}
+            if str(value).lower() not in choices:
+                raise ValueError(f"{name}: {value!r}; allowed: {', '.join(c for c in choices if c != 'unspecified')}")
+            value = choices[str(value).lower()]
+        elif descriptor.type == FieldDescriptor.TYPE_BOOL and isinstance(value, str):
+            value = value.lower() in ("1", "true", "yes", "on")
+        elif descriptor.type in (FieldDescriptor.TYPE_FLOAT, FieldDescriptor.TYPE_DOUBLE):
+            value = float(value)
+        elif descriptor.type != FieldDescriptor.TYPE_STRING:
+            value = int(value)
+        setattr(message, name, value)
+
+
+class Client:
+    """A connection to an onnxplain server. Every call has a deadline (``timeout`` seconds)."""
+
+    def __init__(
+        self,
+        address: str = DEFAULT_ADDRESS,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        token: str | None = None,
+        root_certificates: bytes | None = None,
+        client_certificate: tuple[bytes, bytes] | None = None,
+        secure: bool = False,
+    ):
+        options = [
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ]
+        if secure or root_certificates or client_certificate:
+            key, chain = client_certificate or (None, None)
+            credentials = grpc.ssl_channel_credentials(root_certificates, key, chain)
+            self._channel = grpc.secure_channel(address, credentials, options=options)
+        else:
+            self._channel = grpc.insecure_channel(address, options=options)
+        self.timeout = timeout
+        self._metadata = [("authorization", f"Bearer {token}")] if token else []
+        self.models = model_grpc.ModelServiceStub(self._channel)
+        self.explanations = ex_grpc.ExplanationServiceStub(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, rpc, request, timeout: float | None = None):
+        return rpc(request, timeout=timeout or self.timeout, metadata=self._metadata)
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Block until the channel connects (raises grpc.FutureTimeoutError otherwise)."""
+        grpc.channel_ready_future(self._channel).result(timeout=timeout)
+
+    # ----------------------------------------------------------------- models
+    def list_models(self) -> list[model_pb2.ModelInfo]:
+        return list(self._call(self.models.ListModels, model_pb2.ListModelsRequest()).models)
+
+    def get_model(self, name: str) -> model_pb2.ModelInfo:
+        return self._call(self.models.GetModel, model_pb2.GetModelRequest(name=name)).model
+
+    def load_model(self, name: str, onnx_model: bytes = b"", config_json: str = "") -> model_pb2.ModelInfo:
+        request = model_pb2.LoadModelRequest(name=name, onnx_model=onnx_model, config_json=config_json)
+        return self._call(self.models.LoadModel, request).model
+
+    def unload_model(self, name: str) -> None:
+        self._call(self.models.UnloadModel, model_pb2.UnloadModelRequest(name=name))
+
+    def predict(self, model: str, image: ImageLike, top_k: int = 5) -> list[Prediction]:
+        request = model_pb2.PredictRequest(model=model, image=image_input(image), top_k=top_k)
+        response = self._call(self.models.Predict, request)
+        return [Prediction(c.index, c.label, c.score, c.probability) for c in response.classes]
+
+    # ----------------------------------------------------------------- explanations
+    def list_methods(self) -> list[ex_pb2.MethodInfo]:
+        return list(self._call(self.explanations.ListMethods, ex_pb2.ListMethodsRequest()).methods)
+
+    def explain_request(
+        self,
+        model: str,
+        image: ImageLike,
+        method: str,
+        *,
+        classes: Sequence[int] | None = None,
+        top_k: int | None = None,
+        contrast: int | None = None,
+        class_weights: NDArray | None = None,
+        probability: bool = False,
+        params: Mapping[str, Any] | None = None,
+        seed: int | None = None,
+        overlay: bool = False,
+        original_grid: bool = False,
+        heatmap_datatype: str = "FP32",
+        partial_interval_ms: int = 0,
+        request_id: str | None = None,
+    ) -> ex_pb2.ExplainRequest:
+        """Build an ExplainRequest; see :meth:`explain_stream` for the arguments."""
+        request = ex_pb2.ExplainRequest(
+            request_id=request_id or uuid.uuid4().hex, model=model, method=method, image=image_input(image)
+        )
+        target = request.target
+        target.class_indices.extend(classes or [])
+        target.top_k = top_k or 0
+        if contrast is not None:
+            target.contrast_class = contrast
+        if class_weights is not None:
+            target.class_weights.CopyFrom(to_tensor(np.asarray(class_weights, np.float32)))
+        if probability:
+            target.score_space = ex_pb2.SCORE_SPACE_PROBABILITY
+        if seed is not None:
+            request.seed = seed
+        request.output.heatmap_datatype = ex_pb2.HeatmapDatatype.Value(f"HEATMAP_DATATYPE_{heatmap_datatype}")
+        request.output.overlay_png = overlay
+        request.output.original_grid = original_grid
+        request.output.partial_interval_ms = partial_interval_ms
+        if params:
+            oneof = ex_pb2.ExplainRequest.DESCRIPTOR.oneofs_by_name["params"]
+            if method not in {f.name for f in oneof.fields}:
+                raise ValueError(f"method {method!r} takes no parameters")
+            fill_params(getattr(request, method), params)
+        return request
+
+    def explain_stream(self, model: str, image: ImageLike, method: str, *, timeout: float | None = None,
+                       **options: Any) -> Iterator[Accepted | Progress | Result]:
+        """Stream the events of one explanation: :class:`Accepted`, :class:`Progress`…, :class:`Result`.
+
+        Options: ``classes`` (list of class indices) or ``top_k`` or ``class_weights`` [T, classes];
+        ``contrast`` (explain "P rather than Q"); ``probability`` (explain softmax scores);
+        ``params`` (the method's parameters by name); ``seed``; ``overlay`` (PNG overlays);
+        ``original_grid`` (heatmaps on the original image); ``heatmap_datatype`` (FP32/FP16/UINT8);
+        ``partial_interval_ms`` (partial heatmaps at most this often); ``request_id``.
+        Breaking out of the iterator cancels the RPC, and the server stops the work.
+        """
+        request = self.explain_request(model, image, method, **options)
+        call = self._call(self.explanations.Explain, request, timeout)
+        accepted = None
+        try:
+            for response in call:
+                kind = response.WhichOneof("event")
+                if kind == "accepted":
+                    a = response.accepted
+                    accepted = Accepted(
+                        a.model, a.method, a.seed, a.planned_evaluations,
+                        [(t.class_index, t.label) for t in a.targets], dict(a.parameters),
+                    )
+                    yield accepted
+                elif kind == "progress":
+                    p = response.progress
+                    partial = from_tensor(p.partial_heatmaps) if p.HasField("partial_heatmaps") else None
+                    yield Progress(p.done, p.total, partial)
+                elif kind == "result":
+                    yield _result(response.result, accepted)
+        finally:
+            call.cancel()
+
+    def explain(self, model: str, image: ImageLike, method: str, **options: Any) -> Result:
+        """Run an explanation to completion and return its :class:`Result`."""
+        for event in self.explain_stream(model, image, method, **options):
+            if isinstance(event, Result):
+                return event
+        raise RuntimeError("the server closed the stream without a result")
+
+
+def _result(r: ex_pb2.Result, accepted: Accepted | None) -> Result:
+    targets = [
+        TargetResult(
+            t.target.class_index, t.target.label, t.score,
+            t.target.contrast_class if t.target.HasField("contrast_class") else None,
+            t.overlay_png or None,
+        )
+        for t in r.targets
+    ]
+    return Result(
+        heatmaps=from_tensor(r.heatmaps),
+        original_heatmaps=from_tensor(r.original_heatmaps) if r.HasField("original_heatmaps") else None,
+        targets=targets,
+        forward_evaluations=r.forward_evaluations,
+        backward_evaluations=r.backward_evaluations,
+        extras=dict(r.extras),
+        elapsed_seconds=r.elapsed_seconds,
+        accepted=accepted,
+    )

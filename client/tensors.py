@@ -1,0 +1,61 @@
+"""numpy ↔ ``onnxplain.v1.Tensor`` (OIP datatype strings, row-major little-endian bytes).
+
+The wire codec lives with the thin client (numpy + protobuf only); the server reuses it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+from onnxplain.v1 import tensor_pb2
+
+DATATYPES: dict[str, np.dtype] = {
+    "FP32": np.dtype("<f4"),
+    "FP16": np.dtype("<f2"),
+    "FP64": np.dtype("<f8"),
+    "UINT8": np.dtype("u1"),
+    "INT8": np.dtype("i1"),
+    "INT32": np.dtype("<i4"),
+    "INT64": np.dtype("<i8"),
+    "BOOL": np.dtype("?"),
+}
+_BY_DTYPE = {dtype.newbyteorder("<") if dtype.itemsize > 1 else dtype: name for name, dtype in DATATYPES.items()}
+
+
+class TensorError(ValueError):
+    """A Tensor message that cannot be decoded; ``field`` says which part is wrong."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.description = message
+
+
+def to_tensor(array: NDArray) -> tensor_pb2.Tensor:
+    """Encode a numpy array (any supported dtype) as a Tensor message."""
+    array = np.asarray(array)
+    dtype = array.dtype.newbyteorder("<") if array.dtype.itemsize > 1 else array.dtype
+    name = _BY_DTYPE.get(dtype)
+    if name is None:
+        raise TensorError("datatype", f"numpy dtype {array.dtype} has no OIP datatype; allowed: {', '.join(DATATYPES)}")
+    data = np.ascontiguousarray(array, dtype=dtype)
+    return tensor_pb2.Tensor(datatype=name, shape=list(array.shape), raw_contents=data.tobytes())
+
+
+def from_tensor(tensor: tensor_pb2.Tensor, *, field: str = "tensor") -> NDArray:
+    """Decode a Tensor message; raises :class:`TensorError` naming the bad part."""
+    dtype = DATATYPES.get(tensor.datatype)
+    if dtype is None:
+        raise TensorError(
+            f"{field}.datatype", f"unknown datatype {tensor.datatype!r}; allowed: {', '.join(DATATYPES)}"
+        )
+    shape = tuple(int(d) for d in tensor.shape)
+    if any(d < 0 for d in shape):
+        raise TensorError(f"{field}.shape", f"negative dimension in {list(shape)}")
+    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if len(tensor.raw_contents) != expected:
+        raise TensorError(
+            f"{field}.raw_contents",
+            f"{len(tensor.raw_contents)} bytes for {tensor.datatype} {list(shape)}; expected {expected}",
+        )
+    return np.frombuffer(tensor.raw_contents, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))

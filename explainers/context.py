@@ -1,0 +1,65 @@
+"""Per-request run state: cancellation, the evaluation budget and the evaluation counters.
+
+The batched evaluation loop checks :meth:`RunContext.check` between chunks; the server cancels
+the context when the client goes away or its deadline passes. Long single runs are interrupted
+too: the loop registers a terminator (onnxruntime ``RunOptions.terminate``) while a run is active.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from .errors import Cancelled, ResourceExhausted
+
+
+class RunContext:
+    """Thread-safe cancellation flag plus the forward/backward evaluation counts of one request."""
+
+    def __init__(self, *, max_evaluations: int | None = None):
+        self.max_evaluations = max_evaluations
+        self.forward = 0
+        self.backward = 0
+        self._cancelled = threading.Event()
+        self._reason = "cancelled by the caller"
+        self._lock = threading.Lock()
+        self._terminators: set[Callable[[], None]] = set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def cancel(self, reason: str = "cancelled by the caller") -> None:
+        with self._lock:
+            self._reason = reason
+            self._cancelled.set()
+            terminators = list(self._terminators)
+        for terminate in terminators:
+            terminate()
+
+    def check(self) -> None:
+        """Raise :class:`Cancelled` if the request was cancelled."""
+        if self._cancelled.is_set():
+            raise Cancelled(self._reason)
+
+    def charge(self, forward: int = 0, backward: int = 0) -> None:
+        """Count evaluations about to run; raise if they would exceed the budget."""
+        if self.max_evaluations is not None:
+            total = self.forward + self.backward + forward + backward
+            if total > self.max_evaluations:
+                raise ResourceExhausted(
+                    f"this request needs more than {self.max_evaluations} model evaluations, "
+                    "the server's per-request limit"
+                )
+        self.forward += forward
+        self.backward += backward
+
+    def add_terminator(self, terminate: Callable[[], None]) -> None:
+        with self._lock:
+            if self._cancelled.is_set():
+                terminate()
+            self._terminators.add(terminate)
+
+    def remove_terminator(self, terminate: Callable[[], None]) -> None:
+        with self._lock:
+            self._terminators.discard(terminate)

@@ -1,0 +1,1 @@
+"""ONNX graph surgery that is not differentiation: pure ModelProto → ModelProto functions."""

@@ -1,0 +1,76 @@
+"""The method registry: ``@register("name", ...)`` on a method's ``explain`` generator.
+
+A method is a generator function::
+
+    explain(model: Evaluator, image: NDArray[float32] [C, H, W], objective: Objective,
+            params: <its MethodParams>, *, rng: numpy.random.Generator) -> Iterator[Event]
+
+yielding one :class:`~explainers.events.Planned`, any :class:`~explainers.events.Progress`, and
+one :class:`~explainers.events.Explanation` last. Names are part of the public contract
+(``ListMethods``, the proto's parameter messages, the CLI); registering a name twice is an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from enum import Enum
+
+from ..errors import NotFound
+from ..events import Event
+from ..params import MethodParams
+
+
+class Family(str, Enum):
+    PERTURBATION = "perturbation"
+    GRADIENT = "gradient"
+    CONTRASTIVE = "contrastive"
+
+
+ExplainFn = Callable[..., Iterator[Event]]
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A registered method: its contract name, family, parameter type and generator."""
+
+    name: str
+    family: Family
+    black_box: bool
+    params: type[MethodParams]
+    explain: ExplainFn
+    reference: str
+
+    @property
+    def summary(self) -> str:
+        doc = (self.explain.__doc__ or "").strip()
+        return doc.splitlines()[0] if doc else ""
+
+
+_REGISTRY: dict[str, MethodSpec] = {}
+
+
+def register(
+    name: str, *, family: Family, black_box: bool, params: type[MethodParams], reference: str
+) -> Callable[[ExplainFn], ExplainFn]:
+    """Register ``explain`` under ``name``; raises ``ValueError`` on a duplicate name."""
+
+    def decorate(explain: ExplainFn) -> ExplainFn:
+        if name in _REGISTRY:
+            raise ValueError(f"method {name!r} is already registered by {_REGISTRY[name].explain.__module__}")
+        _REGISTRY[name] = MethodSpec(name, family, black_box, params, explain, reference)
+        return explain
+
+    return decorate
+
+
+def get_method(name: str) -> MethodSpec:
+    """The method called ``name``; :class:`NotFound` lists the registered names otherwise."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise NotFound("method", name, _REGISTRY) from None
+
+
+def list_methods() -> list[MethodSpec]:
+    return [_REGISTRY[name] for name in sorted(_REGISTRY)]

@@ -1,0 +1,22 @@
+"""The model adapter: the only package that imports onnxruntime."""
+
+from .classifier import IMAGE, PLAIN, Chunk, ModelInfo, OnnxClassifier, available_providers
+from .config import ModelConfig, Preprocessing
+from .evaluator import Evaluator
+from .preprocessing import Geometry, decode_image, preprocess, to_rgb_array
+
+__all__ = [
+    "IMAGE",
+    "PLAIN",
+    "Chunk",
+    "Evaluator",
+    "Geometry",
+    "ModelConfig",
+    "ModelInfo",
+    "OnnxClassifier",
+    "Preprocessing",
+    "available_providers",
+    "decode_image",
+    "preprocess",
+    "to_rgb_array",
+]

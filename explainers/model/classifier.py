@@ -1,0 +1,358 @@
+"""OnnxClassifier: the only module that talks to onnxruntime.
+
+It loads and validates a model, answers what the methods ask (input size, layout, output kind,
+labels), owns one cached onnxruntime session per graph variant, and runs **the** batched
+evaluation loop of the project (:meth:`OnnxClassifier.run`): chunking to ``max_batch``, the short
+last chunk, evaluation counting, and cancellation between chunks.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from google.protobuf.message import DecodeError
+from numpy.typing import NDArray
+
+from ..context import RunContext
+from ..errors import Cancelled, InvalidArgument, InvalidModel
+from ..graph.dynamic_batch import make_batch_dynamic
+from .config import ModelConfig
+from .signature import Signature, read_signature
+
+IMAGE = "image"
+"""Key of the image batch in a feed: canonical [n, C, H, W] float32, converted by the loop."""
+
+PLAIN = "plain"
+_NUMPY_DTYPES = {"FP32": np.float32, "FP16": np.float16, "FP64": np.float64, "UINT8": np.uint8}
+_PROBE_SEED = 20241126
+
+ort.set_default_logger_severity(4)  # failed probe runs are expected; errors reach users as exceptions
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a client or a method may ask about a loaded model."""
+
+    name: str
+    input_name: str
+    input_datatype: str
+    layout: str
+    channels: int
+    height: int
+    width: int
+    output_name: str
+    output_kind: str
+    num_classes: int
+    labels: tuple[str, ...]
+    batch_mode: str  # "dynamic" | "rewritten" | "per_sample"
+    max_batch: int
+    providers: tuple[str, ...]
+    opset: int
+    config: ModelConfig
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One evaluated chunk of a :meth:`OnnxClassifier.run`: samples ``[start, stop)``."""
+
+    start: int
+    stop: int
+    outputs: dict[str, NDArray]
+
+
+def available_providers() -> list[str]:
+    """CUDA first when onnxruntime offers it, CPU always."""
+    offered = ort.get_available_providers()
+    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in offered]
+
+
+class OnnxClassifier:
+    """A loaded, validated classifier. Thread-safe: sessions are shared, ``run`` is reentrant.
+
+    Args:
+        model: the ONNX model.
+        config: labels, preprocessing and overrides; defaults detect everything.
+        name: how the model is called in messages.
+        providers: onnxruntime execution providers in order of preference.
+        threads: intra-op threads per session (0 = onnxruntime's default).
+
+    Raises:
+        InvalidModel: the graph is invalid, is not an image classifier, or onnxruntime refuses it.
+    """
+
+    def __init__(
+        self,
+        model: onnx.ModelProto,
+        *,
+        config: ModelConfig | None = None,
+        name: str = "model",
+        providers: Sequence[str] | None = None,
+        threads: int = 0,
+    ):
+        self.config = config or ModelConfig()
+        self.name = name
+        self._providers = list(providers) if providers else available_providers()
+        self._threads = threads
+        self._sessions: dict[str, ort.InferenceSession] = {}
+        self._lock = threading.Lock()
+        if not model.graph.node:
+            raise InvalidModel("not an ONNX model: the graph has no nodes")
+        try:
+            onnx.checker.check_model(model)
+        except (onnx.checker.ValidationError, ValueError) as exc:
+            raise InvalidModel(f"invalid ONNX graph: {str(exc).strip().splitlines()[0]}") from exc
+        self.signature: Signature = read_signature(model, layout=self.config.layout, output=self.config.output)
+        self._dtype = _NUMPY_DTYPES[self.signature.input_datatype]
+        self.channels, self.height, self.width = self._input_size()
+        self.model, self.batch_mode = self._with_working_batch(model)
+        self._plain = self.session(PLAIN, lambda: self.model)
+        probe_outputs = self._run_plain(self._probe_batch(self.max_batch if self.max_batch < 2 else 2))
+        self.num_classes = int(probe_outputs.shape[1])
+        self.output_kind = self.config.output_kind or self._detect_output_kind(probe_outputs)
+        labels = self.config.labels or tuple(f"class_{i}" for i in range(self.num_classes))
+        if len(labels) != self.num_classes:
+            raise InvalidModel(
+                f"the labels list has {len(labels)} entries but the model has {self.num_classes} classes",
+                field="config.labels",
+            )
+        self.labels = labels
+
+    # ---------------------------------------------------------------- construction
+    @classmethod
+    def load(cls, source: str | Path | bytes, **kwargs) -> OnnxClassifier:
+        """Load from a file path or from serialized bytes; see the class for ``kwargs``."""
+        try:
+            if isinstance(source, (bytes, bytearray)):
+                model = onnx.load_model_from_string(bytes(source))
+            else:
+                model = onnx.load(str(source))
+        except (DecodeError, ValueError, RuntimeError) as exc:
+            raise InvalidModel(f"not an ONNX model: cannot parse the protobuf ({exc})") from exc
+        except OSError as exc:
+            raise InvalidModel(f"cannot read the model file: {exc}") from exc
+        return cls(model, **kwargs)
+
+    def _input_size(self) -> tuple[int, int, int]:
+        shape = self.signature.input_shape
+        c, h, w = (shape[1], shape[2], shape[3]) if self.signature.layout == "NCHW" else (shape[3], shape[1], shape[2])
+        crop = self.config.preprocessing.center_crop
+        h, w = h or crop, w or crop
+        if c is None or h is None or w is None:
+            raise InvalidModel(
+                f"input {self.signature.input_name!r} has symbolic channels/height/width {shape}; "
+                "set preprocessing.center_crop (and the layout) in the model config"
+            )
+        return int(c), int(h), int(w)
+
+    def _new_session(self, model: onnx.ModelProto) -> ort.InferenceSession:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self._threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 4
+        try:
+            return ort.InferenceSession(model.SerializeToString(), options, providers=self._providers)
+        except Exception as exc:  # onnxruntime raises several unrelated types
+            raise InvalidModel(f"onnxruntime cannot load it: {str(exc).strip().splitlines()[0]}") from exc
+
+    def _with_working_batch(self, model: onnx.ModelProto) -> tuple[onnx.ModelProto, str]:
+        """Return a model that accepts a batch of 2 correctly, and how it was obtained."""
+        declared_fixed = self.signature.input_shape[0] == 1
+        attempts: list[tuple[str, Callable[[], onnx.ModelProto]]] = []
+        if not declared_fixed:
+            attempts.append(("dynamic", lambda: model))
+        attempts.append(("rewritten", lambda: make_batch_dynamic(model)))
+        attempts.append(("rewritten", lambda: make_batch_dynamic(model, fix_reshapes=True)))
+        probe = self._probe_batch(2)
+        for mode, build in attempts:
+            candidate = build()
+            try:
+                session = self._new_session(candidate)
+                together = self._output(session.run(None, {self.signature.input_name: probe}))
+                apart = np.concatenate(
+                    [self._output(session.run(None, {self.signature.input_name: probe[i : i + 1]})) for i in range(2)]
+                )
+            except InvalidModel:
+                if mode == "dynamic":
+                    raise
+                continue
+            except Exception:  # a batch of 2 failed to run: this rewrite does not work
+                continue
+            if together.shape == apart.shape and np.allclose(together, apart, rtol=1e-3, atol=1e-4):
+                return candidate, mode
+        self._new_session(model)  # raises InvalidModel if even batch 1 cannot load
+        return model, "per_sample"
+
+    def _probe_batch(self, n: int) -> NDArray:
+        rng = np.random.default_rng(_PROBE_SEED)
+        shape = (n, self.channels, self.height, self.width)
+        return self._to_model_layout(rng.standard_normal(shape).astype(np.float32))
+
+    def _output(self, outputs: list[NDArray]) -> NDArray:
+        return np.asarray(outputs[self.signature.output_index])
+
+    def _detect_output_kind(self, outputs: NDArray) -> str:
+        if self.signature.output_producer in ("Softmax", "Sigmoid"):
+            return "probabilities"
+        rows = outputs.astype(np.float64)
+        if np.all(rows >= 0) and np.allclose(rows.sum(axis=1), 1.0, atol=1e-3):
+            return "probabilities"
+        return "logits"
+
+    # ---------------------------------------------------------------- sessions
+    def session(self, variant: str, build: Callable[[], onnx.ModelProto]) -> ort.InferenceSession:
+        """The shared session of a graph variant, built once with ``build`` and cached."""
+        with self._lock:
+            session = self._sessions.get(variant)
+            if session is None:
+                session = self._sessions[variant] = self._new_session(build())
+            return session
+
+    @property
+    def providers(self) -> tuple[str, ...]:
+        return tuple(self._plain.get_providers())
+
+    @property
+    def max_batch(self) -> int:
+        return 1 if self.batch_mode == "per_sample" else self.config.max_batch
+
+    @property
+    def outputs_are_probabilities(self) -> bool:
+        return self.output_kind == "probabilities"
+
+    @property
+    def info(self) -> ModelInfo:
+        return ModelInfo(
+            name=self.name,
+            input_name=self.signature.input_name,
+            input_datatype=self.signature.input_datatype,
+            layout=self.signature.layout,
+            channels=self.channels,
+            height=self.height,
+            width=self.width,
+            output_name=self.signature.output_name,
+            output_kind=self.output_kind,
+            num_classes=self.num_classes,
+            labels=self.labels,
+            batch_mode=self.batch_mode,
+            max_batch=self.max_batch,
+            providers=self.providers,
+            opset=next((o.version for o in self.model.opset_import if o.domain in ("", "ai.onnx")), 0),
+            config=self.config,
+        )
+
+    # ---------------------------------------------------------------- tensors
+    def _to_model_layout(self, images: NDArray) -> NDArray:
+        """Canonical [n, C, H, W] float32 → the model's layout and input dtype."""
+        if self.signature.layout == "NHWC":
+            images = images.transpose(0, 2, 3, 1)
+        if self._dtype == np.uint8:
+            images = np.clip(np.rint(images), 0, 255)
+        return np.ascontiguousarray(images, dtype=self._dtype)
+
+    def canonical_tensor(self, tensor: NDArray, *, field: str = "image.tensor") -> NDArray[np.float32]:
+        """Check a client's preprocessed tensor ([1,]·model layout) and return it as [C, H, W] float32."""
+        expected = (
+            (self.channels, self.height, self.width)
+            if self.signature.layout == "NCHW"
+            else (self.height, self.width, self.channels)
+        )
+        if tensor.dtype != self._dtype:
+            raise InvalidArgument(
+                field, f"datatype {tensor.dtype.name} does not match the model input; allowed: {np.dtype(self._dtype).name}"
+            )
+        shape = tensor.shape[1:] if tensor.ndim == 4 and tensor.shape[0] == 1 else tensor.shape
+        if tuple(shape) != expected:
+            allowed = " or ".join(str(list(s)) for s in (expected, (1, *expected)))
+            raise InvalidArgument(field, f"shape {list(tensor.shape)} does not match the model input; allowed: {allowed}")
+        image = np.asarray(tensor.reshape(expected), np.float32)
+        if self.signature.layout == "NHWC":
+            image = image.transpose(2, 0, 1)
+        if not np.all(np.isfinite(image)):
+            raise InvalidArgument(field, "contains NaN or infinite values")
+        return np.ascontiguousarray(image)
+
+    # ---------------------------------------------------------------- evaluation
+    def _run_plain(self, batch: NDArray) -> NDArray:
+        return self._output(self._plain.run(None, {self.signature.input_name: batch}))
+
+    def run(
+        self,
+        count: int,
+        make_batch: Callable[[int, int], Mapping[str, NDArray]],
+        *,
+        context: RunContext,
+        variant: str = PLAIN,
+        outputs: Sequence[str] | None = None,
+        backward: bool = False,
+        max_batch: int | None = None,
+    ) -> Iterator[Chunk]:
+        """The project's one batched evaluation loop.
+
+        Evaluates ``count`` samples in chunks of at most ``max_batch`` (the short last chunk as
+        is). ``make_batch(start, stop)`` builds the feed for samples ``[start, stop)``; its
+        :data:`IMAGE` entry is canonical [n, C, H, W] float32 and is converted to the model's
+        layout and dtype here, other entries are fed as they are. The next chunk's feed is built
+        on a helper thread while onnxruntime runs the current one. Each chunk is charged to
+        ``context`` (forward, and backward when ``backward``) and cancellation is checked before
+        it runs; a cancelled context also terminates the run in flight.
+
+        Yields:
+            :class:`Chunk` with the requested outputs (default: the class-score output).
+
+        Raises:
+            Cancelled: the context was cancelled. ResourceExhausted: over the evaluation budget.
+        """
+        if count <= 0:
+            return
+        session = self._plain if variant == PLAIN else self._sessions[variant]
+        names = list(outputs) if outputs else [self.signature.output_name]
+        step = max(1, min(max_batch or self.max_batch, self.max_batch))
+        bounds = [(start, min(start + step, count)) for start in range(0, count, step)]
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="feed") as prefetcher:
+            pending = prefetcher.submit(self._feed, make_batch, *bounds[0])
+            for index, (start, stop) in enumerate(bounds):
+                context.check()
+                feed = pending.result()
+                if index + 1 < len(bounds):
+                    pending = prefetcher.submit(self._feed, make_batch, *bounds[index + 1])
+                context.charge(forward=stop - start, backward=(stop - start) if backward else 0)
+                results = self._run_once(session, names, feed, context)
+                yield Chunk(start, stop, dict(zip(names, results)))
+
+    def _feed(self, make_batch: Callable[[int, int], Mapping[str, NDArray]], start: int, stop: int) -> dict[str, NDArray]:
+        feed = dict(make_batch(start, stop))
+        if IMAGE in feed:
+            feed[self.signature.input_name] = self._to_model_layout(feed.pop(IMAGE))
+        return feed
+
+    @staticmethod
+    def _run_once(session: ort.InferenceSession, names: list[str], feed: dict, context: RunContext) -> list[NDArray]:
+        options = ort.RunOptions()
+
+        def terminate() -> None:
+            options.terminate = True
+
+        context.add_terminator(terminate)
+        try:
+            return session.run(names, feed, options)
+        except Exception as exc:
+            if context.cancelled:
+                raise Cancelled("cancelled while a batch was running") from exc
+            raise
+        finally:
+            context.remove_terminator(terminate)
+
+    def predict(self, images: NDArray[np.float32], *, context: RunContext | None = None) -> NDArray[np.float32]:
+        """Class scores of canonical images [n, C, H, W] → [n, classes] float32 (model's output kind)."""
+        context = context or RunContext()
+        scores = np.empty((len(images), self.num_classes), np.float32)
+        for chunk in self.run(len(images), lambda a, b: {IMAGE: images[a:b]}, context=context):
+            scores[chunk.start : chunk.stop] = chunk.outputs[self.signature.output_name]
+        return scores

@@ -1,0 +1,126 @@
+"""Per-model configuration: labels, preprocessing, and overrides of what is auto-detected.
+
+On disk it is ``models/<name>/config.json`` beside ``model.onnx`` (all keys optional)::
+
+    {
+      "description": "EfficientNet-Lite0, ImageNet-1k",
+      "labels": "labels.txt",
+      "layout": "NCHW",                      # or "NHWC"; detected when absent
+      "output_kind": "logits",               # or "probabilities"; detected when absent
+      "output": "logits",                    # which output holds the class scores
+      "preprocessing": {"resize": 256, "center_crop": 224, "channel_order": "RGB",
+                        "scale": 1.0, "mean": [127, 127, 127], "std": [128, 128, 128]},
+      "cam_layer": null,                     # default layer for CAM methods (tensor name)
+      "max_batch": 32
+    }
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from ..errors import InvalidArgument
+
+LAYOUTS = ("NCHW", "NHWC")
+OUTPUT_KINDS = ("logits", "probabilities")
+CHANNEL_ORDERS = ("RGB", "BGR")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Preprocessing:
+    """Encoded image → model input tensor, in this order:
+
+    1. decode, convert to RGB (or grayscale for 1-channel models), reorder to ``channel_order``;
+    2. resize so the short side is ``resize`` (bilinear), or straight to the input size when None;
+    3. centre-crop ``center_crop`` (defaults to the model's input size);
+    4. ``(pixel · scale − mean) / std`` per channel, pixels in 0..255.
+    """
+
+    resize: int | None = None
+    center_crop: int | None = None
+    channel_order: str = "RGB"
+    scale: float = 1.0
+    mean: tuple[float, ...] = (0.0, 0.0, 0.0)
+    std: tuple[float, ...] = (1.0, 1.0, 1.0)
+
+    def __post_init__(self) -> None:
+        if self.channel_order not in CHANNEL_ORDERS:
+            raise InvalidArgument("preprocessing.channel_order", f"{self.channel_order!r}; allowed: RGB, BGR")
+        for name in ("resize", "center_crop"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, int) and value > 0):
+                raise InvalidArgument(f"preprocessing.{name}", f"{value!r}; allowed: a positive integer or null")
+        if any(s == 0 for s in self.std):
+            raise InvalidArgument("preprocessing.std", "must not contain 0")
+        object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
+        object.__setattr__(self, "std", tuple(float(s) for s in self.std))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    """Everything optional: a bare ``model.onnx`` is served with detected settings."""
+
+    description: str = ""
+    labels: tuple[str, ...] | None = None
+    layout: str | None = None
+    output_kind: str | None = None
+    output: str | None = None
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    cam_layer: str | None = None
+    max_batch: int = 32
+
+    def __post_init__(self) -> None:
+        if self.layout is not None and self.layout not in LAYOUTS:
+            raise InvalidArgument("config.layout", f"{self.layout!r}; allowed: NCHW, NHWC")
+        if self.output_kind is not None and self.output_kind not in OUTPUT_KINDS:
+            raise InvalidArgument("config.output_kind", f"{self.output_kind!r}; allowed: logits, probabilities")
+        if not (isinstance(self.max_batch, int) and 1 <= self.max_batch <= 4096):
+            raise InvalidArgument("config.max_batch", f"{self.max_batch!r}; allowed: [1, 4096]")
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], *, base_dir: Path | None = None) -> ModelConfig:
+        """Parse a config mapping; ``labels`` may be a list or a file name relative to ``base_dir``."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise InvalidArgument(f"config.{unknown[0]}", f"unknown key; allowed: {', '.join(sorted(known))}")
+        values = dict(raw)
+        labels = values.get("labels")
+        if isinstance(labels, str):
+            if base_dir is None:
+                raise InvalidArgument("config.labels", "a labels file needs a model directory")
+            values["labels"] = read_labels(base_dir / labels)
+        elif labels is not None:
+            values["labels"] = tuple(str(label) for label in labels)
+        if "preprocessing" in values:
+            pre = values["preprocessing"] or {}
+            pre_known = {f.name for f in fields(Preprocessing)}
+            bad = sorted(set(pre) - pre_known)
+            if bad:
+                raise InvalidArgument(
+                    f"config.preprocessing.{bad[0]}", f"unknown key; allowed: {', '.join(sorted(pre_known))}"
+                )
+            values["preprocessing"] = Preprocessing(**pre)
+        return cls(**values)
+
+    @classmethod
+    def from_file(cls, path: Path) -> ModelConfig:
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise InvalidArgument("config", f"cannot read {path.name}: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise InvalidArgument("config", f"{path.name} must hold a JSON object")
+        return cls.from_dict(raw, base_dir=path.parent)
+
+
+def read_labels(path: Path) -> tuple[str, ...]:
+    """One label per line, line i naming class i."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise InvalidArgument("config.labels", f"cannot read labels file {path.name}: {exc}") from exc
+    return tuple(line.strip() for line in lines if line.strip())

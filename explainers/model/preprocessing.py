@@ -1,0 +1,120 @@
+"""Encoded image → model input tensor, and heatmaps back onto the original image's pixel grid.
+
+Tensors here are in the canonical layout [C, H, W] float32; the classifier converts to the
+model's own layout and dtype. :class:`Geometry` records the resize and crop so that a heatmap in
+model-input pixels can be mapped back onto the original image (inverting resize and crop).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import InvalidArgument, ResourceExhausted
+from .config import Preprocessing
+
+DEFAULT_MAX_PIXELS = 40_000_000
+
+
+def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, field: str = "image.encoded") -> Image.Image:
+    """Decode PNG/JPEG/... bytes; the size is checked from the header before pixels are decoded.
+
+    Raises:
+        InvalidArgument: the bytes are not a decodable image.
+        ResourceExhausted: the image has more than ``max_pixels`` pixels.
+    """
+    if not data:
+        raise InvalidArgument(field, "empty image; expected PNG, JPEG, BMP, GIF, TIFF or WebP bytes")
+    try:
+        image = Image.open(io.BytesIO(data))
+        width, height = image.size
+        if width * height > max_pixels:
+            raise ResourceExhausted(
+                f"{field}: image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}"
+            )
+        image.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise InvalidArgument(
+            field, f"cannot decode image ({exc}); expected PNG, JPEG, BMP, GIF, TIFF or WebP bytes"
+        ) from exc
+    return image
+
+
+def to_rgb_array(image: Image.Image) -> NDArray[np.uint8]:
+    """The image as uint8 [H, W, 3] RGB (what overlays are drawn on)."""
+    return np.asarray(image.convert("RGB"))
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Where the model input came from: ``original`` (H0, W0) was resized to ``resized`` (Hr, Wr)
+    and cropped at ``crop_origin`` (top, left) to ``input`` (H, W)."""
+
+    original: tuple[int, int]
+    resized: tuple[int, int]
+    crop_origin: tuple[int, int]
+    input: tuple[int, int]
+
+    def to_original(self, heatmaps: NDArray[np.floating]) -> NDArray[np.float32]:
+        """Bilinearly map [T, H, W] heatmaps onto the original grid, [T, H0, W0].
+
+        Pixels whose centre falls outside the crop (never seen by the model) are NaN.
+        """
+        (h0, w0), (hr, wr) = self.original, self.resized
+        top, left = self.crop_origin
+        h, w = self.input
+        # pixel centres of the original, in crop coordinates (align_corners=False convention)
+        ys = (np.arange(h0) + 0.5) * (hr / h0) - 0.5 - top
+        xs = (np.arange(w0) + 0.5) * (wr / w0) - 0.5 - left
+        y_out = (ys < -0.5) | (ys > h - 0.5)
+        x_out = (xs < -0.5) | (xs > w - 0.5)
+        ys, xs = np.clip(ys, 0, h - 1), np.clip(xs, 0, w - 1)
+        y0, x0 = np.floor(ys).astype(int), np.floor(xs).astype(int)
+        y1, x1 = np.minimum(y0 + 1, h - 1), np.minimum(x0 + 1, w - 1)
+        fy, fx = (ys - y0)[:, None], (xs - x0)[None, :]
+        maps = np.asarray(heatmaps, np.float32)
+        top_row = maps[:, y0][:, :, x0] * (1 - fx) + maps[:, y0][:, :, x1] * fx
+        bottom_row = maps[:, y1][:, :, x0] * (1 - fx) + maps[:, y1][:, :, x1] * fx
+        out = (top_row * (1 - fy) + bottom_row * fy).astype(np.float32)
+        out[:, y_out, :] = np.nan
+        out[:, :, x_out] = np.nan
+        return out
+
+
+def preprocess(
+    image: Image.Image, pre: Preprocessing, *, size: tuple[int, int], channels: int
+) -> tuple[NDArray[np.float32], Geometry]:
+    """Apply ``pre`` to a decoded image for a model whose input is ``size`` (H, W) × ``channels``.
+
+    Returns the canonical tensor [channels, H, W] float32 and the :class:`Geometry` to invert it.
+    """
+    height, width = size
+    if pre.center_crop is not None and pre.center_crop != min(height, width):
+        raise InvalidArgument(
+            "preprocessing.center_crop", f"{pre.center_crop} does not match the model input {height}x{width}"
+        )
+    converted = image.convert("L" if channels == 1 else "RGB")
+    w0, h0 = converted.size
+    if pre.resize is None:
+        resized_hw = (height, width)
+    else:
+        short = min(h0, w0)
+        resized_hw = (max(height, round(h0 * pre.resize / short)), max(width, round(w0 * pre.resize / short)))
+    resized = converted.resize((resized_hw[1], resized_hw[0]), Image.BILINEAR)
+    top, left = (resized_hw[0] - height) // 2, (resized_hw[1] - width) // 2
+    pixels = np.asarray(resized, np.float32)[top : top + height, left : left + width]
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    if channels == 3 and pre.channel_order == "BGR":
+        pixels = pixels[:, :, ::-1]
+    if pixels.shape[2] != channels:
+        raise InvalidArgument("image", f"the model expects {channels} channels; only 1 or 3 are supported")
+    mean = np.asarray(pre.mean[:channels] if len(pre.mean) >= channels else pre.mean[:1] * channels, np.float32)
+    std = np.asarray(pre.std[:channels] if len(pre.std) >= channels else pre.std[:1] * channels, np.float32)
+    tensor = (pixels * np.float32(pre.scale) - mean) / std
+    geometry = Geometry((h0, w0), resized_hw, (top, left), (height, width))
+    return np.ascontiguousarray(tensor.transpose(2, 0, 1), dtype=np.float32), geometry

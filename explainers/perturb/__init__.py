@@ -1,0 +1,1 @@
+"""Parts shared by perturbation methods: mask generators × baselines (perturbers) × aggregators."""

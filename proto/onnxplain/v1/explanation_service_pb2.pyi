@@ -1,0 +1,225 @@
+from onnxplain.v1 import method_params_pb2 as _method_params_pb2
+from onnxplain.v1 import tensor_pb2 as _tensor_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ScoreSpace(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SCORE_SPACE_UNSPECIFIED: _ClassVar[ScoreSpace]
+    SCORE_SPACE_PROBABILITY: _ClassVar[ScoreSpace]
+
+class HeatmapDatatype(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    HEATMAP_DATATYPE_UNSPECIFIED: _ClassVar[HeatmapDatatype]
+    HEATMAP_DATATYPE_FP32: _ClassVar[HeatmapDatatype]
+    HEATMAP_DATATYPE_FP16: _ClassVar[HeatmapDatatype]
+    HEATMAP_DATATYPE_UINT8: _ClassVar[HeatmapDatatype]
+
+class MethodFamily(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    METHOD_FAMILY_UNSPECIFIED: _ClassVar[MethodFamily]
+    METHOD_FAMILY_PERTURBATION: _ClassVar[MethodFamily]
+    METHOD_FAMILY_GRADIENT: _ClassVar[MethodFamily]
+    METHOD_FAMILY_CONTRASTIVE: _ClassVar[MethodFamily]
+SCORE_SPACE_UNSPECIFIED: ScoreSpace
+SCORE_SPACE_PROBABILITY: ScoreSpace
+HEATMAP_DATATYPE_UNSPECIFIED: HeatmapDatatype
+HEATMAP_DATATYPE_FP32: HeatmapDatatype
+HEATMAP_DATATYPE_FP16: HeatmapDatatype
+HEATMAP_DATATYPE_UINT8: HeatmapDatatype
+METHOD_FAMILY_UNSPECIFIED: MethodFamily
+METHOD_FAMILY_PERTURBATION: MethodFamily
+METHOD_FAMILY_GRADIENT: MethodFamily
+METHOD_FAMILY_CONTRASTIVE: MethodFamily
+
+class Target(_message.Message):
+    __slots__ = ("class_indices", "top_k", "contrast_class", "class_weights", "score_space")
+    CLASS_INDICES_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    CONTRAST_CLASS_FIELD_NUMBER: _ClassVar[int]
+    CLASS_WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    SCORE_SPACE_FIELD_NUMBER: _ClassVar[int]
+    class_indices: _containers.RepeatedScalarFieldContainer[int]
+    top_k: int
+    contrast_class: int
+    class_weights: _tensor_pb2.Tensor
+    score_space: ScoreSpace
+    def __init__(self, class_indices: _Optional[_Iterable[int]] = ..., top_k: _Optional[int] = ..., contrast_class: _Optional[int] = ..., class_weights: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., score_space: _Optional[_Union[ScoreSpace, str]] = ...) -> None: ...
+
+class OutputOptions(_message.Message):
+    __slots__ = ("heatmap_datatype", "original_grid", "overlay_png", "partial_interval_ms")
+    HEATMAP_DATATYPE_FIELD_NUMBER: _ClassVar[int]
+    ORIGINAL_GRID_FIELD_NUMBER: _ClassVar[int]
+    OVERLAY_PNG_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
+    heatmap_datatype: HeatmapDatatype
+    original_grid: bool
+    overlay_png: bool
+    partial_interval_ms: int
+    def __init__(self, heatmap_datatype: _Optional[_Union[HeatmapDatatype, str]] = ..., original_grid: _Optional[bool] = ..., overlay_png: _Optional[bool] = ..., partial_interval_ms: _Optional[int] = ...) -> None: ...
+
+class ExplainRequest(_message.Message):
+    __slots__ = ("request_id", "model", "method", "image", "target", "seed", "output", "occlusion")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    OCCLUSION_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    model: str
+    method: str
+    image: _tensor_pb2.ImageInput
+    target: Target
+    seed: int
+    output: OutputOptions
+    occlusion: _method_params_pb2.OcclusionParams
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., method: _Optional[str] = ..., image: _Optional[_Union[_tensor_pb2.ImageInput, _Mapping]] = ..., target: _Optional[_Union[Target, _Mapping]] = ..., seed: _Optional[int] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ..., occlusion: _Optional[_Union[_method_params_pb2.OcclusionParams, _Mapping]] = ...) -> None: ...
+
+class Accepted(_message.Message):
+    __slots__ = ("model", "method", "seed", "planned_evaluations", "targets", "parameters")
+    class ParametersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    PLANNED_EVALUATIONS_FIELD_NUMBER: _ClassVar[int]
+    TARGETS_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    method: str
+    seed: int
+    planned_evaluations: int
+    targets: _containers.RepeatedCompositeFieldContainer[TargetInfo]
+    parameters: _containers.ScalarMap[str, str]
+    def __init__(self, model: _Optional[str] = ..., method: _Optional[str] = ..., seed: _Optional[int] = ..., planned_evaluations: _Optional[int] = ..., targets: _Optional[_Iterable[_Union[TargetInfo, _Mapping]]] = ..., parameters: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class TargetInfo(_message.Message):
+    __slots__ = ("class_index", "label", "contrast_class")
+    CLASS_INDEX_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    CONTRAST_CLASS_FIELD_NUMBER: _ClassVar[int]
+    class_index: int
+    label: str
+    contrast_class: int
+    def __init__(self, class_index: _Optional[int] = ..., label: _Optional[str] = ..., contrast_class: _Optional[int] = ...) -> None: ...
+
+class Progress(_message.Message):
+    __slots__ = ("done", "total", "partial_heatmaps")
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_HEATMAPS_FIELD_NUMBER: _ClassVar[int]
+    done: int
+    total: int
+    partial_heatmaps: _tensor_pb2.Tensor
+    def __init__(self, done: _Optional[int] = ..., total: _Optional[int] = ..., partial_heatmaps: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ...) -> None: ...
+
+class TargetResult(_message.Message):
+    __slots__ = ("target", "score", "heatmap_min", "heatmap_max", "overlay_png")
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    HEATMAP_MIN_FIELD_NUMBER: _ClassVar[int]
+    HEATMAP_MAX_FIELD_NUMBER: _ClassVar[int]
+    OVERLAY_PNG_FIELD_NUMBER: _ClassVar[int]
+    target: TargetInfo
+    score: float
+    heatmap_min: float
+    heatmap_max: float
+    overlay_png: bytes
+    def __init__(self, target: _Optional[_Union[TargetInfo, _Mapping]] = ..., score: _Optional[float] = ..., heatmap_min: _Optional[float] = ..., heatmap_max: _Optional[float] = ..., overlay_png: _Optional[bytes] = ...) -> None: ...
+
+class Result(_message.Message):
+    __slots__ = ("heatmaps", "original_heatmaps", "targets", "forward_evaluations", "backward_evaluations", "extras", "elapsed_seconds")
+    class ExtrasEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    HEATMAPS_FIELD_NUMBER: _ClassVar[int]
+    ORIGINAL_HEATMAPS_FIELD_NUMBER: _ClassVar[int]
+    TARGETS_FIELD_NUMBER: _ClassVar[int]
+    FORWARD_EVALUATIONS_FIELD_NUMBER: _ClassVar[int]
+    BACKWARD_EVALUATIONS_FIELD_NUMBER: _ClassVar[int]
+    EXTRAS_FIELD_NUMBER: _ClassVar[int]
+    ELAPSED_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    heatmaps: _tensor_pb2.Tensor
+    original_heatmaps: _tensor_pb2.Tensor
+    targets: _containers.RepeatedCompositeFieldContainer[TargetResult]
+    forward_evaluations: int
+    backward_evaluations: int
+    extras: _containers.ScalarMap[str, float]
+    elapsed_seconds: float
+    def __init__(self, heatmaps: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., original_heatmaps: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., targets: _Optional[_Iterable[_Union[TargetResult, _Mapping]]] = ..., forward_evaluations: _Optional[int] = ..., backward_evaluations: _Optional[int] = ..., extras: _Optional[_Mapping[str, float]] = ..., elapsed_seconds: _Optional[float] = ...) -> None: ...
+
+class ExplainResponse(_message.Message):
+    __slots__ = ("request_id", "accepted", "progress", "result")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    accepted: Accepted
+    progress: Progress
+    result: Result
+    def __init__(self, request_id: _Optional[str] = ..., accepted: _Optional[_Union[Accepted, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., result: _Optional[_Union[Result, _Mapping]] = ...) -> None: ...
+
+class ListMethodsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ParameterInfo(_message.Message):
+    __slots__ = ("name", "type", "default_value", "description", "minimum", "maximum", "choices")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_VALUE_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    MINIMUM_FIELD_NUMBER: _ClassVar[int]
+    MAXIMUM_FIELD_NUMBER: _ClassVar[int]
+    CHOICES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    type: str
+    default_value: str
+    description: str
+    minimum: float
+    maximum: float
+    choices: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., default_value: _Optional[str] = ..., description: _Optional[str] = ..., minimum: _Optional[float] = ..., maximum: _Optional[float] = ..., choices: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class MethodInfo(_message.Message):
+    __slots__ = ("name", "family", "black_box", "summary", "reference", "parameters", "params_field")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FAMILY_FIELD_NUMBER: _ClassVar[int]
+    BLACK_BOX_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    family: MethodFamily
+    black_box: bool
+    summary: str
+    reference: str
+    parameters: _containers.RepeatedCompositeFieldContainer[ParameterInfo]
+    params_field: str
+    def __init__(self, name: _Optional[str] = ..., family: _Optional[_Union[MethodFamily, str]] = ..., black_box: _Optional[bool] = ..., summary: _Optional[str] = ..., reference: _Optional[str] = ..., parameters: _Optional[_Iterable[_Union[ParameterInfo, _Mapping]]] = ..., params_field: _Optional[str] = ...) -> None: ...
+
+class ListMethodsResponse(_message.Message):
+    __slots__ = ("methods",)
+    METHODS_FIELD_NUMBER: _ClassVar[int]
+    methods: _containers.RepeatedCompositeFieldContainer[MethodInfo]
+    def __init__(self, methods: _Optional[_Iterable[_Union[MethodInfo, _Mapping]]] = ...) -> None: ...

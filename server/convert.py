@@ -1,0 +1,129 @@
+"""Library values ↔ protobuf messages. No logic beyond the mapping."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+from google.protobuf.message import Message
+from numpy.typing import NDArray
+from onnxplain.v1 import explanation_service_pb2 as ex_pb2
+from onnxplain.v1 import model_service_pb2 as model_pb2
+
+from client.tensors import to_tensor
+from explainers import Family
+from explainers.methods import MethodSpec
+from explainers.model import ModelInfo
+
+from .repository import Entry, State
+
+_STATES = {
+    State.UNLOADED: model_pb2.MODEL_STATE_UNLOADED,
+    State.LOADING: model_pb2.MODEL_STATE_LOADING,
+    State.READY: model_pb2.MODEL_STATE_READY,
+    State.FAILED: model_pb2.MODEL_STATE_FAILED,
+}
+_FAMILIES = {
+    Family.PERTURBATION: ex_pb2.METHOD_FAMILY_PERTURBATION,
+    Family.GRADIENT: ex_pb2.METHOD_FAMILY_GRADIENT,
+    Family.CONTRASTIVE: ex_pb2.METHOD_FAMILY_CONTRASTIVE,
+}
+PARAMS_ONEOF = "params"
+
+
+def model_info(entry: Entry) -> model_pb2.ModelInfo:
+    message = model_pb2.ModelInfo(name=entry.name, state=_STATES[entry.state], error=entry.error)
+    if entry.classifier is not None:
+        fill_model_info(message, entry.classifier.info)
+    return message
+
+
+def fill_model_info(message: model_pb2.ModelInfo, info: ModelInfo) -> None:
+    config, pre = info.config, info.config.preprocessing
+    input_shape = (
+        [-1, info.channels, info.height, info.width] if info.layout == "NCHW" else [-1, info.height, info.width, info.channels]
+    )
+    message.description = config.description
+    message.input.CopyFrom(model_pb2.TensorSpec(name=info.input_name, shape=input_shape, datatype=info.input_datatype))
+    message.output.CopyFrom(model_pb2.TensorSpec(name=info.output_name, shape=[-1, info.num_classes], datatype="FP32"))
+    message.layout = model_pb2.LAYOUT_NCHW if info.layout == "NCHW" else model_pb2.LAYOUT_NHWC
+    message.output_kind = (
+        model_pb2.OUTPUT_KIND_LOGITS if info.output_kind == "logits" else model_pb2.OUTPUT_KIND_PROBABILITIES
+    )
+    message.num_classes = info.num_classes
+    message.labels.extend(info.labels)
+    message.preprocessing.CopyFrom(
+        model_pb2.Preprocessing(
+            resize=pre.resize or 0,
+            height=info.height,
+            width=info.width,
+            channel_order=pre.channel_order,
+            scale=pre.scale,
+            mean=list(pre.mean),
+            std=list(pre.std),
+        )
+    )
+    message.providers.extend(info.providers)
+    message.max_batch = info.max_batch
+    message.batch_mode = getattr(model_pb2, f"BATCH_MODE_{info.batch_mode.upper()}")
+    message.opset = info.opset
+
+
+def params_field(method: str) -> str:
+    """Name of the ExplainRequest.params oneof field for ``method`` ('' when it has none)."""
+    fields = ex_pb2.ExplainRequest.DESCRIPTOR.oneofs_by_name[PARAMS_ONEOF].fields
+    return method if any(f.name == method for f in fields) else ""
+
+
+def method_info(spec: MethodSpec) -> ex_pb2.MethodInfo:
+    message = ex_pb2.MethodInfo(
+        name=spec.name,
+        family=_FAMILIES[spec.family],
+        black_box=spec.black_box,
+        summary=spec.summary,
+        reference=spec.reference,
+        params_field=params_field(spec.name),
+    )
+    for p in spec.params.describe():
+        info = message.parameters.add(name=p.name, type=p.type, default_value=str(p.default), description=p.doc)
+        if p.low is not None:
+            info.minimum = p.low
+        if p.high is not None:
+            info.maximum = p.high
+        info.choices.extend(p.choices or ())
+    return message
+
+
+def _enum_prefix(enum_name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", enum_name).upper() + "_"
+
+
+def params_from_proto(message: Message) -> dict[str, Any]:
+    """Set fields of a typed params message → library keyword arguments.
+
+    Enums map to the lower-case value name after the enum's prefix (BASELINE_BLUR → "blur");
+    the zero (_UNSPECIFIED) value and unset optional fields mean "the method's default".
+    """
+    values: dict[str, Any] = {}
+    for field, value in message.ListFields():
+        if field.enum_type is not None:
+            if value == 0:
+                continue
+            name = field.enum_type.values_by_number[value].name
+            values[field.name] = name.removeprefix(_enum_prefix(field.enum_type.name)).lower()
+        else:
+            values[field.name] = value
+    return values
+
+
+def encode_heatmaps(heatmaps: NDArray[np.float32], datatype: int) -> Any:
+    """Heatmaps [T, H, W] float32 → Tensor in the requested datatype (UINT8: per-target min-max)."""
+    if datatype == ex_pb2.HEATMAP_DATATYPE_FP16:
+        return to_tensor(heatmaps.astype(np.float16))
+    if datatype == ex_pb2.HEATMAP_DATATYPE_UINT8:
+        low = np.nanmin(heatmaps, axis=(1, 2), keepdims=True)
+        span = np.nanmax(heatmaps, axis=(1, 2), keepdims=True) - low
+        scaled = np.nan_to_num((heatmaps - low) / np.where(span > 0, span, 1.0)) * 255
+        return to_tensor(np.rint(scaled).astype(np.uint8))
+    return to_tensor(heatmaps.astype(np.float32))

@@ -1,0 +1,68 @@
+"""The one table from library exceptions to gRPC status codes, with rich error details.
+
+Each status carries a ``google.rpc.ErrorInfo`` (reason + domain) and, for bad fields, a
+``google.rpc.BadRequest`` field violation, so generated clients in any language can act on it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from client.tensors import TensorError
+from explainers import errors
+
+DOMAIN = "onnxplain.v1"
+log = logging.getLogger("onnxplain.server")
+
+STATUS_OF: list[tuple[type[Exception], grpc.StatusCode]] = [
+    (errors.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
+    (TensorError, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.NotFound, grpc.StatusCode.NOT_FOUND),
+    (errors.FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (errors.Unavailable, grpc.StatusCode.UNAVAILABLE),
+    (errors.Cancelled, grpc.StatusCode.CANCELLED),
+    (errors.PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
+    (errors.Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
+]
+
+
+def status_code(exc: BaseException) -> grpc.StatusCode:
+    for kind, code in STATUS_OF:
+        if isinstance(exc, kind):
+            return code
+    return grpc.StatusCode.INTERNAL
+
+
+def to_status(exc: BaseException, *, request_id: str = "") -> grpc.Status:
+    """A ``grpc.Status`` for ``exc``; unknown exceptions become INTERNAL and are logged."""
+    code = status_code(exc)
+    if code is grpc.StatusCode.INTERNAL:
+        log.exception("internal error (request_id=%r)", request_id, exc_info=exc)
+        message = f"internal error ({type(exc).__name__}); this is a bug, please report it with the request_id"
+        reason = "INTERNAL"
+    else:
+        message = str(exc)
+        reason = getattr(exc, "reason", "INVALID_ARGUMENT")
+    details = [error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN, metadata={"request_id": request_id})]
+    field = getattr(exc, "field", None)
+    if field:
+        violation = error_details_pb2.BadRequest.FieldViolation(field=field, description=getattr(exc, "description", message))
+        details.append(error_details_pb2.BadRequest(field_violations=[violation]))
+    packed = []
+    for detail in details:
+        wrapper = any_pb2.Any()
+        wrapper.Pack(detail)
+        packed.append(wrapper)
+    status = status_pb2.Status(code=getattr(code_pb2, code.name), message=message, details=packed)
+    return rpc_status.to_status(status)
+
+
+async def abort(context: grpc.aio.ServicerContext, exc: BaseException, *, request_id: str = "") -> None:
+    """Abort the RPC with the status for ``exc`` (raises, as ``context.abort`` does)."""
+    await context.abort_with_status(to_status(exc, request_id=request_id))

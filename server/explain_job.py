@@ -1,0 +1,97 @@
+"""One Explain request, start to finish, as a synchronous generator of response messages.
+
+Runs on a worker thread: resolve the model, prepare the image and the objective, run the method,
+throttle partial heatmaps, and build the result (original-grid mapping, overlays). The servicer
+only forwards what this yields, so the whole pipeline is testable without gRPC.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterator
+
+import numpy as np
+from onnxplain.v1 import explanation_service_pb2 as ex_pb2
+
+from explainers import Explanation, Planned, Progress, RunContext, explain, get_method
+from explainers.errors import InvalidArgument, ResourceExhausted
+from explainers.render import overlay, png_bytes
+
+from .convert import PARAMS_ONEOF, encode_heatmaps, params_field, params_from_proto
+from .limits import ServerLimits
+from .repository import ModelRepository
+from .requests import prepare_image, resolve_objective
+
+MAX_SEED = 2**63 - 1
+
+
+def run_explain(
+    request: ex_pb2.ExplainRequest, repository: ModelRepository, limits: ServerLimits, context: RunContext
+) -> Iterator[ex_pb2.ExplainResponse]:
+    started = time.perf_counter()
+    rid = request.request_id
+    spec = get_method(request.method)
+    classifier = repository.get(request.model)
+    given = request.WhichOneof(PARAMS_ONEOF)
+    expected = params_field(spec.name)
+    if given is not None and given != expected:
+        raise InvalidArgument(given, f"parameters for {given!r} given, but the method is {spec.name!r}")
+    params = spec.params.from_mapping(params_from_proto(getattr(request, given)) if given else {})
+    seed = request.seed if request.HasField("seed") else secrets.randbelow(MAX_SEED)
+    image = prepare_image(classifier, request.image, max_pixels=limits.max_image_pixels)
+    objective = resolve_objective(classifier, image.tensor, request.target, max_targets=limits.max_targets, context=context)
+    targets = [
+        ex_pb2.TargetInfo(class_index=c, label=classifier.labels[c], contrast_class=objective.contrast)
+        for c in objective.classes
+    ]
+    output = request.output
+    interval = output.partial_interval_ms / 1000.0
+    last_partial = -float("inf")
+
+    for event in explain(classifier, image.tensor, spec.name, objective, params, seed=seed, context=context):
+        if isinstance(event, Planned):
+            if event.total > limits.max_evaluations:
+                raise ResourceExhausted(
+                    f"{spec.name} with these parameters plans {event.total} model evaluations; "
+                    f"this server allows at most {limits.max_evaluations} per request"
+                )
+            accepted = ex_pb2.Accepted(
+                model=classifier.name, method=spec.name, seed=seed, planned_evaluations=event.total, targets=targets,
+                parameters={k: str(v) for k, v in params.as_dict().items()},
+            )
+            yield ex_pb2.ExplainResponse(request_id=rid, accepted=accepted)
+        elif isinstance(event, Progress):
+            progress = ex_pb2.Progress(done=event.done, total=event.total)
+            now = time.perf_counter()
+            if interval > 0 and event.heatmaps is not None and now - last_partial >= interval:
+                progress.partial_heatmaps.CopyFrom(encode_heatmaps(event.heatmaps, output.heatmap_datatype))
+                last_partial = now
+            yield ex_pb2.ExplainResponse(request_id=rid, progress=progress)
+        elif isinstance(event, Explanation):
+            result = _result(event, targets, image, output, started)
+            yield ex_pb2.ExplainResponse(request_id=rid, result=result)
+
+
+def _result(event: Explanation, targets, image, output: ex_pb2.OutputOptions, started: float) -> ex_pb2.Result:
+    heatmaps = event.heatmaps
+    result = ex_pb2.Result(
+        heatmaps=encode_heatmaps(heatmaps, output.heatmap_datatype),
+        forward_evaluations=event.forward,
+        backward_evaluations=event.backward,
+        extras=event.extras,
+    )
+    on_original = image.geometry.to_original(heatmaps) if image.geometry is not None else None
+    if output.original_grid and on_original is not None:
+        result.original_heatmaps.CopyFrom(encode_heatmaps(on_original, output.heatmap_datatype))
+    signed = bool(np.nanmin(heatmaps) < 0)
+    for index, (info, score) in enumerate(zip(targets, event.scores)):
+        item = result.targets.add(
+            target=info, score=float(score), heatmap_min=float(heatmaps[index].min()),
+            heatmap_max=float(heatmaps[index].max()),
+        )
+        if output.overlay_png:
+            drawn = on_original[index] if on_original is not None else heatmaps[index]
+            item.overlay_png = png_bytes(overlay(image.canvas, drawn, signed=signed))
+    result.elapsed_seconds = time.perf_counter() - started
+    return result

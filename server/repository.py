@@ -1,0 +1,206 @@
+"""The model repository: ``<root>/<name>/model.onnx`` + optional ``config.json``, Triton-style.
+
+A model that fails to load is kept with its reason (state FAILED) and never stops the server.
+Paths are confined to the repository root: names are plain identifiers, symlinks may not escape
+the root, and ONNX external-data files must stay inside the model's directory.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+import onnx
+from onnx.external_data_helper import uses_external_data
+
+from explainers import ModelConfig, OnnxClassifier
+from explainers.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    InvalidModel,
+    NotFound,
+    OnnxplainError,
+    PermissionDenied,
+    Unavailable,
+)
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+MODEL_FILE = "model.onnx"
+CONFIG_FILE = "config.json"
+
+
+class State(str, Enum):
+    UNLOADED = "unloaded"
+    LOADING = "loading"
+    READY = "ready"
+    FAILED = "failed"
+
+
+@dataclass
+class Entry:
+    """One model: where it comes from, its state, and the classifier once READY."""
+
+    name: str
+    directory: Path | None
+    state: State = State.UNLOADED
+    error: str = ""
+    classifier: OnnxClassifier | None = None
+
+
+def check_name(name: str, field: str = "model") -> str:
+    if not NAME_PATTERN.match(name or ""):
+        raise InvalidArgument(field, f"{name!r} is not a model name; allowed: letters, digits, '_', '.', '-' (max 128)")
+    return name
+
+
+class ModelRepository:
+    """Thread-safe registry of models. Loading is blocking: call it from a worker thread."""
+
+    def __init__(self, root: Path | None, *, providers: list[str] | None = None, threads: int = 0,
+                 allow_uploads: bool = False):
+        self.root = root.resolve() if root else None
+        self.providers = providers
+        self.threads = threads
+        self.allow_uploads = allow_uploads
+        self._entries: dict[str, Entry] = {}
+        self._lock = threading.Lock()
+        self.scan()
+
+    def scan(self) -> list[str]:
+        """Register every ``<root>/<name>/model.onnx`` not yet known; returns all names."""
+        if self.root is None:
+            return self.names()
+        if not self.root.is_dir():
+            raise InvalidArgument("models", f"model repository {self.root} is not a directory")
+        with self._lock:
+            for directory in sorted(self.root.iterdir()):
+                if (directory / MODEL_FILE).is_file() and NAME_PATTERN.match(directory.name):
+                    self._entries.setdefault(directory.name, Entry(directory.name, directory))
+        return self.names()
+
+    def names(self) -> list[str]:
+        with self._lock:
+            return sorted(self._entries)
+
+    def entries(self) -> list[Entry]:
+        with self._lock:
+            return [self._entries[name] for name in sorted(self._entries)]
+
+    def entry(self, name: str) -> Entry:
+        with self._lock:
+            entry = self._entries.get(name)
+            if entry is None:
+                raise NotFound("model", name, self._entries)
+            return entry
+
+    def get(self, name: str) -> OnnxClassifier:
+        """The READY classifier ``name``, or an error saying why it cannot serve."""
+        entry = self.entry(name)
+        if entry.state is State.READY and entry.classifier is not None:
+            return entry.classifier
+        if entry.state is State.LOADING:
+            raise Unavailable(f"model {name!r} is still loading; retry shortly")
+        if entry.state is State.FAILED:
+            raise FailedPrecondition(f"model {name!r} failed to load: {entry.error}")
+        raise FailedPrecondition(f"model {name!r} is not loaded; call LoadModel first")
+
+    def load(self, name: str) -> Entry:
+        """(Re)load ``name`` from the repository; on failure the entry is FAILED with the reason."""
+        check_name(name)
+        if self.root is not None and name not in self.names():
+            self.scan()
+        entry = self.entry(name)
+        if entry.directory is None:
+            raise FailedPrecondition(f"model {name!r} was uploaded; upload it again to reload it")
+        return self._load(entry, lambda: self._read_from_directory(entry.directory))
+
+    def load_bytes(self, name: str, data: bytes, config_json: str = "") -> Entry:
+        """Register uploaded model bytes under ``name`` (only when uploads are enabled)."""
+        if not self.allow_uploads:
+            raise PermissionDenied("model uploads are disabled on this server (start it with --allow-uploads)")
+        check_name(name)
+        with self._lock:
+            existing = self._entries.get(name)
+            if existing is not None and existing.directory is not None:
+                raise InvalidArgument("name", f"{name!r} is a repository model; choose another name for an upload")
+            fresh = existing is None
+            entry = self._entries.setdefault(name, Entry(name, None))
+
+        def build() -> OnnxClassifier:
+            config = ModelConfig()
+            if config_json:
+                try:
+                    raw = json.loads(config_json)
+                except json.JSONDecodeError as exc:
+                    raise InvalidArgument("config_json", f"not valid JSON: {exc}") from exc
+                if not isinstance(raw, dict):
+                    raise InvalidArgument("config_json", "must be a JSON object")
+                config = ModelConfig.from_dict(raw)
+            return OnnxClassifier.load(data, config=config, name=name, providers=self.providers, threads=self.threads)
+
+        try:
+            return self._load(entry, build)
+        except Exception:
+            if fresh:  # a failed first upload leaves nothing behind
+                with self._lock:
+                    self._entries.pop(name, None)
+            raise
+
+    def unload(self, name: str) -> None:
+        entry = self.entry(name)
+        with self._lock:
+            entry.classifier = None
+            entry.state, entry.error = State.UNLOADED, ""
+            if entry.directory is None:
+                del self._entries[name]
+
+    def _load(self, entry: Entry, build) -> Entry:
+        with self._lock:
+            if entry.state is State.LOADING:
+                raise Unavailable(f"model {entry.name!r} is already loading")
+            previous_state = entry.state
+            entry.state = State.LOADING
+        try:
+            classifier = build()
+        except OnnxplainError as exc:
+            with self._lock:
+                # a failed reload of a serving model keeps the old version serving
+                entry.state = State.READY if previous_state is State.READY and entry.classifier else State.FAILED
+                entry.error = str(exc)
+            raise
+        except Exception as exc:  # e.g. MemoryError inside onnxruntime: report, keep serving
+            with self._lock:
+                entry.state, entry.error = State.FAILED, f"{type(exc).__name__}: {exc}"
+            raise InvalidModel(entry.error) from exc
+        with self._lock:
+            entry.classifier, entry.state, entry.error = classifier, State.READY, ""
+        return entry
+
+    def _read_from_directory(self, directory: Path) -> OnnxClassifier:
+        model_dir = self._confined(directory)
+        model_path = self._confined(model_dir / MODEL_FILE)
+        try:
+            model = onnx.load(str(model_path), load_external_data=False)
+        except Exception as exc:
+            raise InvalidModel(f"not an ONNX model: cannot parse {MODEL_FILE} ({exc})") from exc
+        for tensor in model.graph.initializer:
+            if uses_external_data(tensor):
+                location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+                target = (model_dir / location).resolve()
+                if not target.is_relative_to(model_dir):
+                    raise InvalidModel(f"external data {location!r} of {tensor.name!r} points outside the model directory")
+        if any(uses_external_data(t) for t in model.graph.initializer):
+            onnx.load_external_data_for_model(model, str(model_dir))
+        config_path = model_dir / CONFIG_FILE
+        config = ModelConfig.from_file(self._confined(config_path)) if config_path.exists() else ModelConfig()
+        return OnnxClassifier(model, config=config, name=directory.name, providers=self.providers, threads=self.threads)
+
+    def _confined(self, path: Path) -> Path:
+        resolved = path.resolve()
+        if self.root is not None and not resolved.is_relative_to(self.root):
+            raise PermissionDenied(f"{path} resolves outside the model repository")
+        return resolved

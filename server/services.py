@@ -1,0 +1,115 @@
+"""The gRPC servicers: a few lines each — decode, call the library on a worker, forward."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from functools import wraps
+
+import numpy as np
+from onnxplain.v1 import explanation_service_pb2 as ex_pb2
+from onnxplain.v1 import explanation_service_pb2_grpc as ex_grpc
+from onnxplain.v1 import model_service_pb2 as model_pb2
+from onnxplain.v1 import model_service_pb2_grpc as model_grpc
+
+from explainers import RunContext, list_methods
+from explainers.objectives import softmax
+
+from .convert import method_info, model_info
+from .errors import abort
+from .explain_job import run_explain
+from .limits import ServerLimits
+from .repository import ModelRepository, check_name
+from .requests import prepare_image
+from .workers import WorkPool
+
+log = logging.getLogger("onnxplain.server")
+DEFAULT_TOP_K = 5
+
+
+def _unary(handler):
+    """Map library exceptions raised by a unary handler to gRPC statuses."""
+
+    @wraps(handler)
+    async def wrapped(self, request, context):
+        try:
+            return await handler(self, request, context)
+        except Exception as exc:
+            await abort(context, exc, request_id=getattr(request, "request_id", ""))
+
+    return wrapped
+
+
+class ModelServicer(model_grpc.ModelServiceServicer):
+    def __init__(self, repository: ModelRepository, pool: WorkPool, limits: ServerLimits):
+        self.repository, self.pool, self.limits = repository, pool, limits
+
+    @_unary
+    async def ListModels(self, request, context):
+        self.repository.scan()
+        return model_pb2.ListModelsResponse(models=[model_info(e) for e in self.repository.entries()])
+
+    @_unary
+    async def GetModel(self, request, context):
+        return model_pb2.GetModelResponse(model=model_info(self.repository.entry(check_name(request.name, "name"))))
+
+    @_unary
+    async def LoadModel(self, request, context):
+        if request.onnx_model:
+            entry = await self.pool.call(self.repository.load_bytes, request.name, request.onnx_model, request.config_json)
+        else:
+            entry = await self.pool.call(self.repository.load, request.name)
+        log.info("model %s loaded (%s)", entry.name, entry.state.value)
+        return model_pb2.LoadModelResponse(model=model_info(entry))
+
+    @_unary
+    async def UnloadModel(self, request, context):
+        self.repository.unload(check_name(request.name, "name"))
+        return model_pb2.UnloadModelResponse()
+
+    @_unary
+    async def Predict(self, request, context):
+        return await self.pool.call(self._predict, request)
+
+    def _predict(self, request: model_pb2.PredictRequest) -> model_pb2.PredictResponse:
+        classifier = self.repository.get(request.model)
+        image = prepare_image(classifier, request.image, max_pixels=self.limits.max_image_pixels)
+        scores = classifier.predict(image.tensor[None])[0]
+        probabilities = scores if classifier.outputs_are_probabilities else softmax(scores.astype(np.float64))
+        k = min(request.top_k or DEFAULT_TOP_K, classifier.num_classes)
+        response = model_pb2.PredictResponse(model=classifier.name)
+        for index in np.argsort(-scores, kind="stable")[:k]:
+            response.classes.add(
+                index=int(index), label=classifier.labels[index], score=float(scores[index]),
+                probability=float(probabilities[index]),
+            )
+        return response
+
+
+class ExplanationServicer(ex_grpc.ExplanationServiceServicer):
+    def __init__(self, repository: ModelRepository, pool: WorkPool, limits: ServerLimits):
+        self.repository, self.pool, self.limits = repository, pool, limits
+
+    async def Explain(self, request, context):
+        run_context = RunContext(max_evaluations=self.limits.max_evaluations)
+        remaining = context.time_remaining()
+        # the deadline stops the work between batches even if the RPC's own cancellation is late
+        deadline_timer = (
+            None if remaining is None
+            else asyncio.get_running_loop().call_later(max(remaining, 0.0), run_context.cancel, "deadline exceeded")
+        )
+        log.info("explain request_id=%s model=%s method=%s", request.request_id, request.model, request.method)
+        try:
+            job = lambda: run_explain(request, self.repository, self.limits, run_context)  # noqa: E731
+            async for response in self.pool.stream(job, run_context):
+                yield response
+        except Exception as exc:
+            await abort(context, exc, request_id=request.request_id)
+        finally:
+            if deadline_timer is not None:
+                deadline_timer.cancel()
+
+    @_unary
+    async def ListMethods(self, request, context):
+        return ex_pb2.ListMethodsResponse(methods=[method_info(spec) for spec in list_methods()])
+

@@ -1,0 +1,144 @@
+"""OnnxClassifier: detection, validation, batch rewriting and the batched evaluation loop."""
+
+from __future__ import annotations
+
+import builders
+import numpy as np
+import onnx
+import pytest
+
+from explainers import ModelConfig, OnnxClassifier, RunContext
+from explainers.errors import Cancelled, InvalidArgument, InvalidModel, ResourceExhausted
+from explainers.model import IMAGE
+
+RNG = np.random.default_rng(0)
+W = RNG.standard_normal((5, 3, 8, 8)).astype(np.float32)
+
+
+def test_linear_model_scores_are_exact():
+    classifier = OnnxClassifier(builders.linear(W))
+    x = RNG.standard_normal((4, 3, 8, 8)).astype(np.float32)
+    expected = np.einsum("kchw,nchw->nk", W, x)
+    np.testing.assert_allclose(classifier.predict(x), expected, rtol=1e-5, atol=1e-5)
+    info = classifier.info
+    assert (info.layout, info.output_kind, info.batch_mode, info.num_classes) == ("NCHW", "logits", "dynamic", 5)
+    assert info.labels[0] == "class_0" and info.providers[-1] == "CPUExecutionProvider"
+
+
+def test_nhwc_is_detected_and_inputs_are_transposed():
+    classifier = OnnxClassifier(builders.linear(W, layout="NHWC"))
+    assert classifier.info.layout == "NHWC"
+    x = RNG.standard_normal((2, 3, 8, 8)).astype(np.float32)  # canonical NCHW in, model gets NHWC
+    np.testing.assert_allclose(classifier.predict(x), np.einsum("kchw,nchw->nk", W, x), rtol=1e-5, atol=1e-5)
+
+
+def test_softmax_output_is_detected_as_probabilities():
+    assert OnnxClassifier(builders.linear(W, softmax=True)).output_kind == "probabilities"
+    assert OnnxClassifier(builders.linear(W)).output_kind == "logits"
+    forced = OnnxClassifier(builders.linear(W, softmax=True), config=ModelConfig(output_kind="logits"))
+    assert forced.output_kind == "logits"
+
+
+def test_class_score_output_chosen_among_several():
+    classifier = OnnxClassifier(builders.two_outputs(W))
+    assert classifier.signature.output_name == "output_probability"
+    assert classifier.output_kind == "probabilities"
+    x = RNG.standard_normal((3, 3, 8, 8)).astype(np.float32)
+    np.testing.assert_allclose(classifier.predict(x).sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_fixed_batch_is_rewritten_and_verified():
+    model = builders.linear(W, batch=1)  # batch 1 baked into the input and into a Reshape [1, 192]
+    classifier = OnnxClassifier(model, config=ModelConfig(max_batch=4))
+    assert classifier.batch_mode == "rewritten"
+    assert classifier.max_batch == 4
+    x = RNG.standard_normal((6, 3, 8, 8)).astype(np.float32)
+    np.testing.assert_allclose(classifier.predict(x), np.einsum("kchw,nchw->nk", W, x), rtol=1e-5, atol=1e-5)
+
+
+def test_unfixable_batch_falls_back_to_one_sample_per_run():
+    # Flatten the whole tensor including the batch: a batch of 2 can never be right.
+    model = builders.linear(W, batch=1)
+    shape = next(i for i in model.graph.initializer if i.name == "flat_shape")
+    shape.CopyFrom(onnx.numpy_helper.from_array(np.array([1, -1], np.int64), "flat_shape"))
+    # Pin the allowzero attribute so the Reshape fix does not apply.
+    reshape = next(n for n in model.graph.node if n.op_type == "Reshape")
+    reshape.attribute.append(onnx.helper.make_attribute("allowzero", 1))
+    classifier = OnnxClassifier(model)
+    assert classifier.batch_mode == "per_sample" and classifier.max_batch == 1
+    x = RNG.standard_normal((3, 3, 8, 8)).astype(np.float32)
+    np.testing.assert_allclose(classifier.predict(x), np.einsum("kchw,nchw->nk", W, x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "source, fragment",
+    [
+        (b"", "not an ONNX model"),
+        (b"\x00\x01garbage\xff" * 10, "not an ONNX model"),
+        (b"PK\x03\x04 a zip file", "not an ONNX model"),
+    ],
+)
+def test_corrupt_bytes_are_rejected_clearly(source, fragment):
+    with pytest.raises(InvalidModel, match=fragment):
+        OnnxClassifier.load(source)
+
+
+def test_graph_that_is_not_an_image_classifier_is_rejected():
+    model = builders.linear(W)
+    model.graph.input[0].type.tensor_type.shape.dim.pop()  # rank 3 input
+    with pytest.raises(InvalidModel, match="rank 3"):
+        OnnxClassifier(model)
+
+
+def test_invalid_graph_is_rejected_by_the_checker():
+    model = builders.linear(W)
+    model.graph.node[0].input[0] = "does_not_exist"
+    with pytest.raises(InvalidModel, match="invalid ONNX graph"):
+        OnnxClassifier(model)
+
+
+def test_labels_must_match_the_classes():
+    with pytest.raises(InvalidModel, match="5 classes"):
+        OnnxClassifier(builders.linear(W), config=ModelConfig(labels=("a", "b")))
+
+
+def test_run_chunks_counts_and_keeps_order():
+    classifier = OnnxClassifier(builders.linear(W), config=ModelConfig(max_batch=4))
+    x = RNG.standard_normal((10, 3, 8, 8)).astype(np.float32)
+    context = RunContext()
+    chunks = list(classifier.run(10, lambda a, b: {IMAGE: x[a:b]}, context=context))
+    assert [(c.start, c.stop) for c in chunks] == [(0, 4), (4, 8), (8, 10)]
+    assert context.forward == 10 and context.backward == 0
+    scores = np.concatenate([c.outputs["logits"] for c in chunks])
+    np.testing.assert_allclose(scores, np.einsum("kchw,nchw->nk", W, x), rtol=1e-5, atol=1e-5)
+
+
+def test_run_stops_between_chunks_when_cancelled():
+    classifier = OnnxClassifier(builders.linear(W), config=ModelConfig(max_batch=2))
+    x = RNG.standard_normal((10, 3, 8, 8)).astype(np.float32)
+    context = RunContext()
+    done = []
+    with pytest.raises(Cancelled):
+        for chunk in classifier.run(10, lambda a, b: {IMAGE: x[a:b]}, context=context):
+            done.append(chunk.stop)
+            context.cancel()
+    assert done == [2] and context.forward == 2
+
+
+def test_run_enforces_the_evaluation_budget():
+    classifier = OnnxClassifier(builders.linear(W), config=ModelConfig(max_batch=4))
+    x = RNG.standard_normal((10, 3, 8, 8)).astype(np.float32)
+    with pytest.raises(ResourceExhausted, match="more than 6"):
+        list(classifier.run(10, lambda a, b: {IMAGE: x[a:b]}, context=RunContext(max_evaluations=6)))
+
+
+def test_preprocessed_tensor_is_checked():
+    classifier = OnnxClassifier(builders.linear(W, layout="NHWC"))
+    good = RNG.standard_normal((1, 8, 8, 3)).astype(np.float32)
+    np.testing.assert_array_equal(classifier.canonical_tensor(good), good[0].transpose(2, 0, 1))
+    with pytest.raises(InvalidArgument, match=r"shape \[1, 3, 8, 8\].*allowed: \[8, 8, 3\]"):
+        classifier.canonical_tensor(RNG.standard_normal((1, 3, 8, 8)).astype(np.float32))
+    with pytest.raises(InvalidArgument, match="datatype float64.*allowed: float32"):
+        classifier.canonical_tensor(good.astype(np.float64))
+    with pytest.raises(InvalidArgument, match="NaN"):
+        classifier.canonical_tensor(np.full((8, 8, 3), np.nan, np.float32))

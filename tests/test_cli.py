@@ -1,0 +1,88 @@
+"""The ``onnxplain`` CLI end to end against a real server process."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from PIL import Image
+
+ONNXPLAIN = str(Path(sys.executable).parent / "onnxplain")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(repository):
+    port = free_port()
+    process = subprocess.Popen([ONNXPLAIN, "serve", "--models", str(repository), "--host", "127.0.0.1",
+                                "--port", str(port), "--grace", "5"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    address = f"127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            try:
+                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
+                    break
+            except grpc.RpcError:
+                pass
+            assert process.poll() is None and time.monotonic() < deadline, "server did not start"
+            time.sleep(0.2)
+    yield address, process
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0  # graceful shutdown
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([ONNXPLAIN, *args], capture_output=True, text=True, timeout=120)
+
+
+def test_models_methods_predict(served, tmp_path, coffee_png):
+    address, _ = served
+    models = cli("models", "--server", address)
+    assert models.returncode == 0
+    assert "efficientnet_lite0" in models.stdout and "ready" in models.stdout
+    assert "corrupt" in models.stdout and "failed" in models.stdout and "not an ONNX model" in models.stdout
+    methods = cli("methods", "--server", address)
+    assert "occlusion" in methods.stdout and "window=16" in methods.stdout
+    image = tmp_path / "coffee.png"
+    image.write_bytes(coffee_png)
+    predict = cli("predict", str(image), "--server", address, "--model", "efficientnet_lite0", "--top-k", "2")
+    assert predict.returncode == 0 and predict.stdout.splitlines()[0].split()[-1] == "espresso"
+
+
+def test_explain_writes_heatmaps_and_an_overlay_on_the_original(served, tmp_path, chelsea_png):
+    address, _ = served
+    image = tmp_path / "chelsea.png"
+    image.write_bytes(chelsea_png)
+    out = tmp_path / "out"
+    run = cli("explain", str(image), "--server", address, "--model", "efficientnet_lite0", "--method", "occlusion",
+              "--target", "282", "--param", "window=32", "--param", "stride=16", "-o", str(out))
+    assert run.returncode == 0, run.stderr
+    assert "evaluations" in run.stderr  # the progress bar and the summary
+    heatmap = np.load(out / "chelsea_occlusion_282.npy")
+    original = np.load(out / "chelsea_occlusion_282_original.npy")
+    assert heatmap.shape == (224, 224) and original.shape == (300, 451)
+    assert Image.open(out / "chelsea_occlusion_282.png").size == (451, 300)
+
+
+def test_cli_reports_errors_without_a_traceback(served, tmp_path, chelsea_png):
+    address, _ = served
+    image = tmp_path / "chelsea.png"
+    image.write_bytes(chelsea_png)
+    run = cli("explain", str(image), "--server", address, "--model", "efficientnet_lite0", "--param", "window=0")
+    assert run.returncode == 1
+    assert "INVALID_ARGUMENT" in run.stderr and "params.window" in run.stderr and "Traceback" not in run.stderr

@@ -1,0 +1,268 @@
+"""In-process gRPC server on port 0: contract, streaming, errors, limits, cancellation."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import builders
+import grpc
+import numpy as np
+import onnx
+import pytest
+from conftest import ServerThread
+from google.rpc import error_details_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from grpc_status import rpc_status
+from onnx.external_data_helper import set_external_data
+from PIL import Image
+
+from client import Accepted, Client, Progress
+from server.limits import ServerLimits
+
+LONG = {"window": 4, "stride": 2}  # 12,545 evaluations on the bundled model: ~a minute on 2 cores
+
+
+@pytest.fixture(scope="module")
+def server(repository):
+    running = ServerThread(repository, limits=ServerLimits(max_concurrent=1, max_queue=1, max_evaluations=20_000))
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def client(server):
+    with Client(server.address, timeout=120) as c:
+        yield c
+
+
+def details(error: grpc.RpcError) -> tuple[str, list[str]]:
+    """(ErrorInfo.reason, BadRequest fields) of a failed call."""
+    status = rpc_status.from_call(error)
+    reason, fields = "", []
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            reason = info.reason
+        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            fields = [v.field for v in bad.field_violations]
+    return reason, fields
+
+
+def wait_for(predicate, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def assert_still_serving(client: Client, coffee_png: bytes) -> None:
+    assert client.predict("efficientnet_lite0", coffee_png, top_k=1)[0].label == "espresso"
+
+
+def test_health_and_reflection(server):
+    with grpc.insecure_channel(server.address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for service in ("", "onnxplain.v1.ExplanationService", "onnxplain.v1.ModelService"):
+            response = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+            assert response.status == health_pb2.HealthCheckResponse.SERVING
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        responses = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+        names = {s.name for r in responses for s in r.list_services_response.service}
+        assert {"onnxplain.v1.ExplanationService", "onnxplain.v1.ModelService", "grpc.health.v1.Health"} <= names
+
+
+def test_models_are_listed_with_state_and_failure_reason(client):
+    models = {m.name: m for m in client.list_models()}
+    assert models["efficientnet_lite0"].state == 3 and models["efficientnet_lite0"].num_classes == 1000
+    assert models["linear"].labels == ["a", "b", "c", "d"]
+    assert models["corrupt"].state == 4 and "not an ONNX model" in models["corrupt"].error
+    info = client.get_model("efficientnet_lite0")
+    assert list(info.input.shape) == [-1, 3, 224, 224] and info.preprocessing.resize == 256
+
+
+def test_methods_are_listed_with_parameters(client):
+    occlusion = {m.name: m for m in client.list_methods()}["occlusion"]
+    assert occlusion.black_box and occlusion.params_field == "occlusion"
+    window = {p.name: p for p in occlusion.parameters}["window"]
+    assert (window.default_value, window.minimum, window.type) == ("16", 1.0, "int")
+
+
+def test_predict(client, coffee_png):
+    best = client.predict("efficientnet_lite0", coffee_png, top_k=3)
+    assert best[0].label == "espresso" and best[0].probability > 0.9 and len(best) == 3
+
+
+def test_explain_stream_order_request_id_and_result(server, coffee_png):
+    with Client(server.address) as c:
+        request = c.explain_request("efficientnet_lite0", coffee_png, "occlusion", params={"window": 32, "stride": 32},
+                                    seed=7, overlay=True, original_grid=True, partial_interval_ms=1,
+                                    request_id="req-42")
+        responses = list(c.explanations.Explain(request, timeout=60))
+    kinds = [r.WhichOneof("event") for r in responses]
+    assert kinds[0] == "accepted" and kinds[-1] == "result" and set(kinds[1:-1]) == {"progress"}
+    assert all(r.request_id == "req-42" for r in responses)
+    accepted = responses[0].accepted
+    assert accepted.seed == 7 and accepted.planned_evaluations == 7 * 7 + 1
+    assert accepted.targets[0].label == "espresso" and accepted.parameters["window"] == "32"
+    assert any(r.progress.HasField("partial_heatmaps") for r in responses[1:-1])
+    result = responses[-1].result
+    assert list(result.heatmaps.shape) == [1, 224, 224] and list(result.original_heatmaps.shape) == [1, 400, 600]
+    overlay = Image.open(io.BytesIO(result.targets[0].overlay_png))
+    assert overlay.size == (600, 400)
+    assert result.forward_evaluations == 51  # 50 planned + 1 forward to find the top-1 class
+
+
+def test_explain_preprocessed_tensor_is_exact_on_a_linear_model(client):
+    weights = np.random.default_rng(1).standard_normal((4, 3, 32, 32)).astype(np.float32)  # as in conftest
+    x = np.random.default_rng(2).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    result = client.explain("linear", x, "occlusion", classes=[2, 3], params={"window": 1, "stride": 1})
+    np.testing.assert_allclose(result.heatmaps[0], (weights[2] * x[0]).sum(0), atol=5e-5)
+    np.testing.assert_allclose(result.heatmaps[1], (weights[3] * x[0]).sum(0), atol=5e-5)
+    assert [t.label for t in result.targets] == ["c", "d"] and result.original_heatmaps is None
+
+
+@pytest.mark.parametrize("datatype, dtype", [("FP16", np.float16), ("UINT8", np.uint8)])
+def test_heatmap_datatypes(client, datatype, dtype):
+    x = np.random.default_rng(2).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    exact = client.explain("linear", x, "occlusion", classes=[0], params={"window": 8, "stride": 8})
+    other = client.explain("linear", x, "occlusion", classes=[0], params={"window": 8, "stride": 8},
+                           heatmap_datatype=datatype)
+    assert other.heatmaps.dtype == dtype
+    if dtype == np.uint8:
+        low, high = exact.heatmaps.min(), exact.heatmaps.max()
+        np.testing.assert_allclose(other.heatmaps / 255 * (high - low) + low, exact.heatmaps, atol=(high - low) / 255)
+    else:
+        np.testing.assert_allclose(other.heatmaps, exact.heatmaps, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "kwargs, code, reason, field, message",
+    [
+        ({"model": "nope"}, "NOT_FOUND", "NOT_FOUND", None, "available: corrupt, efficientnet_lite0, linear"),
+        ({"method": "nope"}, "NOT_FOUND", "NOT_FOUND", None, "available: occlusion"),
+        ({"model": "corrupt"}, "FAILED_PRECONDITION", "FAILED_PRECONDITION", None, "failed to load"),
+        ({"image": b"\x89PNG not really"}, "INVALID_ARGUMENT", "INVALID_ARGUMENT", "image.encoded", "cannot decode"),
+        ({"image": np.zeros((3, 10, 10), np.float32)}, "INVALID_ARGUMENT", "INVALID_ARGUMENT", "image.tensor",
+         "allowed: [3, 224, 224]"),
+        ({"image": np.zeros((3, 224, 224), np.float64)}, "INVALID_ARGUMENT", "INVALID_ARGUMENT", "image.tensor",
+         "allowed: float32"),
+        ({"params": {"window": 0}}, "INVALID_ARGUMENT", "INVALID_ARGUMENT", "params.window", "allowed: [1, 4096]"),
+        ({"params": {"window": 8, "stride": 9}}, "INVALID_ARGUMENT", "INVALID_ARGUMENT", "params.stride", "window"),
+        ({"classes": [1000]}, "INVALID_ARGUMENT", "INVALID_ARGUMENT", "target.class_indices", "[0, 999]"),
+        ({"params": {"window": 1, "stride": 1}}, "RESOURCE_EXHAUSTED", "RESOURCE_EXHAUSTED", None,
+         "at most 20000"),
+    ],
+)
+def test_errors_have_the_right_status_and_the_server_keeps_serving(client, coffee_png, kwargs, code, reason, field,
+                                                                   message):
+    args = {"model": "efficientnet_lite0", "image": coffee_png, "method": "occlusion", **kwargs}
+    with pytest.raises(grpc.RpcError) as info:
+        client.explain(args.pop("model"), args.pop("image"), args.pop("method"), **args)
+    assert info.value.code().name == code
+    assert message in info.value.details()
+    got_reason, fields = details(info.value)
+    assert got_reason == reason
+    assert fields == ([field] if field else [])
+    assert_still_serving(client, coffee_png)
+
+
+def test_params_for_another_method_are_rejected(client, coffee_png):
+    request = client.explain_request("efficientnet_lite0", coffee_png, "occlusion")
+    request.method = "rise"  # unknown, but check the mismatch path with a known method name too
+    with pytest.raises(grpc.RpcError) as info:
+        list(client.explanations.Explain(request, timeout=30))
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_corrupt_upload_and_disabled_uploads(client, coffee_png):
+    with pytest.raises(grpc.RpcError) as info:
+        client.load_model("mine", onnx_model=b"garbage")
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED and "--allow-uploads" in info.value.details()
+    with pytest.raises(grpc.RpcError) as info:
+        client.load_model("corrupt")
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "not an ONNX model" in info.value.details()
+    assert_still_serving(client, coffee_png)
+
+
+def test_cancelled_stream_frees_its_work_slot(server, client, coffee_png):
+    stream = client.explain_stream("efficientnet_lite0", coffee_png, "occlusion", params=LONG)
+    assert isinstance(next(stream), Accepted)
+    assert isinstance(next(stream), Progress)
+    assert server.app.pool.admitted == 1
+    started = time.monotonic()
+    stream.close()  # cancels the RPC
+    assert wait_for(lambda: server.app.pool.admitted == 0, timeout=10)
+    assert time.monotonic() - started < 10  # the full job would take about a minute
+    assert_still_serving(client, coffee_png)
+
+
+def test_deadline_stops_the_work(server, coffee_png):
+    with Client(server.address, timeout=1.5) as c:
+        with pytest.raises(grpc.RpcError) as info:
+            c.explain("efficientnet_lite0", coffee_png, "occlusion", params=LONG)
+    assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert wait_for(lambda: server.app.pool.admitted == 0, timeout=10)
+
+
+def test_queue_full_is_resource_exhausted(server, client, coffee_png):
+    request = client.explain_request("efficientnet_lite0", coffee_png, "occlusion", params=LONG)
+    calls = [client.explanations.Explain(request, timeout=60) for _ in range(2)]  # one running, one queued
+    try:
+        assert wait_for(lambda: server.app.pool.admitted == 2, timeout=10)
+        with pytest.raises(grpc.RpcError) as info:
+            client.explain("efficientnet_lite0", coffee_png, "occlusion", params=LONG)
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "server busy" in info.value.details()
+    finally:
+        for call in calls:
+            call.cancel()
+    assert wait_for(lambda: server.app.pool.admitted == 0, timeout=10)
+
+
+def test_uploads_and_bearer_token(tmp_path, coffee_png):
+    running = ServerThread(None, limits=ServerLimits(allow_uploads=True), token="s3cret")
+    try:
+        with Client(running.address) as anonymous:
+            with pytest.raises(grpc.RpcError) as info:
+                anonymous.list_models()
+            assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        with grpc.insecure_channel(running.address) as channel:  # health needs no token
+            status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5).status
+            assert status == health_pb2.HealthCheckResponse.SERVING
+        with Client(running.address, token="s3cret") as c:
+            with pytest.raises(grpc.RpcError) as info:
+                c.load_model("bad", onnx_model=b"garbage bytes")
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            weights = np.ones((2, 1, 4, 4), np.float32)
+            model = builders.linear(weights)
+            info_ = c.load_model("tiny", onnx_model=model.SerializeToString(), config_json='{"labels": ["x", "y"]}')
+            assert info_.state == 3 and list(info_.labels) == ["x", "y"]
+            x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
+            result = c.explain("tiny", x, "occlusion", classes=[1], params={"window": 1, "stride": 1})
+            np.testing.assert_allclose(result.heatmaps[0], x[0, 0], atol=1e-5)
+            c.unload_model("tiny")
+            assert [m.name for m in c.list_models()] == []
+    finally:
+        running.stop()
+
+
+def test_onnx_model_file_in_repository_with_bad_external_data_is_refused(tmp_path):
+    from server.repository import ModelRepository, State
+
+    model = builders.linear(np.ones((2, 1, 4, 4), np.float32))
+    (tmp_path / "escape").mkdir()
+    weights = next(t for t in model.graph.initializer if t.name == "W")
+    set_external_data(weights, location="../outside.bin")
+    weights.ClearField("raw_data")
+    weights.data_location = onnx.TensorProto.EXTERNAL
+    (tmp_path / "escape" / "model.onnx").write_bytes(model.SerializeToString())
+    repository = ModelRepository(tmp_path)
+    with pytest.raises(Exception, match="outside the model directory"):
+        repository.load("escape")
+    assert repository.entry("escape").state is State.FAILED

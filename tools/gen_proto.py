@@ -1,0 +1,35 @@
+#!/usr/bin/env python3
+"""Regenerate the committed Python stubs from proto/ (``make proto``).
+
+``--check DIR`` writes a fresh generation into DIR instead, for the drift test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from grpc_tools import protoc
+
+ROOT = Path(__file__).resolve().parent.parent
+PROTO_ROOT = ROOT / "proto"
+
+
+def generate(out: Path) -> None:
+    sources = sorted(str(p.relative_to(PROTO_ROOT)) for p in (PROTO_ROOT / "onnxplain" / "v1").glob("*.proto"))
+    include = Path(protoc.__file__).parent / "_proto"
+    args = ["protoc", f"-I{PROTO_ROOT}", f"-I{include}", f"--python_out={out}", f"--pyi_out={out}",
+            f"--grpc_python_out={out}", *sources]
+    if protoc.main(args) != 0:
+        sys.exit("protoc failed")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, default=PROTO_ROOT)
+    generate(parser.parse_args().out)
+
+
+if __name__ == "__main__":
+    main()
