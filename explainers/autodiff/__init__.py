@@ -1,0 +1,22 @@
+"""Reverse-mode automatic differentiation of ONNX graphs, emitting standard ONNX.
+
+:func:`build_gradient_model` turns any classifier into a model that also outputs the gradient of
+a weighted class score with respect to its input and chosen layers; see AUTODIFF.md.
+"""
+
+from .builder import CLASS_WEIGHTS, INPUT_GRAD, GradientError, GradientModel, build_gradient_model
+from .context import VjpContext
+from .registry import rule_set, rule_set_names, supported_ops, vjp
+
+__all__ = [
+    "CLASS_WEIGHTS",
+    "INPUT_GRAD",
+    "GradientError",
+    "GradientModel",
+    "VjpContext",
+    "build_gradient_model",
+    "rule_set",
+    "rule_set_names",
+    "supported_ops",
+    "vjp",
+]

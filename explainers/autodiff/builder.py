@@ -1,0 +1,277 @@
+"""Build a gradient model from any ONNX classifier: reverse-mode autodiff emitting standard ONNX.
+
+The result takes the original image input plus ``class_weights`` [batch, classes] and outputs,
+besides the class scores, ``d score / d input`` where ``score = Σ_c scores[:, c] · class_weights``,
+and for each requested layer its activation and ``d score / d layer``. Only standard ONNX ops
+are emitted, so it runs on stock onnxruntime (CPU or CUDA). Steps (see AUTODIFF.md):
+
+1. normalise: opset ≥ 16 (ScatterElements with reduction), shape and type inference;
+2. cut: by default the score is taken before a final Softmax/Sigmoid (the logits);
+3. seed the backward pass from ``class_weights``;
+4. visit, in reverse topological order, only the nodes on a path input → score, calling each
+   op's vector-Jacobian rule; fan-out is summed;
+5. dead-code elimination from the requested outputs; ``onnx.checker``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from ..errors import FailedPrecondition, InvalidArgument
+from ..graph.dce import eliminate_dead_code
+from .context import VjpContext
+from .registry import Rule, rule_set, supported_ops
+
+CLASS_WEIGHTS = "class_weights"
+INPUT_GRAD = "input_grad"
+MIN_OPSET = 16
+_FINAL_ACTIVATIONS = ("Softmax", "Sigmoid")
+_NON_FLOAT_OPS = {
+    "Shape", "Size", "NonZero", "ArgMax", "ArgMin", "Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual",
+    "Not", "And", "Or", "Xor", "IsNaN", "IsInf", "Range",
+}
+_FLOAT_TYPES = {
+    onnx.TensorProto.FLOAT: np.float32, onnx.TensorProto.FLOAT16: np.float16, onnx.TensorProto.DOUBLE: np.float64,
+}
+
+
+class GradientError(FailedPrecondition):
+    """The model cannot be differentiated (e.g. an op without a rule); raised when building."""
+
+    reason = "GRADIENT_UNAVAILABLE"
+
+
+@dataclass(frozen=True)
+class GradientModel:
+    """The gradient model and the names of its extra inputs and outputs.
+
+    ``layers`` maps each requested layer to (activation output, gradient output).
+    """
+
+    model: onnx.ModelProto
+    input_name: str
+    score_output: str
+    score_tensor: str
+    input_grad: str
+    layers: dict[str, tuple[str, str]]
+
+
+def build_gradient_model(
+    model: onnx.ModelProto,
+    *,
+    input_name: str | None = None,
+    output_name: str | None = None,
+    layers: Sequence[str] = (),
+    rules: str | Mapping[str, Rule] = "vanilla",
+    cut_final_activation: bool = True,
+    input_shape: Sequence[int | None] | None = None,
+) -> GradientModel:
+    """Differentiate ``model``'s class scores with respect to its input and ``layers``.
+
+    Args:
+        model: any ONNX classifier (not modified).
+        input_name: the image input (default: the only graph input that is not an initializer).
+        output_name: the class-score output (default: the first graph output).
+        layers: names of intermediate tensors whose activations and gradients are wanted.
+        rules: a rule-set name ("vanilla", "guided_backprop", "deconvnet") or a rule mapping.
+        cut_final_activation: differentiate the logits feeding a final Softmax/Sigmoid
+            (the default, as Grad-CAM and Captum do) rather than the probabilities.
+        input_shape: known input dims (``None`` = keep the graph's), so that shape inference
+            gives rules static spatial sizes when the graph declares them symbolic.
+
+    Raises:
+        GradientError: an op on the path has no rule (names the op, the node and the supported ops).
+        InvalidArgument: an unknown input, output or layer name.
+    """
+    table = rule_set(rules) if isinstance(rules, str) else rules
+    model = _normalise(model)
+    graph = model.graph
+    initializer_names = {init.name for init in graph.initializer}
+    inputs = [v.name for v in graph.input if v.name not in initializer_names]
+    input_name = input_name or inputs[0]
+    if input_shape is not None:
+        _pin_input_shape(graph, input_name, input_shape)
+    output_name = output_name or graph.output[0].name
+    producers = {out: node for node in graph.node for out in node.output}
+    all_tensors = set(producers) | set(inputs)
+    for kind, name in [("input", input_name), ("output", output_name)] + [("layer", n) for n in layers]:
+        if name not in all_tensors:
+            field = {"input": "input", "output": "output", "layer": "params.layer"}[kind]
+            raise InvalidArgument(field, f"no tensor named {name!r} in the graph")
+
+    score_tensor = output_name
+    producer = producers.get(score_tensor)
+    if cut_final_activation and producer is not None and producer.op_type in _FINAL_ACTIVATIONS:
+        score_tensor = producer.input[0]
+
+    shapes, dtypes = _value_infos(model)
+    constants = _constants(graph)
+    differentiable = _depends_on(graph, input_name, dtypes)
+    for layer in layers:
+        if layer not in differentiable:
+            raise InvalidArgument("params.layer", f"tensor {layer!r} does not depend on the input {input_name!r}")
+    needed = _needed_for(graph, score_tensor, producers)
+    if score_tensor not in differentiable:
+        raise GradientError(f"the score {score_tensor!r} does not depend on the input {input_name!r}")
+
+    input_dtype = dtypes.get(input_name, np.dtype(np.float32))
+    ctx = VjpContext(shapes=shapes, dtypes=dtypes, opset=_opset(model), default_dtype=input_dtype,
+                     constants=constants, differentiable=differentiable)
+    pending: dict[str, list[str]] = {score_tensor: [CLASS_WEIGHTS]}
+
+    def gradient_of(name: str) -> str | None:
+        parts = pending.get(name)
+        if not parts:
+            return None
+        if len(parts) > 1:
+            pending[name] = [ctx.op("Sum", *parts)]
+        return pending[name][0]
+
+    path = [n for n in graph.node if any(o in needed for o in n.output) and any(i in differentiable for i in n.input)]
+    for node in reversed(path):
+        output_grads = [gradient_of(o) for o in node.output]
+        if all(g is None for g in output_grads):
+            continue
+        rule = table.get(node.op_type)
+        if rule is None or node.domain not in ("", "ai.onnx"):
+            label = f"{node.domain}.{node.op_type}" if node.domain not in ("", "ai.onnx") else node.op_type
+            raise GradientError(
+                f"no gradient rule for op {label} (node {node.name or node.output[0]!r}); "
+                f"supported: {', '.join(supported_ops())}"
+            )
+        input_grads = rule(ctx, node, output_grads)
+        for name, grad in zip(node.input, input_grads):
+            if grad is not None and name in differentiable:
+                pending.setdefault(name, []).append(grad)
+
+    input_grad = gradient_of(input_name)
+    if input_grad is None:
+        raise GradientError(f"no gradient reaches the input {input_name!r}")
+    extra_outputs = [(INPUT_GRAD, input_grad, input_name)]  # (output name, tensor, forward tensor alike)
+    layer_outputs: dict[str, tuple[str, str]] = {}
+    for index, layer in enumerate(layers):
+        grad = gradient_of(layer)
+        if grad is None:
+            raise InvalidArgument("params.layer", f"the score does not depend on layer {layer!r}")
+        layer_outputs[layer] = (f"layer_{index}", f"layer_{index}_grad")
+        extra_outputs += [(f"layer_{index}", layer, layer), (f"layer_{index}_grad", grad, layer)]
+    return _assemble(model, ctx, input_name, output_name, score_tensor, extra_outputs, layer_outputs)
+
+
+def _assemble(model, ctx, input_name, output_name, score_tensor, extra_outputs, layer_outputs) -> GradientModel:
+    graph = model.graph
+    graph.node.extend(ctx.nodes)
+    graph.initializer.extend(ctx.initializers)
+    for alias, source, _ in extra_outputs:
+        graph.node.append(helper.make_node("Identity", [source], [alias], name=f"grad/out/{alias}"))
+    score_dtype = helper.np_dtype_to_tensor_dtype(ctx.dtype(score_tensor))
+    score_shape = ctx.static_shape(score_tensor) or ("batch", None)
+    graph.input.append(helper.make_tensor_value_info(CLASS_WEIGHTS, score_dtype, list(score_shape)))
+    for alias, _, alike in extra_outputs:
+        elem = helper.np_dtype_to_tensor_dtype(ctx.dtype(alike))
+        shape = ctx.static_shape(alike)
+        dims = [d if d is not None else None for d in shape] if shape is not None else None
+        graph.output.append(helper.make_tensor_value_info(alias, elem, dims))
+    eliminate_dead_code(graph, [output_name] + [alias for alias, _, _ in extra_outputs])
+    del graph.value_info[:]
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as exc:  # a rule emitted something invalid: a bug
+        raise RuntimeError(f"the gradient graph is invalid: {exc}") from exc
+    return GradientModel(model, input_name, output_name, score_tensor, INPUT_GRAD, layer_outputs)
+
+
+# ---------------------------------------------------------------------- analysis helpers
+def _opset(model: onnx.ModelProto) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def _normalise(model: onnx.ModelProto) -> onnx.ModelProto:
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    if _opset(copy) < MIN_OPSET:
+        copy = onnx.version_converter.convert_version(copy, MIN_OPSET)
+    return copy
+
+
+def _value_infos(model: onnx.ModelProto) -> tuple[dict[str, tuple], dict[str, np.dtype]]:
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
+    except Exception:  # inference is a help, not a requirement
+        inferred = model
+    shapes: dict[str, tuple] = {}
+    dtypes: dict[str, np.dtype] = {}
+    graph = inferred.graph
+    for value in list(graph.input) + list(graph.value_info) + list(graph.output):
+        tensor_type = value.type.tensor_type
+        if tensor_type.elem_type:
+            try:
+                dtypes[value.name] = np.dtype(helper.tensor_dtype_to_np_dtype(tensor_type.elem_type))
+            except (KeyError, TypeError):
+                pass
+        if tensor_type.HasField("shape"):
+            shapes[value.name] = tuple(
+                d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tensor_type.shape.dim
+            )
+    for init in graph.initializer:
+        dtypes[init.name] = np.dtype(helper.tensor_dtype_to_np_dtype(init.data_type))
+        shapes[init.name] = tuple(init.dims)
+    return shapes, dtypes
+
+
+def _constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
+    values = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant":
+            for attribute in node.attribute:
+                if attribute.name == "value":
+                    values[node.output[0]] = numpy_helper.to_array(attribute.t)
+                elif attribute.name in ("value_float", "value_int"):
+                    values[node.output[0]] = np.asarray(helper.get_attribute_value(attribute))
+                elif attribute.name in ("value_floats", "value_ints"):
+                    values[node.output[0]] = np.asarray(helper.get_attribute_value(attribute))
+    return values
+
+
+def _is_float(name: str, node: onnx.NodeProto, dtypes: dict[str, np.dtype]) -> bool:
+    dtype = dtypes.get(name)
+    if dtype is not None:
+        return np.issubdtype(dtype, np.floating)
+    return node.op_type not in _NON_FLOAT_OPS
+
+
+def _depends_on(graph: onnx.GraphProto, input_name: str, dtypes: dict[str, np.dtype]) -> set[str]:
+    """Float tensors that depend on ``input_name`` (integer tensors carry no gradient)."""
+    reached = {input_name}
+    for node in graph.node:
+        if any(name in reached for name in node.input):
+            reached.update(out for out in node.output if out and _is_float(out, node, dtypes))
+    return reached
+
+
+def _needed_for(graph: onnx.GraphProto, target: str, producers: dict[str, onnx.NodeProto]) -> set[str]:
+    """Tensors ``target`` depends on."""
+    needed, stack = {target}, [target]
+    while stack:
+        node = producers.get(stack.pop())
+        if node is None:
+            continue
+        for name in node.input:
+            if name and name not in needed:
+                needed.add(name)
+                stack.append(name)
+    return needed
+
+
+def _pin_input_shape(graph: onnx.GraphProto, input_name: str, dims: Sequence[int | None]) -> None:
+    for value in graph.input:
+        if value.name == input_name:
+            shape = value.type.tensor_type.shape
+            for dim, known in zip(shape.dim, dims):
+                if known is not None:
+                    dim.dim_value = int(known)

@@ -1,0 +1,2 @@
+"""Data movement with indices: Gather, Slice, Pad, GatherElements, GatherND, DepthToSpace,
+SpaceToDepth, Resize."""

@@ -1,0 +1,1 @@
+"""Normalisation layers: BatchNormalization (inference), LayerNormalization, InstanceNormalization."""

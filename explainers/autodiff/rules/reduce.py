@@ -1,0 +1,1 @@
+"""Reductions: ReduceMean, ReduceSum, ReduceMax (axes as attribute before opset 18, input after)."""

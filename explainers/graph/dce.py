@@ -1,0 +1,52 @@
+"""Dead-code elimination: keep only the nodes and initializers the requested outputs need.
+
+onnxruntime does not prune unused nodes itself; without this, a gradient graph would also compute
+weight gradients and forward branches nobody asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import onnx
+
+
+def eliminate_dead_code(graph: onnx.GraphProto, keep_outputs: Iterable[str]) -> None:
+    """Remove, in place, every node and initializer not needed for ``keep_outputs``.
+
+    Graph outputs not in ``keep_outputs`` are dropped too. Nodes with subgraphs (If/Loop) are kept
+    whole when needed; their captured outer-scope names count as their inputs.
+    """
+    wanted = set(keep_outputs)
+    outputs = [o for o in graph.output if o.name in wanted]
+    del graph.output[:]
+    graph.output.extend(outputs)
+
+    needed = set(wanted)
+    kept = []
+    for node in reversed(graph.node):
+        if any(name in needed for name in node.output):
+            kept.append(node)
+            needed.update(name for name in node.input if name)
+            needed.update(_captured_names(node))
+    kept.reverse()
+    del graph.node[:]
+    graph.node.extend(kept)
+
+    initializers = [init for init in graph.initializer if init.name in needed]
+    del graph.initializer[:]
+    graph.initializer.extend(initializers)
+    value_info = [v for v in graph.value_info if v.name in needed]
+    del graph.value_info[:]
+    graph.value_info.extend(value_info)
+
+
+def _captured_names(node: onnx.NodeProto) -> set[str]:
+    names: set[str] = set()
+    for attribute in node.attribute:
+        subgraphs = list(attribute.graphs) + ([attribute.g] if attribute.HasField("g") else [])
+        for sub in subgraphs:
+            for inner in sub.node:
+                names.update(name for name in inner.input if name)
+                names.update(_captured_names(inner))
+    return names
