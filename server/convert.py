@@ -12,7 +12,7 @@ from onnxplain.v1 import explanation_service_pb2 as ex_pb2
 from onnxplain.v1 import model_service_pb2 as model_pb2
 
 from client.tensors import to_tensor
-from explainers import Family
+from explainers import Family, OnnxClassifier
 from explainers.methods import MethodSpec
 from explainers.model import ModelInfo
 
@@ -37,6 +37,13 @@ def model_info(entry: Entry) -> model_pb2.ModelInfo:
     if entry.classifier is not None:
         fill_model_info(message, entry.classifier.info)
     return message
+
+
+def fill_layers(message: model_pb2.ModelInfo, classifier: OnnxClassifier) -> None:
+    """Candidate CAM layers and the default one (runs the model once, the first time)."""
+    for layer in classifier.layers():
+        message.layers.add(name=layer.name, shape=list(layer.shape), op_type=layer.op_type)
+    message.cam_layer = classifier.cam_layer or ""
 
 
 def fill_model_info(message: model_pb2.ModelInfo, info: ModelInfo) -> None:

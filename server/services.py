@@ -15,7 +15,7 @@ from onnxplain.v1 import model_service_pb2_grpc as model_grpc
 from explainers import RunContext, list_methods
 from explainers.objectives import softmax
 
-from .convert import method_info, model_info
+from .convert import fill_layers, method_info, model_info
 from .errors import abort
 from .explain_job import run_explain
 from .limits import ServerLimits
@@ -51,7 +51,11 @@ class ModelServicer(model_grpc.ModelServiceServicer):
 
     @_unary
     async def GetModel(self, request, context):
-        return model_pb2.GetModelResponse(model=model_info(self.repository.entry(check_name(request.name, "name"))))
+        entry = self.repository.entry(check_name(request.name, "name"))
+        info = model_info(entry)
+        if entry.classifier is not None:  # layer shapes are probed by running the model once: off the loop
+            await self.pool.call(fill_layers, info, entry.classifier)
+        return model_pb2.GetModelResponse(model=info)
 
     @_unary
     async def LoadModel(self, request, context):

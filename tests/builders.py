@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 OPSET = 17
+
+
+def png(array: np.ndarray, fmt: str = "PNG") -> bytes:
+    """Encode a uint8 image array (tests feed the server encoded images)."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format=fmt)
+    return buffer.getvalue()
 
 
 def _model(nodes, inputs, outputs, initializers, opset=OPSET) -> onnx.ModelProto:

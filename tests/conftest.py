@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import io
 import shutil
-import threading
 from pathlib import Path
 
 import builders
 import numpy as np
 import onnx
 import pytest
-from PIL import Image
+from builders import png
 from skimage import data
 
 from explainers import ModelConfig, OnnxClassifier
@@ -27,12 +24,6 @@ def bundled() -> OnnxClassifier:
                                name="efficientnet_lite0")
 
 
-def png(array: np.ndarray, fmt: str = "PNG") -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format=fmt)
-    return buffer.getvalue()
-
-
 @pytest.fixture(scope="session")
 def coffee_png() -> bytes:
     return png(data.coffee())
@@ -41,27 +32,6 @@ def coffee_png() -> bytes:
 @pytest.fixture(scope="session")
 def chelsea_png() -> bytes:
     return png(data.chelsea())
-
-
-class ServerThread:
-    """An onnxplain server on 127.0.0.1:0 with its event loop on a background thread."""
-
-    def __init__(self, models: Path, **kwargs):
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self._thread.start()
-        from server.app import create_server
-
-        self.app = self.run(create_server(models, **kwargs))
-        self.address = f"127.0.0.1:{self.app.port}"
-
-    def run(self, coroutine, timeout: float = 120):
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
-
-    def stop(self) -> None:
-        self.run(self.app.stop(grace=1))
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from conftest import png
+from builders import png
 from skimage import data
 
 from explainers import Objective, explain_once

@@ -79,3 +79,13 @@ def test_every_parameter_has_a_proto_field(spec):
     if spec.params.describe():
         assert message is not None, f"{spec.name} has parameters but no params message"
         assert {p.name for p in spec.params.describe()} == set(message.fields_by_name)
+
+
+def test_every_package_is_listed_in_pyproject():
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {str(p.parent.relative_to(ROOT)).replace("/", ".") for top in ("explainers", "server", "client")
+             for p in (ROOT / top).rglob("__init__.py")}
+    found |= {str(p.parent.relative_to(ROOT / "proto")).replace("/", ".") for p in (ROOT / "proto").rglob("__init__.py")}
+    assert found == listed

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import png
+from builders import png
 
 from explainers.errors import InvalidArgument, ResourceExhausted
 from explainers.model import Preprocessing, decode_image, preprocess

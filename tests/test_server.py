@@ -10,13 +10,13 @@ import grpc
 import numpy as np
 import onnx
 import pytest
-from conftest import ServerThread
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 from onnx.external_data_helper import set_external_data
 from PIL import Image
+from serving import ServerThread
 
 from client import Accepted, Client, Progress
 from server.limits import ServerLimits
@@ -266,3 +266,10 @@ def test_onnx_model_file_in_repository_with_bad_external_data_is_refused(tmp_pat
     with pytest.raises(Exception, match="outside the model directory"):
         repository.load("escape")
     assert repository.entry("escape").state is State.FAILED
+
+
+def test_get_model_lists_cam_layers(client):
+    info = client.get_model("efficientnet_lite0")
+    layers = {layer.name: list(layer.shape) for layer in info.layers}
+    assert info.cam_layer == "/_swish_1/Clip_output_0" and layers[info.cam_layer] == [1280, 7, 7]
+    assert len(layers) > 50

@@ -29,6 +29,7 @@ from .registry import Rule, rule_set, supported_ops
 
 CLASS_WEIGHTS = "class_weights"
 INPUT_GRAD = "input_grad"
+REFERENCE_INPUT = "reference_input"
 MIN_OPSET = 16
 _FINAL_ACTIVATIONS = ("Softmax", "Sigmoid")
 _NON_FLOAT_OPS = {
@@ -59,6 +60,7 @@ class GradientModel:
     score_tensor: str
     input_grad: str
     layers: dict[str, tuple[str, str]]
+    reference_input: str | None = None
 
 
 def build_gradient_model(
@@ -70,6 +72,8 @@ def build_gradient_model(
     rules: str | Mapping[str, Rule] = "vanilla",
     cut_final_activation: bool = True,
     input_shape: Sequence[int | None] | None = None,
+    shape_hints: Mapping[str, tuple] | None = None,
+    reference_pass: bool = False,
 ) -> GradientModel:
     """Differentiate ``model``'s class scores with respect to its input and ``layers``.
 
@@ -83,6 +87,11 @@ def build_gradient_model(
             (the default, as Grad-CAM and Captum do) rather than the probabilities.
         input_shape: known input dims (``None`` = keep the graph's), so that shape inference
             gives rules static spatial sizes when the graph declares them symbolic.
+        shape_hints: shapes known from elsewhere (e.g. probed by running the model), used where
+            static inference leaves a dimension unknown or symbolic.
+        reference_pass: also evaluate the forward graph on a second input ``reference_input``
+            (a baseline x′) so that rules can read ``ctx.reference(tensor)``, e.g. DeepLIFT's
+            rescale rule (f(x) − f(x′)) / (x − x′).
 
     Raises:
         GradientError: an op on the path has no rule (names the op, the node and the supported ops).
@@ -110,6 +119,12 @@ def build_gradient_model(
         score_tensor = producer.input[0]
 
     shapes, dtypes = _value_infos(model)
+    for name, hinted in (shape_hints or {}).items():
+        inferred = shapes.get(name)
+        if inferred is None or len(inferred) != len(hinted):
+            shapes[name] = tuple(hinted)
+        else:
+            shapes[name] = tuple(d if isinstance(d, int) else h for d, h in zip(inferred, hinted))
     constants = _constants(graph)
     differentiable = _depends_on(graph, input_name, dtypes)
     for layer in layers:
@@ -120,8 +135,10 @@ def build_gradient_model(
         raise GradientError(f"the score {score_tensor!r} does not depend on the input {input_name!r}")
 
     input_dtype = dtypes.get(input_name, np.dtype(np.float32))
+    references = _reference_pass(graph, input_name, differentiable) if reference_pass else None
     ctx = VjpContext(shapes=shapes, dtypes=dtypes, opset=_opset(model), default_dtype=input_dtype,
-                     constants=constants, differentiable=differentiable)
+                     constants=constants, differentiable=differentiable, references=references)
+    ctx.dtypes[CLASS_WEIGHTS] = ctx.dtype(score_tensor)
     pending: dict[str, list[str]] = {score_tensor: [CLASS_WEIGHTS]}
 
     def gradient_of(name: str) -> str | None:
@@ -130,6 +147,7 @@ def build_gradient_model(
             return None
         if len(parts) > 1:
             pending[name] = [ctx.op("Sum", *parts)]
+            ctx.dtypes[pending[name][0]] = ctx.dtype(name)
         return pending[name][0]
 
     path = [n for n in graph.node if any(o in needed for o in n.output) and any(i in differentiable for i in n.input)]
@@ -147,6 +165,7 @@ def build_gradient_model(
         input_grads = rule(ctx, node, output_grads)
         for name, grad in zip(node.input, input_grads):
             if grad is not None and name in differentiable:
+                ctx.dtypes.setdefault(grad, ctx.dtype(name))  # a gradient has its tensor's dtype
                 pending.setdefault(name, []).append(grad)
 
     input_grad = gradient_of(input_name)
@@ -160,10 +179,42 @@ def build_gradient_model(
             raise InvalidArgument("params.layer", f"the score does not depend on layer {layer!r}")
         layer_outputs[layer] = (f"layer_{index}", f"layer_{index}_grad")
         extra_outputs += [(f"layer_{index}", layer, layer), (f"layer_{index}_grad", grad, layer)]
-    return _assemble(model, ctx, input_name, output_name, score_tensor, extra_outputs, layer_outputs)
+    built = _assemble(model, ctx, input_name, output_name, score_tensor, extra_outputs, layer_outputs,
+                      reference_pass)
+    return built
 
 
-def _assemble(model, ctx, input_name, output_name, score_tensor, extra_outputs, layer_outputs) -> GradientModel:
+def _reference_pass(graph: onnx.GraphProto, input_name: str, differentiable: set[str]) -> dict[str, str]:
+    """Append a copy of every input-dependent forward node, fed by REFERENCE_INPUT.
+
+    Returns the map tensor → its twin in the reference pass."""
+    twins = {input_name: REFERENCE_INPUT}
+    copies = []
+    for node in graph.node:
+        if not any(name in twins for name in node.input):
+            continue
+        copy = onnx.NodeProto()
+        copy.CopyFrom(node)
+        copy.name = f"{node.name or node.output[0]}@reference"
+        for i, name in enumerate(node.input):
+            copy.input[i] = twins.get(name, name)
+        for i, name in enumerate(node.output):
+            if name:
+                twins[name] = copy.output[i] = f"{name}@reference"
+        copies.append(copy)
+    graph.node.extend(copies)
+    for value in graph.input:
+        if value.name == input_name:
+            twin = onnx.ValueInfoProto()
+            twin.CopyFrom(value)
+            twin.name = REFERENCE_INPUT
+            graph.input.append(twin)
+            break
+    return {name: twin for name, twin in twins.items() if name in differentiable}
+
+
+def _assemble(model, ctx, input_name, output_name, score_tensor, extra_outputs, layer_outputs,
+              reference_pass: bool) -> GradientModel:
     graph = model.graph
     graph.node.extend(ctx.nodes)
     graph.initializer.extend(ctx.initializers)
@@ -183,7 +234,8 @@ def _assemble(model, ctx, input_name, output_name, score_tensor, extra_outputs, 
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as exc:  # a rule emitted something invalid: a bug
         raise RuntimeError(f"the gradient graph is invalid: {exc}") from exc
-    return GradientModel(model, input_name, output_name, score_tensor, INPUT_GRAD, layer_outputs)
+    return GradientModel(model, input_name, output_name, score_tensor, INPUT_GRAD, layer_outputs,
+                         REFERENCE_INPUT if reference_pass else None)
 
 
 # ---------------------------------------------------------------------- analysis helpers
@@ -235,6 +287,8 @@ def _constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
                     values[node.output[0]] = np.asarray(helper.get_attribute_value(attribute))
                 elif attribute.name in ("value_floats", "value_ints"):
                     values[node.output[0]] = np.asarray(helper.get_attribute_value(attribute))
+        elif node.op_type == "Identity" and node.input[0] in values:  # exporters alias initializers
+            values[node.output[0]] = values[node.input[0]]
     return values
 
 

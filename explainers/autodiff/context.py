@@ -29,10 +29,11 @@ class VjpContext:
 
     def __init__(self, *, shapes: dict[str, tuple[Dim, ...]], dtypes: dict[str, np.dtype], opset: int,
                  default_dtype: np.dtype, constants: dict[str, np.ndarray], differentiable: set[str],
-                 prefix: str = "grad"):
+                 references: dict[str, str] | None = None, prefix: str = "grad"):
         self.shapes, self.dtypes, self.opset = shapes, dtypes, opset
         self._constants = constants
         self._differentiable = differentiable
+        self._references = references
         self.default_dtype = default_dtype
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
@@ -87,6 +88,16 @@ class VjpContext:
         """Dims as inferred: int when fixed, str for a symbolic dim, None when unknown."""
         return self.shapes.get(name)
 
+    def reference(self, name: str) -> str:
+        """The twin of forward tensor ``name`` evaluated on the reference input x′ (DeepLIFT).
+
+        Only available when the graph is built with ``reference_pass=True``."""
+        if self._references is None:
+            from .builder import GradientError
+
+            raise GradientError("this rule set needs a reference pass (build with reference_pass=True)")
+        return self._references[name]
+
     def rank(self, name: str) -> int | None:
         shape = self.static_shape(name)
         return None if shape is None else len(shape)
@@ -112,11 +123,15 @@ class VjpContext:
     def unbroadcast(self, grad: str, operand: str, result: str) -> str:
         """Sum ``grad`` (shaped like ``result``) back to the shape of a broadcast ``operand``."""
         operand_shape, result_shape = self.static_shape(operand), self.static_shape(result)
-        if operand_shape is None or result_shape is None or None in operand_shape:
+        if operand_shape is None or result_shape is None or len(result_shape) < len(operand_shape):
+            return self._unbroadcast_dynamic(grad, operand)
+        lead = len(result_shape) - len(operand_shape)
+        # a symbolic operand dim is only safe when it is the same symbol in the result: another
+        # symbol might be 1 at run time and need a reduction
+        if any(not isinstance(d, int) and d != result_shape[lead + i] for i, d in enumerate(operand_shape)):
             return self._unbroadcast_dynamic(grad, operand)
         if tuple(operand_shape) == tuple(result_shape):
             return grad
-        lead = len(result_shape) - len(operand_shape)
         # reducing an axis whose operand dim is 1 is always right (a no-op when the result's is 1 too)
         axes = list(range(lead)) + [lead + i for i, dim in enumerate(operand_shape) if dim == 1]
         if not axes:

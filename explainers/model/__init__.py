@@ -1,6 +1,6 @@
 """The model adapter: the only package that imports onnxruntime."""
 
-from .classifier import IMAGE, PLAIN, Chunk, ModelInfo, OnnxClassifier, available_providers
+from .classifier import IMAGE, PLAIN, Chunk, GradientChunk, ModelInfo, OnnxClassifier, available_providers
 from .config import ModelConfig, Preprocessing
 from .evaluator import Evaluator
 from .preprocessing import Geometry, decode_image, preprocess, to_rgb_array
@@ -9,6 +9,7 @@ __all__ = [
     "IMAGE",
     "PLAIN",
     "Chunk",
+    "GradientChunk",
     "Evaluator",
     "Geometry",
     "ModelConfig",

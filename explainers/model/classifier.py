@@ -20,9 +20,11 @@ import onnxruntime as ort
 from google.protobuf.message import DecodeError
 from numpy.typing import NDArray
 
+from ..autodiff import CLASS_WEIGHTS, INPUT_GRAD, GradientModel, build_gradient_model
 from ..context import RunContext
-from ..errors import Cancelled, InvalidArgument, InvalidModel
+from ..errors import Cancelled, InvalidArgument, InvalidModel, NotFound
 from ..graph.dynamic_batch import make_batch_dynamic
+from ..graph.layers import Layer, candidate_layers, default_cam_layer
 from .config import ModelConfig
 from .signature import Signature, read_signature
 
@@ -56,6 +58,22 @@ class ModelInfo:
     providers: tuple[str, ...]
     opset: int
     config: ModelConfig
+
+
+@dataclass(frozen=True)
+class GradientChunk:
+    """Samples ``[start, stop)`` through a gradient graph.
+
+    ``scores`` [n, classes] (the model's class-score output), ``input_grad`` [n, C, H, W] in the
+    canonical layout, ``layers`` maps each requested layer to (activation, gradient), both in the
+    layer's own shape.
+    """
+
+    start: int
+    stop: int
+    scores: NDArray[np.float32]
+    input_grad: NDArray[np.float32]
+    layers: dict[str, tuple[NDArray[np.float32], NDArray[np.float32]]]
 
 
 @dataclass(frozen=True)
@@ -101,6 +119,8 @@ class OnnxClassifier:
         self._providers = list(providers) if providers else available_providers()
         self._threads = threads
         self._sessions: dict[str, ort.InferenceSession] = {}
+        self._gradients: dict[tuple, GradientModel] = {}
+        self._shapes: dict[str, tuple] | None = None
         self._lock = threading.Lock()
         if not model.graph.node:
             raise InvalidModel("not an ONNX model: the graph has no nodes")
@@ -246,6 +266,106 @@ class OnnxClassifier:
             opset=next((o.version for o in self.model.opset_import if o.domain in ("", "ai.onnx")), 0),
             config=self.config,
         )
+
+    # ---------------------------------------------------------------- layers and gradients
+    def tensor_shapes(self) -> dict[str, tuple]:
+        """Shapes of every intermediate tensor, probed by running the model at batch 1 and 2
+        (static inference loses dims in real exports); the batch dimension is ``"batch"``."""
+        with self._lock:
+            if self._shapes is None:
+                self._shapes = self._probe_shapes()
+            return self._shapes
+
+    def _probe_shapes(self) -> dict[str, tuple]:
+        probe_model = onnx.ModelProto()
+        probe_model.CopyFrom(self.model)
+        existing = {o.name for o in probe_model.graph.output}
+        names = [o for node in probe_model.graph.node for o in node.output if o and o not in existing]
+        probe_model.graph.output.extend(onnx.helper.ValueInfoProto(name=name) for name in names)
+        session = self._new_session(probe_model)
+        all_names = [o.name for o in session.get_outputs()]
+        runs = [session.run(all_names, {self.signature.input_name: self._probe_batch(n)}) for n in (1, 2)[: self.max_batch]]
+        shapes = {}
+        for index, name in enumerate(all_names):
+            first = np.shape(runs[0][index])
+            other = np.shape(runs[-1][index])
+            shapes[name] = tuple("batch" if a != b else int(a) for a, b in zip(first, other)) if len(first) == len(other) else first
+        return shapes
+
+    def layers(self) -> list[Layer]:
+        """Candidate layers for CAM methods: 4-D activations with their per-sample shapes."""
+        return candidate_layers(self.model, self.tensor_shapes(), self.signature.input_name)
+
+    @property
+    def cam_layer(self) -> str | None:
+        """The configured CAM layer, else the last 4-D activation before global pooling."""
+        return self.config.cam_layer or default_cam_layer(self.model, self.layers())
+
+    def check_layer(self, name: str, field: str = "params.layer") -> str:
+        names = {layer.name for layer in self.layers()}
+        if name not in names:
+            raise NotFound("layer", name, names)
+        return name
+
+    def gradient_model(self, *, layers: Sequence[str] = (), rules: str = "vanilla",
+                       cut_final_activation: bool = True) -> tuple[str, GradientModel]:
+        """The gradient graph for (layers, rules), built once and compiled once: (variant key, graph).
+
+        Raises:
+            GradientError: the model has an op without a gradient rule (named in the message).
+        """
+        key = (tuple(layers), rules, cut_final_activation)
+        with self._lock:
+            built = self._gradients.get(key)
+        if built is None:
+            shape = (None, self.channels, self.height, self.width) if self.signature.layout == "NCHW" else (
+                None, self.height, self.width, self.channels)
+            built = build_gradient_model(
+                self.model, input_name=self.signature.input_name, output_name=self.signature.output_name,
+                layers=layers, rules=rules, cut_final_activation=cut_final_activation, input_shape=shape,
+                shape_hints=self.tensor_shapes(),
+            )
+            with self._lock:
+                built = self._gradients.setdefault(key, built)
+        variant = f"gradient:{rules}:{int(cut_final_activation)}:{'|'.join(layers)}"
+        self.session(variant, lambda: built.model)
+        return variant, built
+
+    def gradients(
+        self,
+        count: int,
+        make_batch: Callable[[int, int], tuple[NDArray[np.float32], NDArray[np.float32]]],
+        *,
+        context: RunContext,
+        layers: Sequence[str] = (),
+        rules: str = "vanilla",
+        cut_final_activation: bool = True,
+        max_batch: int | None = None,
+    ) -> Iterator[GradientChunk]:
+        """Forward + backward through the gradient graph, in the same batched loop as :meth:`run`.
+
+        ``make_batch(start, stop)`` returns canonical images [n, C, H, W] and class weights
+        [n, classes] (the seed: one-hot for one class, e_P − e_Q for a contrast). Each sample
+        is charged one forward and one backward evaluation.
+        """
+        variant, graph = self.gradient_model(layers=layers, rules=rules, cut_final_activation=cut_final_activation)
+        layer_names = [name for layer in layers for name in graph.layers[layer]]
+        outputs = [graph.score_output, graph.input_grad, *layer_names]
+
+        def feed(start: int, stop: int) -> dict[str, NDArray]:
+            images, weights = make_batch(start, stop)
+            return {IMAGE: images, CLASS_WEIGHTS: np.ascontiguousarray(weights, dtype=np.float32)}
+
+        for chunk in self.run(count, feed, context=context, variant=variant, outputs=outputs, backward=True,
+                              max_batch=max_batch):
+            grad = chunk.outputs[INPUT_GRAD]
+            if self.signature.layout == "NHWC":
+                grad = grad.transpose(0, 3, 1, 2)
+            yield GradientChunk(
+                chunk.start, chunk.stop, chunk.outputs[graph.score_output],
+                np.ascontiguousarray(grad, dtype=np.float32),
+                {layer: (chunk.outputs[graph.layers[layer][0]], chunk.outputs[graph.layers[layer][1]]) for layer in layers},
+            )
 
     # ---------------------------------------------------------------- tensors
     def _to_model_layout(self, images: NDArray) -> NDArray:

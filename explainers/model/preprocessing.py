@@ -101,11 +101,12 @@ def preprocess(
     w0, h0 = converted.size
     if pre.resize is None:
         resized_hw = (height, width)
-    else:
+    else:  # torchvision's Resize(int): the long side is truncated, as in every pretrained recipe
         short = min(h0, w0)
-        resized_hw = (max(height, round(h0 * pre.resize / short)), max(width, round(w0 * pre.resize / short)))
+        resized_hw = (max(height, int(h0 * pre.resize / short)), max(width, int(w0 * pre.resize / short)))
     resized = converted.resize((resized_hw[1], resized_hw[0]), Image.BILINEAR)
-    top, left = (resized_hw[0] - height) // 2, (resized_hw[1] - width) // 2
+    # torchvision's CenterCrop offsets: int(round((size − crop) / 2))
+    top, left = int(round((resized_hw[0] - height) / 2)), int(round((resized_hw[1] - width) / 2))
     pixels = np.asarray(resized, np.float32)[top : top + height, left : left + width]
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]

@@ -1,23 +1,52 @@
 """Convolutions: Conv and ConvTranspose, each the other's data gradient.
 
-Conv's data gradient is ConvTranspose with the same weights, strides, dilations and groups, the
-forward's explicit pads (``auto_pad`` SAME_* converted from static shapes) and the exact
-``output_padding`` = (H + pads − dilation·(k − 1) − 1) mod stride that restores the input size.
+Notation (one spatial axis shown; every spatial axis behaves alike): X [N, C, H], kernel size k,
+stride s, dilation d, pads (p₀, p₁), G groups; dk = d·(k − 1) + 1 is the dilated kernel's extent.
+
+* Conv: Y[n, m, o] = Σ_{c ∈ group(m), j} X_pad[n, c, o·s + j·d] · W[m, c, j] (+ B[m]), with
+  O = ⌊(H + p₀ + p₁ − dk) / s⌋ + 1. Its data gradient is ConvTranspose with the same weights,
+  strides, dilations, groups and pads, plus the ``output_padding`` r = (H + p₀ + p₁ − dk) mod s
+  that restores the input size (the last r input positions lie in no window: zero gradient).
+* ConvTranspose is the adjoint of that Conv: its data gradient is the Conv with the same
+  attributes. Its crop of the full output (``pads``, or the pads implied by ``output_shape`` or
+  ``auto_pad``) becomes the Conv's padding.
+
+``auto_pad`` SAME_* is converted to explicit pads from the static input size. Where the spatial
+size is only known at run time (explicit pads), the Conv gradient pads the ConvTranspose result
+with zeros to ``Shape(X)`` instead of using a static ``output_padding``.
+
+Weight and bias gradients are emitted only when W or B depends on the input (rare: dynamic
+kernels). dW is itself a convolution, of Xᵀ [C, N, H] with Gᵀ [M, N, O] for Conv (strides and
+dilations swapped); with G > 1 groups that convolution computes every (input, output) channel
+pair and the block diagonal is kept.
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 from ..builder import GradientError
 from ..context import VjpContext
 from ..registry import vjp
 
+_BIG = 2**62  # "to the end" for Slice
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else (value or "")
+
+
+def _label(node) -> str:
+    return f"{node.op_type} node {node.name or node.output[0]!r}"
+
 
 def explicit_pads(ctx: VjpContext, node, x: str, kernel: list[int], strides: list[int],
                   dilations: list[int]) -> list[int]:
-    """The forward's pads as [begin..., end...], resolving ``auto_pad`` from the static input size."""
+    """The forward's pads as [begin..., end...], resolving ``auto_pad`` from the static input size.
+
+    SAME_UPPER puts the odd padding at the end, SAME_LOWER at the beginning (Conv and pooling)."""
     spatial = len(kernel)
-    auto_pad = ctx.attr(node, "auto_pad", b"NOTSET")
-    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+    auto_pad = _text(ctx.attr(node, "auto_pad", "NOTSET"))
     if auto_pad in ("NOTSET", ""):
         return list(ctx.attr(node, "pads", [0] * (2 * spatial)))
     if auto_pad == "VALID":
@@ -32,14 +61,23 @@ def explicit_pads(ctx: VjpContext, node, x: str, kernel: list[int], strides: lis
     return begins + ends
 
 
-def spatial_size(ctx: VjpContext, node, x: str) -> list[int]:
+def static_spatial(ctx: VjpContext, x: str) -> list[int] | None:
+    """The spatial dims of ``x`` [N, C, ...] when all are static ints, else None."""
     shape = ctx.static_shape(x)
     if shape is None or any(not isinstance(d, int) for d in shape[2:]):
-        raise GradientError(
-            f"{node.op_type} node {node.name or node.output[0]!r} needs a static spatial input size to be "
-            f"differentiated; got {shape}"
-        )
+        return None
     return list(shape[2:])
+
+
+def spatial_size(ctx: VjpContext, node, x: str) -> list[int]:
+    """The static spatial dims of ``x``; a GradientError naming the node when unknown."""
+    sizes = static_spatial(ctx, x)
+    if sizes is None:
+        raise GradientError(
+            f"{_label(node)} needs a static spatial input size to be differentiated; got "
+            f"{ctx.static_shape(x)} (pass input_shape= to build_gradient_model)"
+        )
+    return sizes
 
 
 def kernel_shape(ctx: VjpContext, node, weights: str) -> list[int]:
@@ -47,29 +85,183 @@ def kernel_shape(ctx: VjpContext, node, weights: str) -> list[int]:
     if kernel is None:
         shape = ctx.static_shape(weights)
         if shape is None or any(not isinstance(d, int) for d in shape[2:]):
-            raise GradientError(f"{node.op_type} node {node.name or node.output[0]!r} has an unknown kernel size")
+            raise GradientError(f"{_label(node)} has an unknown kernel size")
         kernel = shape[2:]
     return list(kernel)
 
 
+def _geometry(ctx: VjpContext, node, kernel: list[int]) -> tuple[list[int], list[int], int]:
+    spatial = len(kernel)
+    strides = list(ctx.attr(node, "strides", None) or [1] * spatial)
+    dilations = list(ctx.attr(node, "dilations", None) or [1] * spatial)
+    return strides, dilations, int(ctx.attr(node, "group", 1))
+
+
+def spatial_shape(ctx: VjpContext, x: str) -> str:
+    """Shape(x)[2:] as a run-time 1-D int64 tensor."""
+    return ctx.op("Slice", ctx.shape(x), ctx.ints([2]), ctx.ints([_BIG]))
+
+
+def transpose_conv_to(ctx: VjpContext, g: str, w: str, *, sizes: list[int] | None, target: str | None,
+                      kernel: list[int], strides: list[int], pads: list[int], dilations: list[int],
+                      group: int = 1) -> str:
+    """ConvTranspose(g, w) grown to the forward input's spatial size H.
+
+    With static ``sizes`` the exact ``output_padding`` r = (H + p₀ + p₁ − dk) mod s is set (the
+    last r padded positions lie in no window). Otherwise ``target`` is H at run time (1-D int64):
+    the ConvTranspose keeps its end (end pads 0), then is cut to H and zero-padded up to H — the
+    same result, as r is added before the end crop."""
+    spatial = len(kernel)
+    if sizes is not None:
+        output_padding = [
+            (size + pads[i] + pads[i + spatial] - d * (k - 1) - 1) % s
+            for i, (size, k, s, d) in enumerate(zip(sizes, kernel, strides, dilations))
+        ]
+        return ctx.op("ConvTranspose", g, w, strides=strides, pads=pads, dilations=dilations, group=group,
+                      kernel_shape=kernel, output_padding=output_padding if any(output_padding) else None)
+    uncropped = ctx.op("ConvTranspose", g, w, strides=strides, pads=pads[:spatial] + [0] * spatial,
+                       dilations=dilations, group=group, kernel_shape=kernel)
+    axes = ctx.ints(list(range(2, 2 + spatial)))
+    cut = ctx.op("Slice", uncropped, ctx.ints([0] * spatial), target, axes)
+    missing = ctx.op("Sub", target, spatial_shape(ctx, cut))
+    amounts = ctx.op("Concat", ctx.ints([0] * (2 + spatial) + [0, 0]), missing, axis=0)
+    return ctx.op("Pad", cut, amounts)
+
+
+def _channels_first(ctx: VjpContext, t: str, rank: int) -> str:
+    """Swap the two leading axes: [A, B, ...] → [B, A, ...]."""
+    return ctx.op("Transpose", t, perm=[1, 0] + list(range(2, rank)))
+
+
+def _kernel_crop(ctx: VjpContext, t: str, kernel: list[int]) -> str:
+    """t[:, :, :k₁, :k₂, ...]."""
+    spatial = len(kernel)
+    return ctx.op("Slice", t, ctx.ints([0] * spatial), ctx.ints(kernel), ctx.ints(list(range(2, 2 + spatial))))
+
+
+def _block_diagonal(ctx: VjpContext, t: str, node, w: str, group: int) -> str:
+    """From t [A, B, k...] holding every channel pair, keep the pairs inside a group.
+
+    A = G·a rows, B = G·b columns; returns [A, b, k...] reshaped like W. Needs W's static shape."""
+    if group == 1:
+        return t
+    shape = ctx.static_shape(w)
+    if shape is None or not all(isinstance(d, int) for d in shape):
+        raise GradientError(f"{_label(node)}: the weight gradient with group > 1 needs the weight's static shape")
+    per_group = shape[1]
+    kernel_size = int(np.prod(shape[2:]))
+    blocks = ctx.op("Reshape", t, ctx.ints([group, -1, group, per_group, kernel_size]))
+    mask = np.eye(group).reshape(group, 1, group, 1, 1)
+    diagonal = ctx.op("ReduceSum", ctx.op("Mul", blocks, ctx.const(mask, like=t)), ctx.ints([2]), keepdims=0)
+    return ctx.op("Reshape", diagonal, ctx.shape(w))
+
+
+def _bias_grad(ctx: VjpContext, g: str) -> str:
+    """dB[m] = Σ_{n, o} g[n, m, o]."""
+    flat = ctx.op("Reshape", g, ctx.ints([0, 0, -1]))
+    return ctx.op("ReduceSum", flat, ctx.ints([0, 2]), keepdims=0)
+
+
 @vjp("Conv")
 def conv(ctx: VjpContext, node, grads):
+    """Y = Conv(X, W, B) with W [M, C/G, k...].
+
+    dX = ConvTranspose(g, W; strides, pads, dilations, group, output_padding = (H + p₀ + p₁ − dk) mod s).
+    dW[m, c, j] = Σ_{n, o} g[n, m, o]·X_pad[n, c, o·s + j·d] = Conv(Xᵀ, gᵀ; pads, strides = d,
+    dilations = s)ᵀ cropped to k (block diagonal when G > 1).
+    dB[m] = Σ_{n, o} g[n, m, o].
+    """
     (g,) = grads
     x, w = node.input[0], node.input[1]
-    if not ctx.wants(x):
-        return [None] * len(node.input)
+    b = node.input[2] if len(node.input) > 2 else ""
     kernel = kernel_shape(ctx, node, w)
-    spatial = len(kernel)
-    strides = list(ctx.attr(node, "strides", [1] * spatial))
-    dilations = list(ctx.attr(node, "dilations", [1] * spatial))
+    strides, dilations, group = _geometry(ctx, node, kernel)
     pads = explicit_pads(ctx, node, x, kernel, strides, dilations)
+    grad_x = grad_w = grad_b = None
+    if ctx.wants(x):
+        sizes = static_spatial(ctx, x)
+        target = None if sizes is not None else spatial_shape(ctx, x)
+        grad_x = transpose_conv_to(ctx, g, w, sizes=sizes, target=target, kernel=kernel, strides=strides,
+                                   pads=pads, dilations=dilations, group=group)
+    if ctx.wants(w):
+        rank = 2 + len(kernel)
+        pairs = ctx.op("Conv", _channels_first(ctx, x, rank), _channels_first(ctx, g, rank), pads=pads,
+                       strides=dilations, dilations=strides)  # [C, M, ≥k...]
+        pairs = _channels_first(ctx, _kernel_crop(ctx, pairs, kernel), rank)  # [M, C, k...]
+        grad_w = _block_diagonal(ctx, pairs, node, w, group)
+    if b and ctx.wants(b):
+        grad_b = _bias_grad(ctx, g)
+    return [grad_x, grad_w, grad_b][: len(node.input)]
+
+
+def _transpose_pads(ctx: VjpContext, node, x: str, kernel, strides, dilations) -> list[int]:
+    """ConvTranspose's crop of its full output F (length s·(H − 1) + output_padding + dk) as
+    [begin..., end...]: Y = F[p₀ : len(F) − p₁]. A negative value means Y extends past F.
+
+    With ``output_shape`` or ``auto_pad`` SAME_* the total crop is len(F) − out (out = output_shape,
+    or H·s for SAME); SAME_UPPER crops the odd unit at the end, SAME_LOWER and NOTSET at the
+    beginning — what onnxruntime and onnx.reference do."""
+    spatial = len(kernel)
+    auto_pad = _text(ctx.attr(node, "auto_pad", "NOTSET"))
+    output_shape = ctx.attr(node, "output_shape")
+    if auto_pad == "VALID":
+        return [0] * (2 * spatial)
+    if output_shape is None and auto_pad not in ("SAME_UPPER", "SAME_LOWER"):
+        return list(ctx.attr(node, "pads", None) or [0] * (2 * spatial))
     sizes = spatial_size(ctx, node, x)
-    output_padding = [
-        (size + pads[i] + pads[i + spatial] - d * (k - 1) - 1) % s
-        for i, (size, k, s, d) in enumerate(zip(sizes, kernel, strides, dilations))
-    ]
-    grad_x = ctx.op(
-        "ConvTranspose", g, w, strides=strides, pads=pads, dilations=dilations, group=ctx.attr(node, "group", 1),
-        kernel_shape=kernel, output_padding=output_padding,
-    )
-    return [grad_x] + [None] * (len(node.input) - 1)
+    output_padding = list(ctx.attr(node, "output_padding", None) or [0] * spatial)
+    wanted = list(output_shape)[-spatial:] if output_shape is not None else [h * s for h, s in zip(sizes, strides)]
+    begins, ends = [], []
+    for h, k, s, d, extra, out in zip(sizes, kernel, strides, dilations, output_padding, wanted):
+        total = s * (h - 1) + extra + d * (k - 1) + 1 - out
+        begin = total // 2 if auto_pad == "SAME_UPPER" else total - total // 2
+        begins.append(begin)
+        ends.append(total - begin)
+    return begins + ends
+
+
+def _crop_negative_pads(ctx: VjpContext, g: str, pads: list[int]) -> tuple[str, list[int]]:
+    """Where Y extends past the full output (negative pads), drop those positions of g."""
+    spatial = len(pads) // 2
+    if all(p >= 0 for p in pads):
+        return g, pads
+    starts = [max(-p, 0) for p in pads[:spatial]]
+    ends = [min(p, 0) or _BIG for p in pads[spatial:]]
+    cropped = ctx.op("Slice", g, ctx.ints(starts), ctx.ints(ends), ctx.ints(list(range(2, 2 + spatial))))
+    return cropped, [max(p, 0) for p in pads]
+
+
+@vjp("ConvTranspose")
+def conv_transpose(ctx: VjpContext, node, grads):
+    """Y = ConvTranspose(X, W, B) with W [C, M/G, k...]: F[n, m, i·s + j·d] += X[n, c, i]·W[c, m, j],
+    Y = F cropped by the pads (explicit, or implied by output_shape / auto_pad), + B[m].
+
+    dX = Conv(g, W; strides, dilations, group, pads = the crop) — positions of Y outside F are
+    sliced off g first.
+    dW[c, m, j] = Σ_{n, i} X[n, c, i]·g_F[n, m, i·s + j·d] = Conv(g_Fᵀ, Xᵀ; strides = d,
+    dilations = s)ᵀ cropped to k (block diagonal when G > 1).
+    dB[m] = Σ_{n, o} g[n, m, o].
+    """
+    (g,) = grads
+    x, w = node.input[0], node.input[1]
+    b = node.input[2] if len(node.input) > 2 else ""
+    kernel = kernel_shape(ctx, node, w)
+    strides, dilations, group = _geometry(ctx, node, kernel)
+    pads = _transpose_pads(ctx, node, x, kernel, strides, dilations)
+    g_full, conv_pads = _crop_negative_pads(ctx, g, pads)
+    grad_x = grad_w = grad_b = None
+    if ctx.wants(x):
+        grad_x = ctx.op("Conv", g_full, w, strides=strides, pads=conv_pads, dilations=dilations, group=group,
+                        kernel_shape=kernel)
+        if any(extra >= s for extra, s in zip(ctx.attr(node, "output_padding", None) or [], strides)):
+            grad_x = ctx.op("Slice", grad_x, ctx.ints([0] * len(kernel)), spatial_shape(ctx, x),
+                            ctx.ints(list(range(2, 2 + len(kernel)))))
+    if ctx.wants(w):
+        rank = 2 + len(kernel)
+        pairs = ctx.op("Conv", _channels_first(ctx, g_full, rank), _channels_first(ctx, x, rank), pads=conv_pads,
+                       strides=dilations, dilations=strides)  # [M, C, ≥k...]
+        pairs = _channels_first(ctx, _kernel_crop(ctx, pairs, kernel), rank)  # [C, M, k...]
+        grad_w = _block_diagonal(ctx, pairs, node, w, group)
+    if b and ctx.wants(b):
+        grad_b = _bias_grad(ctx, g)
+    return [grad_x, grad_w, grad_b][: len(node.input)]

@@ -1,0 +1,38 @@
+"""Gradients of the bundled EfficientNet-Lite0 (legacy export, Pad subgraphs, ReLU6) against torch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from builders import png
+from skimage import data
+
+from explainers import RunContext
+from explainers.model import decode_image, preprocess
+
+GOLDEN = Path(__file__).resolve().parent.parent / "fixtures" / "bundled_efficientnet_lite0.npz"
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def test_preprocessing_matches_the_reference_pipeline(bundled):
+    golden = np.load(GOLDEN)
+    tensor, _ = preprocess(decode_image(png(data.coffee())), bundled.config.preprocessing, size=(224, 224), channels=3)
+    np.testing.assert_allclose(tensor, golden["x"][0], atol=1e-6)
+
+
+def test_input_and_cam_layer_gradients_match_torch(bundled):
+    golden = np.load(GOLDEN)
+    x, seeds, layer = golden["x"], golden["class_weights"], str(golden["layer"])
+    assert bundled.cam_layer == layer
+    images = np.repeat(x, 2, axis=0)
+    (chunk,) = bundled.gradients(2, lambda a, b: (images[a:b], seeds[a:b]), context=RunContext(), layers=[layer])
+    np.testing.assert_allclose(chunk.scores[:1], golden["logits"], rtol=1e-4, atol=2e-4)
+    for i in range(2):
+        # ReLU6 kinks flipped by float32 rounding make a handful of pixels differ (AUTODIFF.md)
+        assert cosine(chunk.input_grad[i], golden["input_grad"][i]) > 0.99999
+        assert cosine(chunk.layers[layer][1][i], golden["layer_grad"][i]) > 0.99999

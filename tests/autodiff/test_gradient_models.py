@@ -1,0 +1,189 @@
+"""Whole gradient models: analytic answers, invariants, integration with OnnxClassifier."""
+
+from __future__ import annotations
+
+import builders
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from onnx.reference import ReferenceEvaluator
+
+from explainers import ModelConfig, OnnxClassifier, RunContext
+from explainers.autodiff import (
+    CLASS_WEIGHTS,
+    INPUT_GRAD,
+    REFERENCE_INPUT,
+    GradientError,
+    build_gradient_model,
+    rule_set,
+)
+
+RNG = np.random.default_rng(5)
+
+
+def gradients(classifier: OnnxClassifier, x: np.ndarray, weights: np.ndarray, max_batch: int | None = None, **kw):
+    chunks = list(classifier.gradients(len(x), lambda a, b: (x[a:b], weights[a:b]), context=RunContext(),
+                                       max_batch=max_batch, **kw))
+    return chunks, np.concatenate([c.input_grad for c in chunks])
+
+
+def test_linear_model_gradient_is_its_weights():
+    w = RNG.standard_normal((4, 3, 5, 5)).astype(np.float32)
+    classifier = OnnxClassifier(builders.linear(w, softmax=True))  # the Softmax is cut: logits are explained
+    x = RNG.standard_normal((3, 3, 5, 5)).astype(np.float32)
+    seeds = np.eye(4, dtype=np.float32)[[0, 3, 1]]
+    seeds[2, 2] = -1  # "1 rather than 2"
+    chunks, grad = gradients(classifier, x, seeds)
+    np.testing.assert_allclose(grad[0], w[0], rtol=1e-6)
+    np.testing.assert_allclose(grad[1], w[3], rtol=1e-6)
+    np.testing.assert_allclose(grad[2], w[1] - w[2], rtol=1e-5, atol=1e-6)
+    assert chunks[0].scores.shape == (3, 4)
+
+
+def test_nhwc_model_gradients_come_back_in_the_canonical_layout():
+    w = RNG.standard_normal((2, 3, 4, 6)).astype(np.float32)
+    classifier = OnnxClassifier(builders.linear(w, layout="NHWC"))
+    x = RNG.standard_normal((2, 3, 4, 6)).astype(np.float32)
+    _, grad = gradients(classifier, x, np.eye(2, dtype=np.float32))
+    np.testing.assert_allclose(grad, w, rtol=1e-6)
+
+
+def test_probabilities_can_be_differentiated_instead_of_logits():
+    w = RNG.standard_normal((3, 1, 2, 2)).astype(np.float32)
+    model = builders.linear(w, softmax=True)
+    x = RNG.standard_normal((1, 1, 2, 2)).astype(np.float64)
+    seed = np.array([[1.0, 0, 0]])
+    graph = build_gradient_model(model, cut_final_activation=False)
+    assert graph.score_tensor == "probs"
+    z = np.einsum("kchw,nchw->nk", w.astype(np.float64), x)
+    p = np.exp(z) / np.exp(z).sum()
+    expected = p[0, 0] * (w[0] - np.einsum("k,kchw->chw", p[0], w))  # d p_0 / d x
+    grad = ReferenceEvaluator(graph.model).run([INPUT_GRAD], {"x": x.astype(np.float32),
+                                                              CLASS_WEIGHTS: seed.astype(np.float32)})[0]
+    np.testing.assert_allclose(grad[0], expected, rtol=1e-4, atol=1e-6)
+
+
+def test_layer_gradient_is_the_input_gradient_of_the_head():
+    classifier = OnnxClassifier(builders.small_cnn(size=8, hidden=4, classes=3))
+    x = RNG.standard_normal((2, 3, 8, 8)).astype(np.float32)
+    seeds = np.eye(3, dtype=np.float32)[[2, 0]]
+    chunks, _ = gradients(classifier, x, seeds, layers=["act"])
+    activation, layer_grad = chunks[0].layers["act"]
+    fw = numpy_helper.to_array(next(i for i in classifier.model.graph.initializer if i.name == "fw"))
+    # head = GlobalAveragePool → Gemm: d score / d act[c, h, w] = fw[class, c] / (H·W)
+    expected = (seeds @ fw)[:, :, None, None] / 64 * np.ones((1, 1, 8, 8))
+    np.testing.assert_allclose(layer_grad, expected, rtol=1e-6)
+    assert activation.shape == (2, 4, 8, 8) and np.all(activation >= 0)
+
+
+@pytest.mark.parametrize("rules", ["vanilla", "guided_backprop", "deconvnet"])
+def test_batch_sizes_give_identical_per_sample_gradients(rules):
+    classifier = OnnxClassifier(builders.small_cnn(), config=ModelConfig(max_batch=8))
+    x = RNG.standard_normal((8, 3, 16, 16)).astype(np.float32)
+    seeds = np.eye(3, dtype=np.float32)[RNG.integers(0, 3, 8)]
+    _, reference = gradients(classifier, x, seeds, max_batch=8, rules=rules)
+    for batch in (1, 3):
+        _, grad = gradients(classifier, x, seeds, max_batch=batch, rules=rules)
+        np.testing.assert_allclose(grad, reference, rtol=1e-5, atol=1e-7)
+
+
+def test_gradients_are_charged_and_the_graph_is_cached():
+    classifier = OnnxClassifier(builders.small_cnn(), config=ModelConfig(max_batch=4))
+    x = RNG.standard_normal((5, 3, 16, 16)).astype(np.float32)
+    context = RunContext()
+    list(classifier.gradients(5, lambda a, b: (x[a:b], np.ones((b - a, 3), np.float32)), context=context))
+    assert (context.forward, context.backward) == (5, 5)
+    first = classifier.gradient_model()[1]
+    assert classifier.gradient_model()[1] is first
+
+
+def test_only_the_needed_nodes_are_kept():
+    graph = build_gradient_model(builders.small_cnn()).model
+    ops = [n.op_type for n in graph.graph.node]
+    assert ops.count("Gemm") == 2 and ops.count("ConvTranspose") == 1  # no weight gradients
+    assert {i.name for i in graph.graph.input} == {"x", CLASS_WEIGHTS}
+
+
+def test_missing_rule_is_a_build_time_error_naming_op_and_node():
+    model = builders.small_cnn()
+    node = next(n for n in model.graph.node if n.op_type == "Relu")
+    node.op_type, node.name = "Softsign", "my_activation"
+    with pytest.raises(GradientError, match=r"op Softsign \(node 'my_activation'\); supported: .*Relu"):
+        build_gradient_model(model)
+    custom = builders.small_cnn()
+    custom.graph.node[1].domain = "com.example"
+    custom.opset_import.append(helper.make_opsetid("com.example", 1))
+    with pytest.raises(GradientError, match="com.example.Relu"):
+        build_gradient_model(custom)
+
+
+def test_nodes_off_the_input_score_path_need_no_rule():
+    # an unsupported op on a constant branch (not depending on the input) is never visited
+    model = builders.small_cnn()
+    model.graph.initializer.append(numpy_helper.from_array(np.ones(3, np.float32), "ones"))
+    model.graph.node.insert(0, helper.make_node("Softsign", ["ones"], ["soft"]))
+    gemm = next(n for n in model.graph.node if n.op_type == "Gemm")
+    gemm.output[0] = "pre"
+    model.graph.node.append(helper.make_node("Add", ["pre", "soft"], ["logits"]))
+    onnx.checker.check_model(model)
+    graph = build_gradient_model(model).model
+    assert "Softsign" not in {n.op_type for n in graph.graph.node if n.name.startswith("grad/")}
+
+
+def _relu_mlp(seed: int = 0) -> onnx.ModelProto:
+    rng = np.random.default_rng(seed)
+    nodes = [
+        helper.make_node("Flatten", ["x"], ["f"]),
+        helper.make_node("Gemm", ["f", "w1", "b1"], ["h"], transB=1),
+        helper.make_node("Relu", ["h"], ["a"]),
+        helper.make_node("Gemm", ["a", "w2", "b2"], ["logits"], transB=1),
+    ]
+    inits = [numpy_helper.from_array(v.astype(np.float32), n) for n, v in
+             [("w1", rng.standard_normal((6, 8))), ("b1", rng.standard_normal(6)),
+              ("w2", rng.standard_normal((3, 6))), ("b2", rng.standard_normal(3))]]
+    graph = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, 2, 2])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 3])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_reference_pass_lets_a_rule_read_the_baseline_tensors():
+    """A DeepLIFT-rescale ReLU written against ctx.reference satisfies completeness exactly."""
+
+    def rescale_relu(ctx, node, grads):
+        x, y = node.input[0], node.output[0]
+        dx = ctx.op("Sub", x, ctx.reference(x))
+        dy = ctx.op("Sub", y, ctx.reference(y))
+        small = ctx.op("Less", ctx.op("Abs", dx), ctx.const(1e-6, like=x))
+        safe = ctx.op("Where", small, ctx.const(1.0, like=x), dx)
+        gradient = ctx.op("Where", ctx.op("Greater", x, ctx.const(0, like=x)), ctx.const(1, like=x), ctx.const(0, like=x))
+        multiplier = ctx.op("Where", small, gradient, ctx.op("Div", dy, safe))
+        return [ctx.op("Mul", grads[0], multiplier)]
+
+    model = _relu_mlp()
+    graph = build_gradient_model(model, rules={**rule_set("vanilla"), "Relu": rescale_relu}, reference_pass=True)
+    assert graph.reference_input == REFERENCE_INPUT
+    x = RNG.standard_normal((4, 2, 2, 2)).astype(np.float32)
+    baseline = np.zeros_like(x)
+    seeds = np.eye(3, dtype=np.float32)[[0, 1, 2, 0]]
+    evaluator = ReferenceEvaluator(graph.model)
+    grad, logits = evaluator.run([INPUT_GRAD, "logits"], {"x": x, REFERENCE_INPUT: baseline, CLASS_WEIGHTS: seeds})
+    base_logits = ReferenceEvaluator(model).run(["logits"], {"x": baseline})[0]
+    attribution = ((x - baseline) * grad).reshape(4, -1).sum(1)
+    expected = ((logits - base_logits) * seeds).sum(1)
+    np.testing.assert_allclose(attribution, expected, rtol=1e-5, atol=1e-5)
+    # without a reference pass the same rule set fails at build time with a clear message
+    with pytest.raises(GradientError, match="reference pass"):
+        build_gradient_model(model, rules={**rule_set("vanilla"), "Relu": rescale_relu})
+
+
+def test_unknown_layer_is_rejected():
+    with pytest.raises(Exception, match="no tensor named 'nope'"):
+        build_gradient_model(builders.small_cnn(), layers=["nope"])
+
+
+def test_candidate_layers_and_default_cam_layer():
+    classifier = OnnxClassifier(builders.small_cnn(size=16, hidden=4))
+    layers = {layer.name: layer for layer in classifier.layers()}
+    assert layers["act"].shape == (4, 16, 16) and layers["conv"].op_type == "Conv"
+    assert classifier.cam_layer == "act"
