@@ -125,7 +125,7 @@ def build_gradient_model(
             shapes[name] = tuple(hinted)
         else:
             shapes[name] = tuple(d if isinstance(d, int) else h for d, h in zip(inferred, hinted))
-    constants = _constants(graph)
+    constants = _constants(graph, _opset(model))
     differentiable = _depends_on(graph, input_name, dtypes)
     for layer in layers:
         if layer not in differentiable:
@@ -276,20 +276,45 @@ def _value_infos(model: onnx.ModelProto) -> tuple[dict[str, tuple], dict[str, np
     return shapes, dtypes
 
 
-def _constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
+_FOLD_LIMIT = 1 << 20  # elements: fold shape arithmetic and small tensors, not whole weight tensors
+
+
+def _constants(graph: onnx.GraphProto, opset: int) -> dict[str, np.ndarray]:
+    """Values known at build time: initializers, Constant nodes, and every node computed only from
+    those (exporters build Pad amounts, Reshape targets and Resize sizes from constants). Rules can
+    then take their static fast paths (e.g. Pad's gradient becomes one Slice)."""
     values = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
     for node in graph.node:
         if node.op_type == "Constant":
-            for attribute in node.attribute:
-                if attribute.name == "value":
-                    values[node.output[0]] = numpy_helper.to_array(attribute.t)
-                elif attribute.name in ("value_float", "value_int"):
-                    values[node.output[0]] = np.asarray(helper.get_attribute_value(attribute))
-                elif attribute.name in ("value_floats", "value_ints"):
-                    values[node.output[0]] = np.asarray(helper.get_attribute_value(attribute))
-        elif node.op_type == "Identity" and node.input[0] in values:  # exporters alias initializers
-            values[node.output[0]] = values[node.input[0]]
+            attribute = node.attribute[0]
+            if attribute.name == "value":
+                values[node.output[0]] = numpy_helper.to_array(attribute.t)
+            elif attribute.name in ("value_float", "value_int", "value_floats", "value_ints"):
+                values[node.output[0]] = np.asarray(helper.get_attribute_value(attribute))
+        elif node.input and all(name == "" or name in values for name in node.input) and _foldable(node):
+            try:
+                results = _evaluate(node, [values[name] if name else None for name in node.input], opset)
+            except Exception:  # folding is an optimisation; leave the node to run time
+                continue
+            for name, value in zip(node.output, results):
+                if name and value is not None and np.size(value) <= _FOLD_LIMIT:
+                    values[name] = np.asarray(value)
     return values
+
+
+def _foldable(node: onnx.NodeProto) -> bool:
+    return node.domain in ("", "ai.onnx") and not any(a.type in (onnx.AttributeProto.GRAPH,
+                                                                 onnx.AttributeProto.GRAPHS) for a in node.attribute)
+
+
+def _evaluate(node: onnx.NodeProto, inputs: list, opset: int) -> list:
+    from onnx.reference import ReferenceEvaluator
+
+    names = [f"in{i}" if value is not None else "" for i, value in enumerate(inputs)]
+    single = helper.make_node(node.op_type, names, [f"out{i}" for i in range(len(node.output))], domain=node.domain)
+    single.attribute.extend(node.attribute)
+    evaluator = ReferenceEvaluator(single, opsets={"": opset})
+    return evaluator.run(None, {name: value for name, value in zip(names, inputs) if name})
 
 
 def _is_float(name: str, node: onnx.NodeProto, dtypes: dict[str, np.dtype]) -> bool:

@@ -8,6 +8,7 @@ last chunk, evaluation counting, and cancellation between chunks.
 
 from __future__ import annotations
 
+import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -121,6 +122,7 @@ class OnnxClassifier:
         self._sessions: dict[str, ort.InferenceSession] = {}
         self._gradients: dict[tuple, GradientModel] = {}
         self._shapes: dict[str, tuple] | None = None
+        self._simplified: onnx.ModelProto | None = None
         self._lock = threading.Lock()
         if not model.graph.node:
             raise InvalidModel("not an ONNX model: the graph has no nodes")
@@ -307,6 +309,32 @@ class OnnxClassifier:
             raise NotFound("layer", name, names)
         return name
 
+    def simplified_model(self) -> onnx.ModelProto:
+        """The model after onnxruntime's *basic* graph optimisations, which are semantics-preserving
+        and emit standard ops: constant folding, Identity/Dropout elimination, Pad and BatchNorm
+        folded into Conv. Gradient graphs start from it: fewer nodes to differentiate, static
+        shapes, and no backward pass through work the forward had folded away. Falls back to the
+        model itself if the result uses any non-standard op."""
+        with self._lock:
+            if self._simplified is not None:
+                return self._simplified
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        options.log_severity_level = 4
+        with tempfile.TemporaryDirectory() as folder:
+            options.optimized_model_filepath = str(Path(folder) / "simplified.onnx")
+            try:
+                ort.InferenceSession(self.model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+                simplified = onnx.load(options.optimized_model_filepath)
+                onnx.checker.check_model(simplified)
+            except Exception:  # an optimisation only: keep the original
+                simplified = self.model
+        if any(node.domain not in ("", "ai.onnx") for node in simplified.graph.node):
+            simplified = self.model
+        with self._lock:
+            self._simplified = simplified
+        return simplified
+
     def gradient_model(self, *, layers: Sequence[str] = (), rules: str = "vanilla",
                        cut_final_activation: bool = True) -> tuple[str, GradientModel]:
         """The gradient graph for (layers, rules), built once and compiled once: (variant key, graph).
@@ -320,8 +348,11 @@ class OnnxClassifier:
         if built is None:
             shape = (None, self.channels, self.height, self.width) if self.signature.layout == "NCHW" else (
                 None, self.height, self.width, self.channels)
+            simplified = self.simplified_model()
+            present = {name for node in simplified.graph.node for name in node.output}
+            base = simplified if all(layer in present for layer in layers) else self.model
             built = build_gradient_model(
-                self.model, input_name=self.signature.input_name, output_name=self.signature.output_name,
+                base, input_name=self.signature.input_name, output_name=self.signature.output_name,
                 layers=layers, rules=rules, cut_final_activation=cut_final_activation, input_shape=shape,
                 shape_hints=self.tensor_shapes(),
             )

@@ -36,17 +36,18 @@ def _scale(ctx: VjpContext, tensor: str, factor: float, like: str) -> str:
 
 
 def _keep(ctx: VjpContext, mask: str, g: str, like: str) -> str:
-    """Where(mask, g, 0)."""
-    return ctx.op("Where", mask, g, ctx.const(0, like=like))
+    """g where ``mask``, else 0 — as g · Cast(mask): onnxruntime's Where with a scalar operand is
+    ~10x slower than Cast + Mul, and these masks run on every activation of a CNN."""
+    return ctx.op("Mul", g, ctx.op("CastLike", mask, like))
 
 
 # ---------------------------------------------------------------------- ReLU family
 @vjp("Relu")
 def relu(ctx: VjpContext, node, grads):
-    """dX = g·[X > 0]."""
+    """dX = g·[X > 0] = g·[Y > 0]: reading Y lets onnxruntime keep the forward Conv + Relu fused."""
     (g,) = grads
     x = node.input[0]
-    return [_keep(ctx, _positive_mask(ctx, x), g, x)]
+    return [_keep(ctx, _positive_mask(ctx, node.output[0]), g, x)]
 
 
 @vjp("Relu", rule_set="guided_backprop")
@@ -54,7 +55,7 @@ def guided_relu(ctx: VjpContext, node, grads):
     """Springenberg et al. 2015: pass only positive gradient where the input was positive."""
     (g,) = grads
     x = node.input[0]
-    keep = ctx.op("And", _positive_mask(ctx, x), _positive_mask(ctx, g))
+    keep = ctx.op("And", _positive_mask(ctx, node.output[0]), _positive_mask(ctx, g))
     return [_keep(ctx, keep, g, x)]
 
 
@@ -220,6 +221,20 @@ def _clip_bounds(node) -> tuple[str, str]:
     return inputs[1], inputs[2]
 
 
+def _mask_source(ctx: VjpContext, node) -> str:
+    """What Clip's pass-through mask is computed from. With constant bounds lo < hi, lo < X < hi
+    exactly when lo < Y < hi (Y = clip(X)), and reading Y rather than X lets onnxruntime keep the
+    forward Conv + Clip fused (X would otherwise have to be materialised for the backward)."""
+    low, high = _clip_bounds(node)
+    values = [ctx.constant_value(b) if b else None for b in (low, high)]
+    if all(v is None or np.size(v) == 1 for v in values) and all(
+        b == "" or v is not None for b, v in zip((low, high), values)
+    ):
+        if not (low and high) or float(np.asarray(values[0])) < float(np.asarray(values[1])):
+            return node.output[0]
+    return node.input[0]
+
+
 def _inside_clip(ctx: VjpContext, x: str, low: str, high: str) -> str | None:
     """low < x < high as a boolean tensor (None when both bounds are omitted)."""
     parts = []
@@ -244,7 +259,7 @@ def clip(ctx: VjpContext, node, grads):
     low, high = _clip_bounds(node)
     result: list[str | None] = [None, None, None]
     if ctx.wants(x):
-        inside = _inside_clip(ctx, x, low, high)
+        inside = _inside_clip(ctx, _mask_source(ctx, node), low, high)
         result[0] = g if inside is None else _keep(ctx, inside, g, x)
     for index, bound, compare in ((1, low, "Less"), (2, high, "Greater")):
         if bound and ctx.wants(bound):
@@ -274,7 +289,7 @@ def guided_clip(ctx: VjpContext, node, grads):
     (g,) = grads
     x = node.input[0]
     low, high = _clip_bounds(node)
-    keep = ctx.op("And", _inside_clip(ctx, x, low, high), _positive_mask(ctx, g))
+    keep = ctx.op("And", _inside_clip(ctx, _mask_source(ctx, node), low, high), _positive_mask(ctx, g))
     return [_keep(ctx, keep, g, x), None, None][: len(node.input)]
 
 
