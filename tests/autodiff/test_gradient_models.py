@@ -187,3 +187,24 @@ def test_candidate_layers_and_default_cam_layer():
     layers = {layer.name: layer for layer in classifier.layers()}
     assert layers["act"].shape == (4, 16, 16) and layers["conv"].op_type == "Conv"
     assert classifier.cam_layer == "act"
+
+
+@pytest.mark.parametrize("rules", ["vanilla", "guided_backprop", "deconvnet"])
+def test_rule_sets_match_literal_numpy_backprop_on_a_relu_net(rules):
+    """x → Gemm(w1, b1) → Relu → Gemm(w2, b2): backpropagate by hand with each rule's ReLU."""
+    model = _relu_mlp(seed=3)
+    weights = {i.name: numpy_helper.to_array(i).astype(np.float64) for i in model.graph.initializer}
+    x = RNG.standard_normal((5, 2, 2, 2)).astype(np.float32)
+    seeds = np.eye(3, dtype=np.float32)[[0, 1, 2, 1, 0]]
+    hidden = x.reshape(5, -1).astype(np.float64) @ weights["w1"].T + weights["b1"]
+    upstream = seeds.astype(np.float64) @ weights["w2"]  # gradient reaching the ReLU output
+    through = {
+        "vanilla": upstream * (hidden > 0),
+        "guided_backprop": upstream * (hidden > 0) * (upstream > 0),
+        "deconvnet": np.maximum(upstream, 0),
+    }[rules]
+    assert (through >= 0).all() or rules == "vanilla"  # what reaches the layer below is non-negative
+    expected = (through @ weights["w1"]).reshape(x.shape)
+    graph = build_gradient_model(model, rules=rules).model
+    grad = ReferenceEvaluator(graph).run([INPUT_GRAD], {"x": x, CLASS_WEIGHTS: seeds})[0]
+    np.testing.assert_allclose(grad, expected, rtol=1e-5, atol=1e-6)
