@@ -102,6 +102,10 @@ def fill_params(message: Message, values: Mapping[str, Any]) -> None:
         if name not in fields:
             raise ValueError(f"{message.DESCRIPTOR.name} has no parameter {name!r}; known: {', '.join(fields)}")
         descriptor = fields[name]
+        if descriptor.is_repeated:  # a list, or "0.05,0.1" from the CLI
+            items = value.split(",") if isinstance(value, str) else value
+            getattr(message, name).extend(float(item) for item in items)
+            continue
         if descriptor.enum_type is not None:
             prefix = "".join("_" + c if c.isupper() else c.upper() for c in descriptor.enum_type.name).lstrip("_") + "_"
             choices = {v.name.removeprefix(prefix).lower(): v.number for v in descriptor.enum_type.values}

@@ -20,6 +20,7 @@ class RunContext:
         self.max_evaluations = max_evaluations
         self.forward = 0
         self.backward = 0
+        self.bytes_fed = 0  # bytes sent to onnxruntime per chunk (per-request inputs excluded)
         self._cancelled = threading.Event()
         self._reason = "cancelled by the caller"
         self._lock = threading.Lock()

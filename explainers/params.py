@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 from .errors import InvalidArgument, check_range
 
-_TYPES = {"int": int, "float": float, "str": str, "bool": bool}
+_TYPES = {"int": int, "float": float, "str": str, "bool": bool, "tuple[float, ...]": tuple}
 
 
 def param(
@@ -70,6 +70,17 @@ class MethodParams:
     def _coerce(self, spec: ParameterSpec, value: Any) -> Any:
         field = f"{self.field_prefix}.{spec.name}"
         kind = _TYPES[spec.type]
+        if kind is tuple:  # a non-empty list of floats, each within the bounds
+            if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+                raise InvalidArgument(field, f"expected a list of numbers, got {value!r}")
+            items = tuple(value)
+            if not items:
+                raise InvalidArgument(field, "expected at least one value")
+            for index, item in enumerate(items):
+                if isinstance(item, bool) or not isinstance(item, (int, float)):
+                    raise InvalidArgument(f"{field}[{index}]", f"expected a number, got {item!r}")
+                check_range(f"{field}[{index}]", float(item), spec.low, spec.high)
+            return tuple(float(item) for item in items)
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if kind is int and isinstance(value, float) and value.is_integer():

@@ -93,7 +93,8 @@ def method_info(spec: MethodSpec) -> ex_pb2.MethodInfo:
         params_field=params_field(spec.name),
     )
     for p in spec.params.describe():
-        info = message.parameters.add(name=p.name, type=p.type, default_value=str(p.default), description=p.doc)
+        default = ",".join(f"{v:g}" for v in p.default) if isinstance(p.default, tuple) else str(p.default)
+        info = message.parameters.add(name=p.name, type=p.type, default_value=default, description=p.doc)
         if p.low is not None:
             info.minimum = p.low
         if p.high is not None:
@@ -119,6 +120,8 @@ def params_from_proto(message: Message) -> dict[str, Any]:
                 continue
             name = field.enum_type.values_by_number[value].name
             values[field.name] = name.removeprefix(_enum_prefix(field.enum_type.name)).lower()
+        elif field.is_repeated:
+            values[field.name] = tuple(value)
         else:
             values[field.name] = value
     return values

@@ -16,8 +16,14 @@ import pytest
 from explainers import Explanation, ModelConfig, Objective, OnnxClassifier, Planned, Progress, explain, list_methods
 from explainers.errors import InvalidArgument
 
-# Cheaper-than-default parameters so the suite stays fast on a 16x16 model.
-FAST = {"occlusion": {"window": 4, "stride": 2}}
+# Cheaper-than-default parameters so the suite stays fast on a 16x16 model (one line per method).
+FAST = {
+    "occlusion": {"window": 4, "stride": 2},
+    "rise": {"masks": 64, "grid": 4},
+    "lime": {"segments": 8, "samples": 40},
+    "score_cam": {},
+    "extremal_perturbation": {"areas": [0.1], "iterations": 8, "mask_step": 4},
+}
 METHODS = [spec.name for spec in list_methods()]
 
 

@@ -10,6 +10,7 @@ from numpy.typing import NDArray
 
 from ..errors import InvalidArgument
 from ..events import Event, Explanation, Planned, Progress
+from ..graph.perturbation import window_masks
 from ..model import Evaluator
 from ..objectives import Objective
 from ..params import MethodParams, param
@@ -42,28 +43,28 @@ def occlusion(
     """Mean drop of the score over the sliding windows (filled with a baseline) covering each pixel.
 
     Passes: ⌈H/s⌉·⌈W/s⌉ + 1 forward (the extra one scores the unoccluded image, in the same
-    batch). Linear models are explained exactly: with a 1-pixel window and a zero baseline the
-    heatmap is Σ_c w ⊙ x.
+    batch). The occluded copies are built inside the graph from 4 integers per window. Linear
+    models are explained exactly: with a 1-pixel window and a zero baseline the heatmap is Σ_c w ⊙ x.
     """
     _, height, width = image.shape
     if params.window > max(height, width):
         raise InvalidArgument("params.window", f"{params.window} exceeds the input {height}x{width}")
     windows = SlidingWindows.cover((height, width), params.window, params.stride)
-    fill = make_baseline(image, params.baseline)
-    total = len(windows) + 1
+    # sample 0 is the unoccluded image (an empty box); sample i > 0 occludes window i - 1
+    boxes = np.concatenate([np.zeros((1, 4), np.int64), windows.boxes])
+    total = len(boxes)
     yield Planned(forward=total)
-
-    def make_images(start: int, stop: int) -> NDArray[np.float32]:
-        # sample 0 is the unoccluded image; sample i > 0 occludes window i - 1
-        if start > 0:
-            return windows.occlude(image, fill, start - 1, stop - 1)
-        return np.concatenate([image[None], windows.occlude(image, fill, 0, stop - 1)])
 
     deltas = WindowDeltas(windows, (height, width), objective.num_targets)
     reference = None
-    for start, stop, values in model.objective_values(total, make_images, objective):
+    values_of = model.perturbed_values(
+        total, lambda start, stop: {"windows": boxes[start:stop]}, objective,
+        source=window_masks(height, width), image=image, baseline=make_baseline(image, params.baseline),
+    )
+    for start, stop, values in values_of:
         if start == 0:
             reference, values, start = values[0], values[1:], 1
         deltas.add(start - 1, reference - values)
         yield Progress(done=stop, total=total, heatmaps=deltas.heatmaps())
-    yield Explanation(heatmaps=deltas.heatmaps(), scores=reference, forward=model.context.forward)
+    yield Explanation(heatmaps=deltas.heatmaps(), scores=reference, forward=model.context.forward,
+                      extras={"bytes_per_sample": model.context.bytes_fed / total})

@@ -25,7 +25,9 @@ from ..autodiff import CLASS_WEIGHTS, INPUT_GRAD, GradientModel, build_gradient_
 from ..context import RunContext
 from ..errors import Cancelled, InvalidArgument, InvalidModel, NotFound
 from ..graph.dynamic_batch import make_batch_dynamic
+from ..graph.expose import expose_outputs
 from ..graph.layers import Layer, candidate_layers, default_cam_layer
+from ..graph.perturbation import SOURCE_BASELINE, SOURCE_IMAGE, MaskSource, prefixed_model
 from .config import ModelConfig
 from .signature import Signature, read_signature
 
@@ -398,6 +400,93 @@ class OnnxClassifier:
                 {layer: (chunk.outputs[graph.layers[layer][0]], chunk.outputs[graph.layers[layer][1]]) for layer in layers},
             )
 
+    # ---------------------------------------------------------------- perturbation prefixes
+    def perturbation_variant(self, source: MaskSource) -> str:
+        """Compile (once) the classifier behind the perturbation prefix ``source``; its variant key."""
+        variant = f"perturbation:{source.name}"
+        input_type = onnx.helper.np_dtype_to_tensor_dtype(np.dtype(self._dtype))
+        self.session(variant, lambda: prefixed_model(self.model, self.signature.input_name,
+                                                     layout=self.signature.layout, input_type=input_type,
+                                                     source=source))
+        return variant
+
+    def perturbed(
+        self,
+        count: int,
+        make_masks: Callable[[int, int], Mapping[str, NDArray]],
+        *,
+        source: MaskSource,
+        image: NDArray[np.float32],
+        baseline: NDArray[np.float32],
+        context: RunContext,
+        per_request: Mapping[str, NDArray] | None = None,
+        max_batch: int | None = None,
+    ) -> Iterator[Chunk]:
+        """Evaluate ``count`` perturbations of ``image`` [C, H, W] built in the graph.
+
+        ``make_masks(start, stop)`` returns ``source``'s per-sample inputs; ``per_request`` its
+        per-request ones (e.g. the superpixel map). Sample i is ``m_i ⊙ image + (1 − m_i) ⊙ baseline``.
+        """
+        variant = self.perturbation_variant(source)
+        static = {SOURCE_IMAGE: image[None].astype(np.float32), SOURCE_BASELINE: baseline[None].astype(np.float32),
+                  **(per_request or {})}
+        yield from self.run(count, make_masks, context=context, variant=variant, static=static, max_batch=max_batch)
+
+    def perturbation_gradients(
+        self,
+        count: int,
+        make_batch: Callable[[int, int], Mapping[str, NDArray]],
+        *,
+        source: MaskSource,
+        wrt: str,
+        image: NDArray[np.float32],
+        baseline: NDArray[np.float32],
+        context: RunContext,
+        per_request: Mapping[str, NDArray] | None = None,
+        max_batch: int | None = None,
+    ) -> Iterator[Chunk]:
+        """Forward + backward through (perturbation prefix ∘ classifier), differentiated with respect
+        to the prefix input ``wrt`` (e.g. ``low_masks``): exact mask gradients for extremal
+        perturbation. ``make_batch`` returns the prefix inputs and ``class_weights`` [n, classes].
+        Chunks hold the class scores and ``input_grad`` (shaped like ``wrt``).
+
+        Raises:
+            GradientError: an op of the classifier has no gradient rule.
+        """
+        variant = f"perturbation-gradient:{source.name}:{wrt}"
+        with self._lock:
+            built = self._gradients.get(("perturbation", source.name, wrt))
+        if built is None:
+            input_type = onnx.helper.np_dtype_to_tensor_dtype(np.dtype(self._dtype))
+            prefixed = prefixed_model(self.simplified_model(), self.signature.input_name,
+                                      layout=self.signature.layout, input_type=input_type, source=source)
+            built = build_gradient_model(prefixed, input_name=wrt, output_name=self.signature.output_name,
+                                         shape_hints=self.tensor_shapes())
+            with self._lock:
+                built = self._gradients.setdefault(("perturbation", source.name, wrt), built)
+        self.session(variant, lambda: built.model)
+        static = {SOURCE_IMAGE: image[None].astype(np.float32), SOURCE_BASELINE: baseline[None].astype(np.float32),
+                  **(per_request or {})}
+        yield from self.run(count, make_batch, context=context, variant=variant, static=static, backward=True,
+                            outputs=[built.score_output, built.input_grad], max_batch=max_batch)
+
+    def layer_activations(
+        self, images: NDArray[np.float32], layers: Sequence[str], *, context: RunContext
+    ) -> dict[str, NDArray[np.float32]]:
+        """Forward only, returning the activations of ``layers`` (and the class scores under the
+        output's name) for canonical images [n, C, H, W]."""
+        for layer in layers:
+            self.check_layer(layer)
+        variant = f"layers:{'|'.join(layers)}"
+        self.session(variant, lambda: expose_outputs(self.model, layers))
+        names = [self.signature.output_name, *layers]
+        results: dict[str, list[NDArray]] = {name: [] for name in names}
+        for chunk in self.run(len(images), lambda a, b: {IMAGE: images[a:b]}, context=context, variant=variant,
+                              outputs=names):
+            for name in names:
+                results[name].append(chunk.outputs[name])
+        return {name: np.concatenate(parts) for name, parts in results.items()}
+
     # ---------------------------------------------------------------- tensors
     def _to_model_layout(self, images: NDArray) -> NDArray:
         """Canonical [n, C, H, W] float32 → the model's layout and input dtype."""
@@ -443,6 +532,7 @@ class OnnxClassifier:
         outputs: Sequence[str] | None = None,
         backward: bool = False,
         max_batch: int | None = None,
+        static: Mapping[str, NDArray] | None = None,
     ) -> Iterator[Chunk]:
         """The project's one batched evaluation loop.
 
@@ -453,6 +543,10 @@ class OnnxClassifier:
         on a helper thread while onnxruntime runs the current one. Each chunk is charged to
         ``context`` (forward, and backward when ``backward``) and cancellation is checked before
         it runs; a cancelled context also terminates the run in flight.
+
+        ``static`` inputs are the same for every chunk (a perturbation prefix's image and
+        baseline): on CUDA they are copied to the device once and bound, so each chunk moves only
+        what ``make_batch`` returns; its bytes are counted in ``context.bytes_fed``.
 
         Yields:
             :class:`Chunk` with the requested outputs (default: the class-score output).
@@ -466,6 +560,7 @@ class OnnxClassifier:
         names = list(outputs) if outputs else [self.signature.output_name]
         step = max(1, min(max_batch or self.max_batch, self.max_batch))
         bounds = [(start, min(start + step, count)) for start in range(0, count, step)]
+        bound = self._bind_static(session, static)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="feed") as prefetcher:
             pending = prefetcher.submit(self._feed, make_batch, *bounds[0])
             for index, (start, stop) in enumerate(bounds):
@@ -474,8 +569,18 @@ class OnnxClassifier:
                 if index + 1 < len(bounds):
                     pending = prefetcher.submit(self._feed, make_batch, *bounds[index + 1])
                 context.charge(forward=stop - start, backward=(stop - start) if backward else 0)
-                results = self._run_once(session, names, feed, context)
+                context.bytes_fed += sum(value.nbytes for value in feed.values())
+                results = self._run_once(session, names, feed, context, bound)
                 yield Chunk(start, stop, dict(zip(names, results)))
+
+    def _bind_static(self, session: ort.InferenceSession, static: Mapping[str, NDArray] | None):
+        """Static inputs as a feed (CPU: the arrays themselves) or device-resident OrtValues (CUDA)."""
+        if not static:
+            return None
+        if session.get_providers()[0] != "CUDAExecutionProvider":
+            return {name: np.ascontiguousarray(value) for name, value in static.items()}
+        return {name: ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(value), "cuda", 0)
+                for name, value in static.items()}
 
     def _feed(self, make_batch: Callable[[int, int], Mapping[str, NDArray]], start: int, stop: int) -> dict[str, NDArray]:
         feed = dict(make_batch(start, stop))
@@ -484,7 +589,8 @@ class OnnxClassifier:
         return feed
 
     @staticmethod
-    def _run_once(session: ort.InferenceSession, names: list[str], feed: dict, context: RunContext) -> list[NDArray]:
+    def _run_once(session: ort.InferenceSession, names: list[str], feed: dict, context: RunContext,
+                  bound: dict | None = None) -> list[NDArray]:
         options = ort.RunOptions()
 
         def terminate() -> None:
@@ -492,7 +598,17 @@ class OnnxClassifier:
 
         context.add_terminator(terminate)
         try:
-            return session.run(names, feed, options)
+            if bound and isinstance(next(iter(bound.values())), ort.OrtValue):
+                binding = session.io_binding()
+                for name, value in bound.items():
+                    binding.bind_ortvalue_input(name, value)
+                for name, value in feed.items():
+                    binding.bind_cpu_input(name, value)
+                for name in names:
+                    binding.bind_output(name, "cpu")
+                session.run_with_iobinding(binding, options)
+                return binding.copy_outputs_to_cpu()
+            return session.run(names, {**feed, **(bound or {})}, options)
         except Exception as exc:
             if context.cancelled:
                 raise Cancelled("cancelled while a batch was running") from exc

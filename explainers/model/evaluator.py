@@ -6,12 +6,13 @@ Methods never batch, count or check cancellation themselves; they describe *what
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 import numpy as np
 from numpy.typing import NDArray
 
 from ..context import RunContext
+from ..graph.perturbation import MaskSource
 from ..objectives import Objective
 from .classifier import IMAGE, OnnxClassifier
 
@@ -42,6 +43,26 @@ class Evaluator:
         ([n, C, H, W] float32) and yield ``(start, stop, values)`` with values [n, targets]."""
         probabilities = self.classifier.outputs_are_probabilities
         for chunk in self.classifier.run(count, lambda a, b: {IMAGE: make_images(a, b)}, context=self.context):
+            outputs = next(iter(chunk.outputs.values()))
+            yield chunk.start, chunk.stop, objective(outputs, outputs_are_probabilities=probabilities)
+
+    def perturbed_values(
+        self,
+        count: int,
+        make_masks: Callable[[int, int], Mapping[str, NDArray]],
+        objective: Objective,
+        *,
+        source: MaskSource,
+        image: NDArray[np.float32],
+        baseline: NDArray[np.float32],
+        per_request: Mapping[str, NDArray] | None = None,
+    ) -> Iterator[tuple[int, int, NDArray[np.float32]]]:
+        """Like :meth:`objective_values`, for perturbations built inside the graph by ``source``
+        (see :mod:`explainers.graph.perturbation`): ``make_masks(start, stop)`` returns only the
+        small per-sample mask descriptions."""
+        probabilities = self.classifier.outputs_are_probabilities
+        for chunk in self.classifier.perturbed(count, make_masks, source=source, image=image, baseline=baseline,
+                                               context=self.context, per_request=per_request):
             outputs = next(iter(chunk.outputs.values()))
             yield chunk.start, chunk.stop, objective(outputs, outputs_are_probabilities=probabilities)
 

@@ -1,4 +1,4 @@
-"""Sliding windows: a mask generator (occluded copies of an image) and its aggregator."""
+"""Sliding windows: a mask generator (boxes, drawn in the graph by ``window_masks``) and its aggregator."""
 
 from __future__ import annotations
 
@@ -28,15 +28,6 @@ class SlidingWindows:
 
     def __len__(self) -> int:
         return len(self.boxes)
-
-    def occlude(
-        self, image: NDArray[np.float32], fill: NDArray[np.float32], start: int, stop: int
-    ) -> NDArray[np.float32]:
-        """Copies of ``image`` [C, H, W] with windows ``[start, stop)`` replaced by ``fill``: [n, C, H, W]."""
-        batch = np.repeat(image[None], stop - start, axis=0)
-        for sample, (top, left, bottom, right) in zip(batch, self.boxes[start:stop]):
-            sample[:, top:bottom, left:right] = fill[:, top:bottom, left:right]
-        return batch
 
 
 class WindowDeltas:
