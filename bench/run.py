@@ -9,6 +9,13 @@ The JSON also keeps ``wall_min_s``, the fastest run: a wide gap to ``wall_s`` me
 * ``occlusion`` — ``explain(..., "occlusion", top-1 class)`` drained with default parameters (window 16,
   stride 8: 28·28 windows + 1 reference = 785 passes) through the project's batched loop, with the
   classifier's ``max_batch`` set to the row's value; ``batch`` is the largest chunk the loop ran.
+* ``rise`` — default RISE (4000 masks, grid 7, p 0.5) of the top-1 class: 4001 passes; ``notes`` compare the
+  bytes fed per batch (grids + shifts) with the full perturbed images a prefix-less loop would feed.
+  ``rise aggregation`` times the numpy side alone (per-shift sums + one partial map per chunk) on recorded
+  scores. ``rise time-to-quality`` rows: one streamed run per sampling (seed 0, at most 16,000 random or
+  4000 quasi-random masks); ``passes`` = masks of the first partial map whose Pearson r with a 16,000-mask
+  quasi-random reference (seed 1000, computed once: the ``rise reference`` row) is >= 0.95, ``wall_s`` = time
+  from the call to that partial map (the correlations themselves not counted). Target: < 19 s on 2 cores.
 
 ``efficiency = (passes / best_raw) / wall_s = passes_per_s / best_raw``: the share of the best raw
 onnxruntime throughput that a case achieves (1.0 = no overhead over the fastest bare forward loop;
@@ -22,6 +29,7 @@ to ``CASES``. Usage: ``python bench/run.py --out bench [--quick]``.
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import datetime
 import json
@@ -45,7 +53,7 @@ from explainers.model import PLAIN, ModelConfig, OnnxClassifier, preprocess
 from explainers.objectives import Objective
 
 MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "efficientnet_lite0"
-COLUMNS = ("case", "batch", "passes", "wall_s", "passes_per_s", "efficiency", "vs_forward")
+COLUMNS = ("case", "batch", "passes", "wall_s", "passes_per_s", "efficiency", "vs_forward", "notes")
 
 
 @dataclasses.dataclass
@@ -57,6 +65,8 @@ class Bench:
     runs: int  # timed runs per case; the median is reported
     raw_seconds: float  # target duration of one timed raw run
     _classifiers: dict[int, OnnxClassifier] = dataclasses.field(default_factory=dict)
+    quick: bool = False  # smoke run: the long RISE runs shrink too
+    shared: dict[str, object] = dataclasses.field(default_factory=dict)  # results cases reuse (RISE reference)
 
     def classifier(self, max_batch: int | None = None) -> OnnxClassifier:
         """The bundled model with ``max_batch`` (default: the config's), loaded once."""
@@ -152,6 +162,101 @@ def gradient_build(bench: Bench) -> dict:
     return row(0, 0, walls(build, bench.runs))
 
 
+def top1(bench: Bench, classifier: OnnxClassifier) -> Objective:
+    return Objective.for_classes([int(np.argmax(classifier.predict(bench.image[None])[0]))], classifier.num_classes)
+
+
+def rise(bench: Bench, max_batch: int | None) -> dict:
+    """Default RISE (4000 masks) of the top-1 class; notes: bytes per batch fed with the in-graph prefix
+    vs the full perturbed images a plain loop would feed."""
+    classifier = bench.classifier(max_batch)
+    objective = top1(bench, classifier)
+    list(explain(classifier, bench.image, "rise", objective, {"masks": classifier.max_batch}))  # compiles the prefix
+    finals = collections.deque(maxlen=1)  # the last event of the last run: its Explanation
+    times = walls(lambda: finals.extend(explain(classifier, bench.image, "rise", objective)), bench.runs)
+    final = finals[0]
+    batch = classifier.max_batch
+    result = row(batch, final.forward, times)
+    prefix_bytes, full_bytes = final.extras["bytes_per_sample"] * batch, bench.image.nbytes * batch
+    result["notes"] = (f"{prefix_bytes / 1024:.1f} KiB per batch of {batch} in-graph vs {full_bytes / 2**20:.1f} MiB "
+                       f"of full images ({full_bytes / prefix_bytes:,.0f}x)")
+    return result
+
+
+def rise_aggregation(bench: Bench, masks: int = 4000, batch: int = 16) -> dict:
+    """The numpy side of RISE alone on a 224x224 input, on recorded scores: per-shift sums of ``masks`` grids
+    added ``batch`` at a time, a partial map rendered every 1% of the masks as the method does; notes: the
+    same with full-resolution masks built per chunk (the direct way)."""
+    from explainers.perturb.rise_masks import GridMaskSum, GridSampler, GridTables
+
+    tables = GridTables.build(224, 224, 7)
+    grids, shifts = GridSampler(masks, 7, 0.5, tables.cells, "random", np.random.default_rng(0)).take(0, masks)
+    values = np.random.default_rng(1).standard_normal((masks, 1))
+    chunks = [slice(start, start + batch) for start in range(0, masks, batch)]
+
+    def aggregate() -> None:
+        total, rendered = GridMaskSum(tables, 1, 0.5), 0
+        for chunk in chunks:
+            total.add(grids[chunk], shifts[chunk], values[chunk])
+            if total.count >= rendered + masks / 100 or total.count == masks:
+                rendered = total.count
+                total.render()
+
+    def full_masks() -> None:
+        total = np.zeros((224, 224))
+        for chunk in chunks:
+            total += np.tensordot(values[chunk, 0], tables.masks(grids[chunk], shifts[chunk]), 1)
+
+    result = row(0, 0, walls(aggregate, bench.runs))
+    result["notes"] = (f"{masks} masks in chunks of {batch}; full-resolution masks per chunk instead: "
+                       f"{statistics.median(walls(full_masks, bench.runs)):.2f} s")
+    return result
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
+
+
+def rise_reference(bench: Bench, masks: int = 16000) -> dict:
+    """The 16,000-mask quasi-random reference map (seed 1000, config max_batch) the time-to-quality rows
+    compare with; computed once, timed once (4000 masks with ``--quick``)."""
+    masks = 4000 if bench.quick else masks
+    classifier = bench.classifier()
+    objective = top1(bench, classifier)
+    start = time.perf_counter()
+    params = {"masks": masks, "sampling": "quasi_random"}
+    final = collections.deque(explain(classifier, bench.image, "rise", objective, params, seed=1000), maxlen=1)[0]
+    bench.shared["rise_reference"] = final.heatmaps[0]
+    result = row(classifier.max_batch, final.forward, [time.perf_counter() - start])
+    result["notes"] = f"quasi_random, seed 1000; last_10pct_change {final.extras['last_10pct_change']:.2g}"
+    return result
+
+
+def rise_time_to_quality(bench: Bench, sampling: str, masks: int, quality: float = 0.95) -> dict:
+    """Masks and time until a streamed partial map first reaches Pearson r >= ``quality`` with the reference;
+    the run (at most ``masks``; 4000 with ``--quick``) stops there. Partial maps come every 1% of ``masks``."""
+    masks = min(masks, 4000) if bench.quick else masks
+    classifier = bench.classifier()
+    objective = top1(bench, classifier)
+    reference = bench.shared["rise_reference"]
+    excluded, r = 0.0, float("nan")  # time spent correlating (not counted); the last correlation
+    start = time.perf_counter()
+    events = explain(classifier, bench.image, "rise", objective, {"masks": masks, "sampling": sampling}, seed=0)
+    for event in events:
+        if isinstance(event, Progress) and event.heatmaps is not None:
+            tick = time.perf_counter()
+            elapsed, r = tick - start - excluded, pearson(event.heatmaps[0], reference)
+            excluded += time.perf_counter() - tick
+            if r >= quality:
+                events.close()
+                result = row(classifier.max_batch, event.done - 1, [elapsed])
+                result["notes"] = f"r = {r:.4f} at {event.done - 1} masks (partial maps every {masks // 100})"
+                return result
+    result = row(classifier.max_batch, 0, [time.perf_counter() - start - excluded])
+    result.update(passes="", passes_per_s="", notes=f"r >= {quality} not reached: r = {r:.4f} at {masks} masks")
+    return result
+
+
 RAW = "raw onnxruntime"
 CASES: list[tuple[str, Callable[[Bench], dict]]] = [
     *((RAW, partial(raw_forward, batch=b)) for b in (1, 8, 16, 32, 64)),
@@ -161,6 +266,11 @@ CASES: list[tuple[str, Callable[[Bench], dict]]] = [
     ("occlusion, max_batch 8", partial(occlusion, max_batch=8)),
     ("occlusion, config max_batch", partial(occlusion, max_batch=None)),
     ("occlusion, max_batch 32", partial(occlusion, max_batch=32)),
+    ("rise, 4000 masks, config max_batch", partial(rise, max_batch=None)),
+    ("rise aggregation, 4000 masks (s)", rise_aggregation),
+    ("rise reference, 16000 quasi-random masks", rise_reference),
+    ("rise time-to-quality r>=0.95, random", partial(rise_time_to_quality, sampling="random", masks=16000)),
+    ("rise time-to-quality r>=0.95, quasi_random", partial(rise_time_to_quality, sampling="quasi_random", masks=4000)),
 ]
 """(name, fn(bench) -> row(...)) in run order; the raw rows must come first. Add rows here."""
 
@@ -178,14 +288,14 @@ def main() -> None:
     started, clock, load = datetime.datetime.now(datetime.timezone.utc), time.perf_counter(), os.getloadavg()[0]
     config = ModelConfig.from_file(MODEL_DIR / "config.json")
     image, _ = preprocess(Image.fromarray(skimage.data.coffee()), config.preprocessing, size=(224, 224), channels=3)
-    bench = Bench(config, image, runs=1 if args.quick else 3, raw_seconds=0.3 if args.quick else 1.5)
+    bench = Bench(config, image, runs=1 if args.quick else 3, raw_seconds=0.3 if args.quick else 1.5, quick=args.quick)
     rows = []
     for name, run in CASES:
         rows.append({"case": name, **run(bench)})
         print(f"  {name}: {rows[-1]}", file=sys.stderr, flush=True)
     best_raw = max(r["passes_per_s"] for r in rows if r["case"] == RAW)
     for r in rows:
-        if r["passes"]:
+        if r["passes"] and r["passes_per_s"]:
             r["efficiency"] = round(r["passes_per_s"] / best_raw, 3)
     table = markdown(rows)
     result = {

@@ -18,9 +18,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
+
 from .errors import InvalidArgument, check_range
 
-_TYPES = {"int": int, "float": float, "str": str, "bool": bool, "tuple[float, ...]": tuple}
+_TYPES = {
+    "int": int,
+    "float": float,
+    "str": str,
+    "bool": bool,
+    "tuple[float, ...]": tuple,
+    "NDArray[np.float32] | None": np.ndarray,  # an optional tensor (e.g. a user baseline); shape checked by the method
+}
 
 
 def param(
@@ -70,6 +79,14 @@ class MethodParams:
     def _coerce(self, spec: ParameterSpec, value: Any) -> Any:
         field = f"{self.field_prefix}.{spec.name}"
         kind = _TYPES[spec.type]
+        if kind is np.ndarray:
+            if value is None:
+                return None
+            array = np.asarray(value, dtype=np.float32)
+            if not np.all(np.isfinite(array)):
+                raise InvalidArgument(field, "contains NaN or infinite values")
+            array.setflags(write=False)
+            return array
         if kind is tuple:  # a non-empty list of floats, each within the bounds
             if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
                 raise InvalidArgument(field, f"expected a list of numbers, got {value!r}")

@@ -11,7 +11,7 @@ from numpy.typing import NDArray
 from onnxplain.v1 import explanation_service_pb2 as ex_pb2
 from onnxplain.v1 import model_service_pb2 as model_pb2
 
-from client.tensors import to_tensor
+from client.tensors import from_tensor, to_tensor
 from explainers import Family, OnnxClassifier
 from explainers.methods import MethodSpec
 from explainers.model import ModelInfo
@@ -94,7 +94,8 @@ def method_info(spec: MethodSpec) -> ex_pb2.MethodInfo:
     )
     for p in spec.params.describe():
         default = ",".join(f"{v:g}" for v in p.default) if isinstance(p.default, tuple) else str(p.default)
-        info = message.parameters.add(name=p.name, type=p.type, default_value=default, description=p.doc)
+        kind = {"tuple[float, ...]": "floats", "NDArray[np.float32] | None": "tensor"}.get(p.type, p.type)
+        info = message.parameters.add(name=p.name, type=kind, default_value=default, description=p.doc)
         if p.low is not None:
             info.minimum = p.low
         if p.high is not None:
@@ -120,6 +121,8 @@ def params_from_proto(message: Message) -> dict[str, Any]:
                 continue
             name = field.enum_type.values_by_number[value].name
             values[field.name] = name.removeprefix(_enum_prefix(field.enum_type.name)).lower()
+        elif field.message_type is not None and field.message_type.full_name == "onnxplain.v1.Tensor":
+            values[field.name] = from_tensor(value, field=f"params.{field.name}")
         elif field.is_repeated:
             values[field.name] = tuple(value)
         else:

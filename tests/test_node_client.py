@@ -12,7 +12,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from serving import ServerThread
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "client" / "examples" / "explain.js"

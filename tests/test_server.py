@@ -146,7 +146,7 @@ def test_heatmap_datatypes(client, datatype, dtype):
     "kwargs, code, reason, field, message",
     [
         ({"model": "nope"}, "NOT_FOUND", "NOT_FOUND", None, "available: corrupt, efficientnet_lite0, linear"),
-        ({"method": "nope"}, "NOT_FOUND", "NOT_FOUND", None, "available: occlusion"),
+        ({"method": "nope"}, "NOT_FOUND", "NOT_FOUND", None, "unknown method 'nope'; available: cam, "),
         ({"model": "corrupt"}, "FAILED_PRECONDITION", "FAILED_PRECONDITION", None, "failed to load"),
         ({"image": b"\x89PNG not really"}, "INVALID_ARGUMENT", "INVALID_ARGUMENT", "image.encoded", "cannot decode"),
         ({"image": np.zeros((3, 10, 10), np.float32)}, "INVALID_ARGUMENT", "INVALID_ARGUMENT", "image.tensor",
@@ -174,11 +174,12 @@ def test_errors_have_the_right_status_and_the_server_keeps_serving(client, coffe
 
 
 def test_params_for_another_method_are_rejected(client, coffee_png):
-    request = client.explain_request("efficientnet_lite0", coffee_png, "occlusion")
-    request.method = "rise"  # unknown, but check the mismatch path with a known method name too
+    request = client.explain_request("efficientnet_lite0", coffee_png, "occlusion", params={"window": 32})
+    request.method = "lime"  # the occlusion params no longer match the method
     with pytest.raises(grpc.RpcError) as info:
         list(client.explanations.Explain(request, timeout=30))
-    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "parameters for 'occlusion' given, but the method is 'lime'" in info.value.details()
 
 
 def test_corrupt_upload_and_disabled_uploads(client, coffee_png):

@@ -94,11 +94,16 @@ def segment_masks(height: int, width: int) -> MaskSource:
     return MaskSource("segments", inputs, nodes, inits, per_request=("segments",))
 
 
-def bilinear_matrix(source: int, target: int) -> np.ndarray:
-    """[target, source] weights of a bilinear resize from ``source`` to ``target`` samples
-    (half-pixel centres, edge samples clamped — align_corners=False)."""
+def bilinear_matrix(source: int, target: int, *, align_corners: bool = False) -> np.ndarray:
+    """[target, source] weights of a bilinear resize from ``source`` to ``target`` samples:
+    half-pixel centres with edge samples clamped (``align_corners=False``, as cv2 and ONNX
+    Resize's half_pixel), or end samples aligned (``align_corners=True``, torch's
+    ``UpsamplingBilinear2d``)."""
     matrix = np.zeros((target, source))
-    centres = (np.arange(target) + 0.5) * source / target - 0.5
+    if align_corners:
+        centres = np.arange(target) * ((source - 1) / (target - 1) if target > 1 else 0.0)
+    else:
+        centres = (np.arange(target) + 0.5) * source / target - 0.5
     low = np.clip(np.floor(centres).astype(int), 0, source - 1)
     high = np.clip(low + 1, 0, source - 1)
     frac = np.clip(centres - np.floor(centres), 0, 1)
@@ -142,11 +147,12 @@ def grid_masks(height: int, width: int, grid: int) -> MaskSource:
     return MaskSource(f"grid{grid}", inputs, nodes, inits)
 
 
-def upsampled_masks(height: int, width: int, low_height: int, low_width: int, *, normalise: bool) -> MaskSource:
+def upsampled_masks(height: int, width: int, low_height: int, low_width: int, *, normalise: bool,
+                    align_corners: bool = False) -> MaskSource:
     """Input ``low_masks`` float [n, 1, h, w] resized bilinearly (as a separable matrix product) to
     [n, 1, H, W]; with ``normalise`` each sample is min-max scaled to [0, 1] (Score-CAM)."""
-    rows = bilinear_matrix(low_height, height).astype(np.float32)  # [H, h]
-    cols = bilinear_matrix(low_width, width).T.astype(np.float32)  # [w, W]
+    rows = bilinear_matrix(low_height, height, align_corners=align_corners).astype(np.float32)  # [H, h]
+    cols = bilinear_matrix(low_width, width, align_corners=align_corners).T.astype(np.float32)  # [w, W]
     p = _PREFIX
     up = MASK if not normalise else p + "up"
     inits = [numpy_helper.from_array(rows, p + "rows"), numpy_helper.from_array(cols, p + "cols"),
@@ -167,7 +173,8 @@ def upsampled_masks(height: int, width: int, low_height: int, low_width: int, *,
             _node("Div", [p + "shifted", p + "safe_span"], MASK),
         ]
     inputs = [helper.make_tensor_value_info("low_masks", TensorProto.FLOAT, ["n", 1, low_height, low_width])]
-    return MaskSource(f"upsampled{low_height}x{low_width}{'n' if normalise else ''}", inputs, nodes, inits)
+    name = f"upsampled{low_height}x{low_width}{'n' if normalise else ''}{'c' if align_corners else ''}"
+    return MaskSource(name, inputs, nodes, inits)
 
 
 def prefixed_model(model: onnx.ModelProto, input_name: str, *, layout: str, input_type: int,

@@ -2,7 +2,7 @@
 
 from .classifier import IMAGE, PLAIN, Chunk, GradientChunk, ModelInfo, OnnxClassifier, available_providers
 from .config import ModelConfig, Preprocessing
-from .evaluator import Evaluator
+from .evaluator import Evaluator, GradientBatch
 from .preprocessing import Geometry, decode_image, preprocess, to_rgb_array
 
 __all__ = [
@@ -11,6 +11,7 @@ __all__ = [
     "Chunk",
     "GradientChunk",
     "Evaluator",
+    "GradientBatch",
     "Geometry",
     "ModelConfig",
     "ModelInfo",

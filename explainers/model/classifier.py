@@ -12,7 +12,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,7 @@ import onnxruntime as ort
 from google.protobuf.message import DecodeError
 from numpy.typing import NDArray
 
-from ..autodiff import CLASS_WEIGHTS, INPUT_GRAD, GradientModel, build_gradient_model
+from ..autodiff import CLASS_WEIGHTS, INPUT_GRAD, REFERENCE_INPUT, GradientModel, build_gradient_model
 from ..context import RunContext
 from ..errors import Cancelled, InvalidArgument, InvalidModel, NotFound
 from ..graph.dynamic_batch import make_batch_dynamic
@@ -35,6 +35,10 @@ IMAGE = "image"
 """Key of the image batch in a feed: canonical [n, C, H, W] float32, converted by the loop."""
 
 PLAIN = "plain"
+REFERENCE_IMAGE = "reference_image"
+"""Graph input of a reference-pass gradient graph: the reference x′ [1, model layout], fed once per request."""
+SCORE_DELTA = "score_delta"
+"""Output of a reference-pass gradient graph: score(x) − score(x′) [n, classes] of the differentiated scores."""
 _NUMPY_DTYPES = {"FP32": np.float32, "FP16": np.float16, "FP64": np.float64, "UINT8": np.uint8}
 _PROBE_SEED = 20241126
 
@@ -69,7 +73,8 @@ class GradientChunk:
 
     ``scores`` [n, classes] (the model's class-score output), ``input_grad`` [n, C, H, W] in the
     canonical layout, ``layers`` maps each requested layer to (activation, gradient), both in the
-    layer's own shape.
+    layer's own shape. ``score_delta`` [n, classes]: with a reference x′, the differentiated
+    scores (the logits of a Softmax model) at x minus those at x′.
     """
 
     start: int
@@ -77,6 +82,7 @@ class GradientChunk:
     scores: NDArray[np.float32]
     input_grad: NDArray[np.float32]
     layers: dict[str, tuple[NDArray[np.float32], NDArray[np.float32]]]
+    score_delta: NDArray[np.float32] | None = None
 
 
 @dataclass(frozen=True)
@@ -125,6 +131,7 @@ class OnnxClassifier:
         self._gradients: dict[tuple, GradientModel] = {}
         self._shapes: dict[str, tuple] | None = None
         self._simplified: onnx.ModelProto | None = None
+        self._layers: list[Layer] | None = None
         self._lock = threading.Lock()
         if not model.graph.node:
             raise InvalidModel("not an ONNX model: the graph has no nodes")
@@ -180,6 +187,8 @@ class OnnxClassifier:
         options.intra_op_num_threads = self._threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 4
+        # path methods evaluate points near a zero baseline: denormal floats slow the kernels ~30%
+        options.add_session_config_entry("session.set_denormal_as_zero", "1")
         try:
             return ort.InferenceSession(model.SerializeToString(), options, providers=self._providers)
         except Exception as exc:  # onnxruntime raises several unrelated types
@@ -288,7 +297,7 @@ class OnnxClassifier:
         probe_model.graph.output.extend(onnx.helper.ValueInfoProto(name=name) for name in names)
         session = self._new_session(probe_model)
         all_names = [o.name for o in session.get_outputs()]
-        runs = [session.run(all_names, {self.signature.input_name: self._probe_batch(n)}) for n in (1, 2)[: self.max_batch]]
+        runs = [session.run(all_names, {self.signature.input_name: self._probe_batch(n)}) for n in ((1,) if self.batch_mode == "per_sample" else (1, 2))]
         shapes = {}
         for index, name in enumerate(all_names):
             first = np.shape(runs[0][index])
@@ -297,8 +306,12 @@ class OnnxClassifier:
         return shapes
 
     def layers(self) -> list[Layer]:
-        """Candidate layers for CAM methods: 4-D activations with their per-sample shapes."""
-        return candidate_layers(self.model, self.tensor_shapes(), self.signature.input_name)
+        """Candidate layers for CAM methods: 4-D activations with their per-sample shapes (cached)."""
+        shapes = self.tensor_shapes()
+        with self._lock:
+            if self._layers is None:
+                self._layers = candidate_layers(self.model, shapes, self.signature.input_name)
+            return list(self._layers)
 
     @property
     def cam_layer(self) -> str | None:
@@ -338,13 +351,16 @@ class OnnxClassifier:
         return simplified
 
     def gradient_model(self, *, layers: Sequence[str] = (), rules: str = "vanilla",
-                       cut_final_activation: bool = True) -> tuple[str, GradientModel]:
+                       cut_final_activation: bool = True, reference_pass: bool = False) -> tuple[str, GradientModel]:
         """The gradient graph for (layers, rules), built once and compiled once: (variant key, graph).
+
+        With ``reference_pass`` the forward also runs on a reference x′ (rules read its tensors, e.g.
+        DeepLIFT's): fed as :data:`REFERENCE_IMAGE` [1, ...], and :data:`SCORE_DELTA` is an output.
 
         Raises:
             GradientError: the model has an op without a gradient rule (named in the message).
         """
-        key = (tuple(layers), rules, cut_final_activation)
+        key = (tuple(layers), rules, cut_final_activation) + (("reference",) if reference_pass else ())
         with self._lock:
             built = self._gradients.get(key)
         if built is None:
@@ -356,11 +372,13 @@ class OnnxClassifier:
             built = build_gradient_model(
                 base, input_name=self.signature.input_name, output_name=self.signature.output_name,
                 layers=layers, rules=rules, cut_final_activation=cut_final_activation, input_shape=shape,
-                shape_hints=self.tensor_shapes(),
+                shape_hints=self.tensor_shapes(), reference_pass=reference_pass,
             )
+            if reference_pass:
+                built = _reference_fed_once(built)
             with self._lock:
                 built = self._gradients.setdefault(key, built)
-        variant = f"gradient:{rules}:{int(cut_final_activation)}:{'|'.join(layers)}"
+        variant = f"gradient:{rules}:{int(cut_final_activation)}:{'|'.join(layers)}{':reference' if reference_pass else ''}"
         self.session(variant, lambda: built.model)
         return variant, built
 
@@ -374,23 +392,32 @@ class OnnxClassifier:
         rules: str = "vanilla",
         cut_final_activation: bool = True,
         max_batch: int | None = None,
+        reference: NDArray[np.float32] | None = None,
     ) -> Iterator[GradientChunk]:
         """Forward + backward through the gradient graph, in the same batched loop as :meth:`run`.
 
         ``make_batch(start, stop)`` returns canonical images [n, C, H, W] and class weights
         [n, classes] (the seed: one-hot for one class, e_P − e_Q for a contrast). Each sample
-        is charged one forward and one backward evaluation.
+        is charged one forward and one backward evaluation. With a ``reference`` x′ (canonical
+        [C, H, W], the same for every sample: fed once) the graph has a reference pass (see
+        :meth:`gradient_model`), each sample is charged a second forward (its x′ twin), and chunks
+        carry ``score_delta``.
         """
-        variant, graph = self.gradient_model(layers=layers, rules=rules, cut_final_activation=cut_final_activation)
+        variant, graph = self.gradient_model(layers=layers, rules=rules, cut_final_activation=cut_final_activation,
+                                             reference_pass=reference is not None)
         layer_names = [name for layer in layers for name in graph.layers[layer]]
         outputs = [graph.score_output, graph.input_grad, *layer_names]
+        static = None
+        if reference is not None:
+            outputs.append(SCORE_DELTA)
+            static = {REFERENCE_IMAGE: self._to_model_layout(np.asarray(reference, np.float32)[None])}
 
         def feed(start: int, stop: int) -> dict[str, NDArray]:
             images, weights = make_batch(start, stop)
             return {IMAGE: images, CLASS_WEIGHTS: np.ascontiguousarray(weights, dtype=np.float32)}
 
         for chunk in self.run(count, feed, context=context, variant=variant, outputs=outputs, backward=True,
-                              max_batch=max_batch):
+                              max_batch=max_batch, static=static, forwards=1 if reference is None else 2):
             grad = chunk.outputs[INPUT_GRAD]
             if self.signature.layout == "NHWC":
                 grad = grad.transpose(0, 3, 1, 2)
@@ -398,6 +425,7 @@ class OnnxClassifier:
                 chunk.start, chunk.stop, chunk.outputs[graph.score_output],
                 np.ascontiguousarray(grad, dtype=np.float32),
                 {layer: (chunk.outputs[graph.layers[layer][0]], chunk.outputs[graph.layers[layer][1]]) for layer in layers},
+                chunk.outputs.get(SCORE_DELTA),
             )
 
     # ---------------------------------------------------------------- perturbation prefixes
@@ -533,6 +561,7 @@ class OnnxClassifier:
         backward: bool = False,
         max_batch: int | None = None,
         static: Mapping[str, NDArray] | None = None,
+        forwards: int = 1,
     ) -> Iterator[Chunk]:
         """The project's one batched evaluation loop.
 
@@ -541,8 +570,9 @@ class OnnxClassifier:
         :data:`IMAGE` entry is canonical [n, C, H, W] float32 and is converted to the model's
         layout and dtype here, other entries are fed as they are. The next chunk's feed is built
         on a helper thread while onnxruntime runs the current one. Each chunk is charged to
-        ``context`` (forward, and backward when ``backward``) and cancellation is checked before
-        it runs; a cancelled context also terminates the run in flight.
+        ``context`` (``forwards`` forward evaluations per sample, and a backward one when
+        ``backward``) and cancellation is checked before it runs; a cancelled context also
+        terminates the run in flight.
 
         ``static`` inputs are the same for every chunk (a perturbation prefix's image and
         baseline): on CUDA they are copied to the device once and bound, so each chunk moves only
@@ -558,7 +588,7 @@ class OnnxClassifier:
             return
         session = self._plain if variant == PLAIN else self._sessions[variant]
         names = list(outputs) if outputs else [self.signature.output_name]
-        step = max(1, min(max_batch or self.max_batch, self.max_batch))
+        step = 1 if self.batch_mode == "per_sample" else max(1, max_batch or self.max_batch)
         bounds = [(start, min(start + step, count)) for start in range(0, count, step)]
         bound = self._bind_static(session, static)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="feed") as prefetcher:
@@ -568,7 +598,7 @@ class OnnxClassifier:
                 feed = pending.result()
                 if index + 1 < len(bounds):
                     pending = prefetcher.submit(self._feed, make_batch, *bounds[index + 1])
-                context.charge(forward=stop - start, backward=(stop - start) if backward else 0)
+                context.charge(forward=forwards * (stop - start), backward=(stop - start) if backward else 0)
                 context.bytes_fed += sum(value.nbytes for value in feed.values())
                 results = self._run_once(session, names, feed, context, bound)
                 yield Chunk(start, stop, dict(zip(names, results)))
@@ -623,3 +653,58 @@ class OnnxClassifier:
         for chunk in self.run(len(images), lambda a, b: {IMAGE: images[a:b]}, context=context):
             scores[chunk.start : chunk.stop] = chunk.outputs[self.signature.output_name]
         return scores
+
+
+def _reference_fed_once(built: GradientModel) -> GradientModel:
+    """Adapt a reference-pass gradient graph to one reference per request.
+
+    The builder's ``REFERENCE_INPUT`` is shaped like the image batch; here it becomes the in-graph
+    ``Expand`` of a new input :data:`REFERENCE_IMAGE` [1, ...] to the batch's shape (fed once,
+    bound on the device for CUDA). Output :data:`SCORE_DELTA` = score(x) − score(x′): the reference
+    twins of the forward path to the score that dead-code elimination dropped (no rule read them)
+    are recomputed, named as the builder names twins so that kept ones are reused.
+    """
+    model = onnx.ModelProto()
+    model.CopyFrom(built.model)
+    graph = model.graph
+    for value in graph.input:
+        if value.name == REFERENCE_INPUT:
+            value.name = REFERENCE_IMAGE
+            value.type.tensor_type.shape.dim[0].Clear()
+            value.type.tensor_type.shape.dim[0].dim_value = 1
+    shape = onnx.helper.make_node("Shape", [built.input_name], ["reference/batch_shape"], name="reference/shape")
+    expand = onnx.helper.make_node("Expand", [REFERENCE_IMAGE, "reference/batch_shape"], [REFERENCE_INPUT],
+                                   name="reference/expand")
+    produced = {name for node in graph.node for name in node.output if name}
+    producers = {name: node for node in graph.node for name in node.output if name}
+    needed, stack = {built.score_tensor}, [built.score_tensor]
+    while stack:
+        node = producers.get(stack.pop())
+        for name in node.input if node is not None else ():
+            if name and name not in needed:
+                needed.add(name)
+                stack.append(name)
+    twins, copies = {built.input_name: REFERENCE_INPUT}, []
+    for node in graph.node:
+        if not any(name in needed for name in node.output) or not any(name in twins for name in node.input):
+            continue
+        outputs = [f"{name}@reference" if name in needed else "" for name in node.output]
+        twins.update((name, twin) for name, twin in zip(node.output, outputs) if twin)
+        if all(twin in produced for twin in outputs if twin):
+            continue  # the builder kept this twin (a rule reads it)
+        while outputs and not outputs[-1]:
+            outputs.pop()
+        copy = onnx.helper.make_node(node.op_type, [twins.get(name, name) for name in node.input], outputs,
+                                     name=f"{node.name or node.output[0]}@reference_score", domain=node.domain)
+        copy.attribute.extend(node.attribute)
+        copies.append(copy)
+    delta = onnx.helper.make_node("Sub", [built.score_tensor, twins[built.score_tensor]], [SCORE_DELTA],
+                                  name="reference/score_delta")
+    nodes = [shape, expand, *graph.node, *copies, delta]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    delta_info = graph.output.add()
+    delta_info.CopyFrom(next(value for value in graph.output if value.name == built.score_output))
+    delta_info.name = SCORE_DELTA  # shaped like the class scores
+    onnx.checker.check_model(model)
+    return replace(built, model=model)

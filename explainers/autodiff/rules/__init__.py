@@ -1,3 +1,16 @@
 """Vector-Jacobian rules, one module per op family; importing this package registers them."""
 
-from . import activations, conv, elementwise, indexing, linear, normalization, pooling, reduce, resize, shape, softmax  # noqa: F401
+from . import (  # noqa: F401
+    activations,
+    conv,
+    deeplift,
+    elementwise,
+    indexing,
+    linear,
+    normalization,
+    pooling,
+    reduce,
+    resize,
+    shape,
+    softmax,
+)

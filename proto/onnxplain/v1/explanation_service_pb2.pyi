@@ -65,7 +65,7 @@ class OutputOptions(_message.Message):
     def __init__(self, heatmap_datatype: _Optional[_Union[HeatmapDatatype, str]] = ..., original_grid: _Optional[bool] = ..., overlay_png: _Optional[bool] = ..., partial_interval_ms: _Optional[int] = ...) -> None: ...
 
 class ExplainRequest(_message.Message):
-    __slots__ = ("request_id", "model", "method", "image", "target", "seed", "output", "occlusion")
+    __slots__ = ("request_id", "model", "method", "image", "target", "seed", "output", "occlusion", "rise", "lime", "score_cam", "extremal_perturbation", "cam", "grad_cam", "guided_grad_cam", "grad_cam_plus_plus", "integrated_gradients", "smoothgrad", "deeplift")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     METHOD_FIELD_NUMBER: _ClassVar[int]
@@ -74,6 +74,17 @@ class ExplainRequest(_message.Message):
     SEED_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
     OCCLUSION_FIELD_NUMBER: _ClassVar[int]
+    RISE_FIELD_NUMBER: _ClassVar[int]
+    LIME_FIELD_NUMBER: _ClassVar[int]
+    SCORE_CAM_FIELD_NUMBER: _ClassVar[int]
+    EXTREMAL_PERTURBATION_FIELD_NUMBER: _ClassVar[int]
+    CAM_FIELD_NUMBER: _ClassVar[int]
+    GRAD_CAM_FIELD_NUMBER: _ClassVar[int]
+    GUIDED_GRAD_CAM_FIELD_NUMBER: _ClassVar[int]
+    GRAD_CAM_PLUS_PLUS_FIELD_NUMBER: _ClassVar[int]
+    INTEGRATED_GRADIENTS_FIELD_NUMBER: _ClassVar[int]
+    SMOOTHGRAD_FIELD_NUMBER: _ClassVar[int]
+    DEEPLIFT_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     model: str
     method: str
@@ -82,7 +93,18 @@ class ExplainRequest(_message.Message):
     seed: int
     output: OutputOptions
     occlusion: _method_params_pb2.OcclusionParams
-    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., method: _Optional[str] = ..., image: _Optional[_Union[_tensor_pb2.ImageInput, _Mapping]] = ..., target: _Optional[_Union[Target, _Mapping]] = ..., seed: _Optional[int] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ..., occlusion: _Optional[_Union[_method_params_pb2.OcclusionParams, _Mapping]] = ...) -> None: ...
+    rise: _method_params_pb2.RiseParams
+    lime: _method_params_pb2.LimeParams
+    score_cam: _method_params_pb2.ScoreCamParams
+    extremal_perturbation: _method_params_pb2.ExtremalPerturbationParams
+    cam: _method_params_pb2.CamParams
+    grad_cam: _method_params_pb2.GradCamParams
+    guided_grad_cam: _method_params_pb2.GuidedGradCamParams
+    grad_cam_plus_plus: _method_params_pb2.GradCamPlusPlusParams
+    integrated_gradients: _method_params_pb2.IntegratedGradientsParams
+    smoothgrad: _method_params_pb2.SmoothGradParams
+    deeplift: _method_params_pb2.DeepLiftParams
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., method: _Optional[str] = ..., image: _Optional[_Union[_tensor_pb2.ImageInput, _Mapping]] = ..., target: _Optional[_Union[Target, _Mapping]] = ..., seed: _Optional[int] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ..., occlusion: _Optional[_Union[_method_params_pb2.OcclusionParams, _Mapping]] = ..., rise: _Optional[_Union[_method_params_pb2.RiseParams, _Mapping]] = ..., lime: _Optional[_Union[_method_params_pb2.LimeParams, _Mapping]] = ..., score_cam: _Optional[_Union[_method_params_pb2.ScoreCamParams, _Mapping]] = ..., extremal_perturbation: _Optional[_Union[_method_params_pb2.ExtremalPerturbationParams, _Mapping]] = ..., cam: _Optional[_Union[_method_params_pb2.CamParams, _Mapping]] = ..., grad_cam: _Optional[_Union[_method_params_pb2.GradCamParams, _Mapping]] = ..., guided_grad_cam: _Optional[_Union[_method_params_pb2.GuidedGradCamParams, _Mapping]] = ..., grad_cam_plus_plus: _Optional[_Union[_method_params_pb2.GradCamPlusPlusParams, _Mapping]] = ..., integrated_gradients: _Optional[_Union[_method_params_pb2.IntegratedGradientsParams, _Mapping]] = ..., smoothgrad: _Optional[_Union[_method_params_pb2.SmoothGradParams, _Mapping]] = ..., deeplift: _Optional[_Union[_method_params_pb2.DeepLiftParams, _Mapping]] = ...) -> None: ...
 
 class Accepted(_message.Message):
     __slots__ = ("model", "method", "seed", "planned_evaluations", "targets", "parameters")

@@ -1,6 +1,9 @@
+from onnxplain.v1 import tensor_pb2 as _tensor_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -11,10 +14,80 @@ class Baseline(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     BASELINE_ZERO: _ClassVar[Baseline]
     BASELINE_MEAN: _ClassVar[Baseline]
     BASELINE_BLUR: _ClassVar[Baseline]
+    BASELINE_SEGMENT_MEAN: _ClassVar[Baseline]
+
+class RiseSampling(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RISE_SAMPLING_UNSPECIFIED: _ClassVar[RiseSampling]
+    RISE_SAMPLING_RANDOM: _ClassVar[RiseSampling]
+    RISE_SAMPLING_QUASI_RANDOM: _ClassVar[RiseSampling]
+
+class ExtremalMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EXTREMAL_MODE_UNSPECIFIED: _ClassVar[ExtremalMode]
+    EXTREMAL_MODE_PRESERVATION: _ClassVar[ExtremalMode]
+    EXTREMAL_MODE_DELETION: _ClassVar[ExtremalMode]
+
+class ExtremalGradient(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EXTREMAL_GRADIENT_UNSPECIFIED: _ClassVar[ExtremalGradient]
+    EXTREMAL_GRADIENT_AUTO: _ClassVar[ExtremalGradient]
+    EXTREMAL_GRADIENT_EXACT: _ClassVar[ExtremalGradient]
+    EXTREMAL_GRADIENT_FINITE_DIFFERENCES: _ClassVar[ExtremalGradient]
+
+class PathBaseline(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PATH_BASELINE_UNSPECIFIED: _ClassVar[PathBaseline]
+    PATH_BASELINE_ZERO: _ClassVar[PathBaseline]
+    PATH_BASELINE_BLUR: _ClassVar[PathBaseline]
+    PATH_BASELINE_UNIFORM_NOISE: _ClassVar[PathBaseline]
+    PATH_BASELINE_TENSOR: _ClassVar[PathBaseline]
+
+class IntegrationRule(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    INTEGRATION_RULE_UNSPECIFIED: _ClassVar[IntegrationRule]
+    INTEGRATION_RULE_GAUSS_LEGENDRE: _ClassVar[IntegrationRule]
+    INTEGRATION_RULE_TRAPEZOID: _ClassVar[IntegrationRule]
+    INTEGRATION_RULE_RIEMANN_LEFT: _ClassVar[IntegrationRule]
+    INTEGRATION_RULE_RIEMANN_RIGHT: _ClassVar[IntegrationRule]
+    INTEGRATION_RULE_RIEMANN_MIDDLE: _ClassVar[IntegrationRule]
+
+class SmoothGradVariant(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SMOOTH_GRAD_VARIANT_UNSPECIFIED: _ClassVar[SmoothGradVariant]
+    SMOOTH_GRAD_VARIANT_MEAN: _ClassVar[SmoothGradVariant]
+    SMOOTH_GRAD_VARIANT_SQUARED: _ClassVar[SmoothGradVariant]
+    SMOOTH_GRAD_VARIANT_VARGRAD: _ClassVar[SmoothGradVariant]
 BASELINE_UNSPECIFIED: Baseline
 BASELINE_ZERO: Baseline
 BASELINE_MEAN: Baseline
 BASELINE_BLUR: Baseline
+BASELINE_SEGMENT_MEAN: Baseline
+RISE_SAMPLING_UNSPECIFIED: RiseSampling
+RISE_SAMPLING_RANDOM: RiseSampling
+RISE_SAMPLING_QUASI_RANDOM: RiseSampling
+EXTREMAL_MODE_UNSPECIFIED: ExtremalMode
+EXTREMAL_MODE_PRESERVATION: ExtremalMode
+EXTREMAL_MODE_DELETION: ExtremalMode
+EXTREMAL_GRADIENT_UNSPECIFIED: ExtremalGradient
+EXTREMAL_GRADIENT_AUTO: ExtremalGradient
+EXTREMAL_GRADIENT_EXACT: ExtremalGradient
+EXTREMAL_GRADIENT_FINITE_DIFFERENCES: ExtremalGradient
+PATH_BASELINE_UNSPECIFIED: PathBaseline
+PATH_BASELINE_ZERO: PathBaseline
+PATH_BASELINE_BLUR: PathBaseline
+PATH_BASELINE_UNIFORM_NOISE: PathBaseline
+PATH_BASELINE_TENSOR: PathBaseline
+INTEGRATION_RULE_UNSPECIFIED: IntegrationRule
+INTEGRATION_RULE_GAUSS_LEGENDRE: IntegrationRule
+INTEGRATION_RULE_TRAPEZOID: IntegrationRule
+INTEGRATION_RULE_RIEMANN_LEFT: IntegrationRule
+INTEGRATION_RULE_RIEMANN_RIGHT: IntegrationRule
+INTEGRATION_RULE_RIEMANN_MIDDLE: IntegrationRule
+SMOOTH_GRAD_VARIANT_UNSPECIFIED: SmoothGradVariant
+SMOOTH_GRAD_VARIANT_MEAN: SmoothGradVariant
+SMOOTH_GRAD_VARIANT_SQUARED: SmoothGradVariant
+SMOOTH_GRAD_VARIANT_VARGRAD: SmoothGradVariant
 
 class OcclusionParams(_message.Message):
     __slots__ = ("window", "stride", "baseline")
@@ -25,3 +98,119 @@ class OcclusionParams(_message.Message):
     stride: int
     baseline: Baseline
     def __init__(self, window: _Optional[int] = ..., stride: _Optional[int] = ..., baseline: _Optional[_Union[Baseline, str]] = ...) -> None: ...
+
+class RiseParams(_message.Message):
+    __slots__ = ("masks", "grid", "keep_probability", "sampling", "convergence_tolerance", "baseline")
+    MASKS_FIELD_NUMBER: _ClassVar[int]
+    GRID_FIELD_NUMBER: _ClassVar[int]
+    KEEP_PROBABILITY_FIELD_NUMBER: _ClassVar[int]
+    SAMPLING_FIELD_NUMBER: _ClassVar[int]
+    CONVERGENCE_TOLERANCE_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_FIELD_NUMBER: _ClassVar[int]
+    masks: int
+    grid: int
+    keep_probability: float
+    sampling: RiseSampling
+    convergence_tolerance: float
+    baseline: Baseline
+    def __init__(self, masks: _Optional[int] = ..., grid: _Optional[int] = ..., keep_probability: _Optional[float] = ..., sampling: _Optional[_Union[RiseSampling, str]] = ..., convergence_tolerance: _Optional[float] = ..., baseline: _Optional[_Union[Baseline, str]] = ...) -> None: ...
+
+class LimeParams(_message.Message):
+    __slots__ = ("segments", "compactness", "samples", "kernel_width", "ridge_alpha", "baseline")
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    COMPACTNESS_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    KERNEL_WIDTH_FIELD_NUMBER: _ClassVar[int]
+    RIDGE_ALPHA_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_FIELD_NUMBER: _ClassVar[int]
+    segments: int
+    compactness: float
+    samples: int
+    kernel_width: float
+    ridge_alpha: float
+    baseline: Baseline
+    def __init__(self, segments: _Optional[int] = ..., compactness: _Optional[float] = ..., samples: _Optional[int] = ..., kernel_width: _Optional[float] = ..., ridge_alpha: _Optional[float] = ..., baseline: _Optional[_Union[Baseline, str]] = ...) -> None: ...
+
+class ScoreCamParams(_message.Message):
+    __slots__ = ("layer",)
+    LAYER_FIELD_NUMBER: _ClassVar[int]
+    layer: str
+    def __init__(self, layer: _Optional[str] = ...) -> None: ...
+
+class ExtremalPerturbationParams(_message.Message):
+    __slots__ = ("areas", "mode", "iterations", "learning_rate", "mask_step", "blur_sigma", "regularization_weight", "gradient", "directions")
+    AREAS_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    ITERATIONS_FIELD_NUMBER: _ClassVar[int]
+    LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
+    MASK_STEP_FIELD_NUMBER: _ClassVar[int]
+    BLUR_SIGMA_FIELD_NUMBER: _ClassVar[int]
+    REGULARIZATION_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    GRADIENT_FIELD_NUMBER: _ClassVar[int]
+    DIRECTIONS_FIELD_NUMBER: _ClassVar[int]
+    areas: _containers.RepeatedScalarFieldContainer[float]
+    mode: ExtremalMode
+    iterations: int
+    learning_rate: float
+    mask_step: int
+    blur_sigma: float
+    regularization_weight: float
+    gradient: ExtremalGradient
+    directions: int
+    def __init__(self, areas: _Optional[_Iterable[float]] = ..., mode: _Optional[_Union[ExtremalMode, str]] = ..., iterations: _Optional[int] = ..., learning_rate: _Optional[float] = ..., mask_step: _Optional[int] = ..., blur_sigma: _Optional[float] = ..., regularization_weight: _Optional[float] = ..., gradient: _Optional[_Union[ExtremalGradient, str]] = ..., directions: _Optional[int] = ...) -> None: ...
+
+class CamParams(_message.Message):
+    __slots__ = ("layer",)
+    LAYER_FIELD_NUMBER: _ClassVar[int]
+    layer: str
+    def __init__(self, layer: _Optional[str] = ...) -> None: ...
+
+class GradCamParams(_message.Message):
+    __slots__ = ("layer",)
+    LAYER_FIELD_NUMBER: _ClassVar[int]
+    layer: str
+    def __init__(self, layer: _Optional[str] = ...) -> None: ...
+
+class GuidedGradCamParams(_message.Message):
+    __slots__ = ("layer",)
+    LAYER_FIELD_NUMBER: _ClassVar[int]
+    layer: str
+    def __init__(self, layer: _Optional[str] = ...) -> None: ...
+
+class GradCamPlusPlusParams(_message.Message):
+    __slots__ = ("layer",)
+    LAYER_FIELD_NUMBER: _ClassVar[int]
+    layer: str
+    def __init__(self, layer: _Optional[str] = ...) -> None: ...
+
+class IntegratedGradientsParams(_message.Message):
+    __slots__ = ("steps", "rule", "baseline", "baseline_tensor")
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_TENSOR_FIELD_NUMBER: _ClassVar[int]
+    steps: int
+    rule: IntegrationRule
+    baseline: PathBaseline
+    baseline_tensor: _tensor_pb2.Tensor
+    def __init__(self, steps: _Optional[int] = ..., rule: _Optional[_Union[IntegrationRule, str]] = ..., baseline: _Optional[_Union[PathBaseline, str]] = ..., baseline_tensor: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ...) -> None: ...
+
+class SmoothGradParams(_message.Message):
+    __slots__ = ("samples", "noise_level", "variant", "inner")
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    NOISE_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_FIELD_NUMBER: _ClassVar[int]
+    INNER_FIELD_NUMBER: _ClassVar[int]
+    samples: int
+    noise_level: float
+    variant: SmoothGradVariant
+    inner: str
+    def __init__(self, samples: _Optional[int] = ..., noise_level: _Optional[float] = ..., variant: _Optional[_Union[SmoothGradVariant, str]] = ..., inner: _Optional[str] = ...) -> None: ...
+
+class DeepLiftParams(_message.Message):
+    __slots__ = ("baseline", "baseline_tensor")
+    BASELINE_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_TENSOR_FIELD_NUMBER: _ClassVar[int]
+    baseline: PathBaseline
+    baseline_tensor: _tensor_pb2.Tensor
+    def __init__(self, baseline: _Optional[_Union[PathBaseline, str]] = ..., baseline_tensor: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ...) -> None: ...

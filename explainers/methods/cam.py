@@ -1,0 +1,49 @@
+"""CAM, class activation mapping (Zhou et al. 2016, [71] in the survey)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..events import Event, Explanation, Planned
+from ..model import Evaluator
+from ..objectives import Objective
+from .cam_base import LayerParams, class_activation_maps, linear_head, resolve_layer
+from .registry import Family, register
+
+
+@dataclass(frozen=True, kw_only=True)
+class CamParams(LayerParams):
+    """``layer``: the activation feeding the global average pool ("" = the model's CAM layer)."""
+
+
+@register(
+    "cam",
+    family=Family.GRADIENT,
+    black_box=False,
+    params=CamParams,
+    reference="Zhou et al., Learning Deep Features for Discriminative Localization, CVPR 2016",
+)
+def cam(model: Evaluator, image: NDArray[np.float32], objective: Objective, params: CamParams, *, rng
+        ) -> Iterator[Event]:
+    """Σ_k w_{k,c} A_k with the linear head's weights read from the graph (eq. 2); signed, not ReLU'd.
+
+    Needs a (global average pool → linear) head on the layer; the map explains the logits, and a
+    target row W[t] weights the classes: w_t = W[t] · w. Passes: 1 forward for all targets.
+    On such a head Grad-CAM equals ReLU(CAM) / (h·w).
+
+    Raises:
+        FailedPrecondition: the head is not GAP → linear (the message says what the layer feeds).
+    """
+    layer = resolve_layer(model.classifier, params.layer)
+    head = linear_head(model.classifier, layer)  # [classes, K]
+    yield Planned(forward=1)
+    outputs = model.classifier.layer_activations(image[None], [layer], context=model.context)
+    scores = objective(outputs[model.classifier.signature.output_name],
+                       outputs_are_probabilities=model.classifier.outputs_are_probabilities)[0]
+    weights = objective.weights.astype(np.float64) @ head  # same dtypes: BLAS, not numpy's generic loop
+    heatmaps = class_activation_maps(outputs[layer][0], weights, image.shape[1:], rectify=False)
+    yield Explanation(heatmaps=heatmaps, scores=scores, forward=model.context.forward)

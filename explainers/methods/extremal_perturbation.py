@@ -1,0 +1,194 @@
+"""Extremal perturbation (Fong, Patrick & Vedaldi 2019, [19] in the survey)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..autodiff import CLASS_WEIGHTS, INPUT_GRAD, GradientError
+from ..errors import InvalidModel
+from ..events import Event, Explanation, Planned, Progress
+from ..model import Evaluator
+from ..objectives import Objective
+from ..params import MethodParams, param
+from ..perturb.extremal import (
+    FINAL_ACTIVATIONS,
+    Adam,
+    SmoothMask,
+    antithetic_gradient,
+    area_ones,
+    blur,
+    multiscale_rademacher,
+    objective_seeds,
+    ranking_penalty,
+    seeds_need_outputs,
+)
+from .registry import Family, register
+
+MODES = ("preservation", "deletion")
+GRADIENTS = ("auto", "exact", "finite_differences")
+LOW_MASKS = "low_masks"  # the input of the upsampled_masks prefix
+PROBE_STEP = 0.05  # finite-difference step c on the mask parameters (which live in [0, 1])
+REGULARIZATION_GROWTH = float(os.environ.get('EP_G', '16'))  # λ grows geometrically to 16× over the run (TorchRay: ×1.0035 a step, 800 steps)
+STREAM_UPDATES = 20
+FINAL_LEARNING_RATE = 0.1  # the step size decays linearly to this fraction: the last iterate (the result) settles
+
+DIRECTION_GRIDS = tuple(int(v) for v in os.environ.get("EP_GRIDS", "4,8,16").split(","))
+MASK_SMOOTHING = 1.0  # σ of the Gaussian on the parameter grid, in cells (see SmoothMask)  # partial heatmaps streamed per run
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExtremalPerturbationParams(MethodParams):
+    areas: tuple[float, ...] = param((0.05, 0.1, 0.2), low=0.0, high=1.0,
+                                     doc="mask areas as fractions of the image, each in (0, 1); one mask each")
+    mode: str = param("preservation", choices=MODES,
+                      doc="preservation: keep the mask, blur the rest, maximise the score; deletion: blur the "
+                          "mask, minimise the score")
+    iterations: int = param(300, low=1, high=10000, doc="optimisation steps (all areas and targets at once)")
+    learning_rate: float = param(0.05, low=1e-4, high=1.0, doc="Adam step size on the mask parameters in [0, 1]")
+    mask_step: int = param(7, low=1, high=256, doc="input pixels per mask parameter (the mask's smoothness)")
+    blur_sigma: float = param(0.1, low=0.001, high=0.1,
+                              doc="σ of the Gaussian blur of the perturbed region, fraction of the shorter side")
+    regularization_weight: float = param(300.0, low=0.001, high=1e6,
+                                         doc="initial weight λ of the area (ranking) regulariser; grows 16x "
+                                             "over the run")
+    gradient: str = param("auto", choices=GRADIENTS,
+                          doc="auto: exact through the gradient graph when it builds, else finite differences")
+    directions: int = param(8, low=1, high=256,
+                            doc="antithetic random directions per finite-difference step (2x forward passes)")
+
+    def check(self) -> None:
+        for index, area in enumerate(self.areas):
+            if not 0.0 < area < 1.0:
+                self.fail(f"areas[{index}]", f"{area} is out of range; allowed: (0, 1), exclusive")
+
+
+@register(
+    "extremal_perturbation",
+    family=Family.PERTURBATION,
+    black_box=True,
+    params=ExtremalPerturbationParams,
+    reference="Fong, Patrick & Vedaldi, Understanding Deep Networks via Extremal Perturbations and Smooth Masks, "
+              "ICCV 2019",
+)
+def extremal_perturbation(
+    model: Evaluator, image: NDArray[np.float32], objective: Objective, params: ExtremalPerturbationParams, *, rng
+) -> Iterator[Event]:
+    """Smooth masks of fixed areas that keep (preservation) or destroy (deletion) the score when
+    the rest (the mask) is blurred.
+
+    For each area a and target, mask parameters p [h, w] (h = ⌈H/mask_step⌉, in [0, 1]) are
+    upsampled bilinearly in the graph to m [H, W]; the model sees m⊙x + (1−m)⊙blur(x)
+    (preservation) or (1−m)⊙x + m⊙blur(x) (deletion). Adam minimises −reward + λ·‖sort(m) − r_a‖²/N
+    with reward = ±score (TorchRay's: the objective as is, logits for logit models) and λ growing
+    geometrically, p projected onto [0, 1]; all areas and targets are optimised together, as one
+    batch. The reward's gradient is exact (the gradient graph of prefix ∘ model, one forward and one
+    backward a sample and step, plus a forward when the objective is not linear in the differentiated
+    logits) or, black-box, estimated from ``directions`` antithetic Rademacher probes
+    (2·directions forward passes a sample and step). The regulariser's gradient is exact (numpy).
+
+    Heatmap of a target: the sum of its masks over the areas (a pixel kept at every area scores
+    len(areas)). Passes: iterations × areas × targets × (1 F+B | 2·directions F) + areas × targets
+    (the final masks' scores) + 1 (the unperturbed score) forward. Differences from TorchRay: a
+    bilinear mask family instead of the smooth-max one, a blend with one blur level instead of a
+    blur pyramid, Adam instead of SGD with momentum, and no horizontal-flip jitter.
+    """
+    _, height, width = image.shape
+    smooth = SmoothMask.for_image(height, width, params.mask_step, MASK_SMOOTHING)
+    source, baseline = smooth.source(), blur(image, params.blur_sigma)
+    areas, targets = len(params.areas), objective.num_targets
+    count = areas * targets  # sample s explains target s // areas at area s % areas
+    target_of = np.repeat(np.arange(targets), areas)
+    ones = area_ones(params.areas, height * width)[np.tile(np.arange(areas), targets)]
+    deletion = params.mode == "deletion"
+    classifier, probabilities = model.classifier, model.classifier.outputs_are_probabilities
+
+    def scores_of(fed: NDArray[np.float64], rows: NDArray[np.integer]) -> NDArray[np.float64]:
+        """Objective values with masks ``fed`` [n, h, w], of target ``rows[i]`` for mask i."""
+        flat = np.ascontiguousarray(fed[:, None], dtype=np.float32)
+        values = np.empty(len(fed))
+        for start, stop, chunk in model.perturbed_values(len(fed), lambda a, b: {LOW_MASKS: flat[a:b]}, objective,
+                                                         source=source, image=image, baseline=baseline):
+            values[start:stop] = chunk[np.arange(stop - start), rows[start:stop]]
+        return values
+
+    cut = classifier.signature.output_producer if classifier.signature.output_producer in FINAL_ACTIVATIONS else None
+    needs_outputs = seeds_need_outputs(objective, outputs_are_probabilities=probabilities, cut=cut)
+
+    def exact_gradients(fed: NDArray[np.float64]) -> NDArray[np.float64]:
+        """d score / d fed [count, h, w] through the gradient graph of (prefix ∘ model)."""
+        flat = np.ascontiguousarray(fed[:, None], dtype=np.float32)
+        outputs = None
+        if needs_outputs:  # the seed is the objective's Jacobian at the current masks: one more forward
+            outputs = np.concatenate([c.outputs[classifier.signature.output_name] for c in classifier.perturbed(
+                len(fed), lambda a, b: {LOW_MASKS: flat[a:b]}, source=source, image=image, baseline=baseline,
+                context=model.context)])
+        seeds = objective_seeds(objective, target_of, outputs, outputs_are_probabilities=probabilities, cut=cut)
+        grads = np.empty(fed.shape)
+        for chunk in classifier.perturbation_gradients(
+                len(fed), lambda a, b: {LOW_MASKS: flat[a:b], CLASS_WEIGHTS: seeds[a:b]}, source=source,
+                wrt=LOW_MASKS, image=image, baseline=baseline, context=model.context):
+            grads[chunk.start:chunk.stop] = chunk.outputs[INPUT_GRAD][:, 0]
+        return grads
+
+    exact = params.gradient != "finite_differences"
+    if exact:
+        try:  # build (once per model) the gradient graph, evaluating nothing
+            for _ in classifier.perturbation_gradients(0, dict, source=source, wrt=LOW_MASKS, image=image,
+                                                       baseline=baseline, context=model.context):
+                pass
+        except (GradientError, InvalidModel):
+            if params.gradient == "exact":
+                raise
+            exact = False
+    forward_step = count * ((2 if needs_outputs else 1) if exact else 2 * params.directions)
+    backward_step = count if exact else 0
+    total = params.iterations * (forward_step + backward_step) + count + 1
+    yield Planned(forward=params.iterations * forward_step + count + 1, backward=params.iterations * backward_step)
+
+    def heatmaps(p: NDArray[np.float64]) -> NDArray[np.float32]:
+        return smooth.masks(p).reshape(targets, areas, height, width).sum(axis=1).astype(np.float32)
+
+    def probe(probes: NDArray[np.float64]) -> NDArray[np.float64]:  # [count, 2K, h, w] -> [count, 2K]
+        rows = np.repeat(target_of, probes.shape[1])
+        return scores_of(probes.reshape(-1, *smooth.low_shape), rows).reshape(count, -1)
+
+    # per pixel reached, so that an even pressure (the area term at the start) moves every parameter
+    # alike rather than the image's borders first (a diagonal preconditioner: still a descent direction)
+    reach = smooth.reach
+    p = np.ones((count, *smooth.low_shape))  # TorchRay's start: the full mask
+    adam = Adam(p, params.learning_rate, shared_axes=(1, 2))  # one second moment per mask
+    every = -(-params.iterations // STREAM_UPDATES)
+    for step in range(params.iterations):
+        low = smooth.low(p)
+        fed = 1.0 - low if deletion else low
+        if exact:
+            grad_fed = exact_gradients(fed)
+        else:
+            directions, weights = multiscale_rademacher(rng, count, params.directions, smooth.low_shape, DIRECTION_GRIDS)
+            _, grad_fed = antithetic_gradient(probe, fed, directions, step=PROBE_STEP, weights=weights if os.environ.get('EP_W') else None)
+        # reward = score(q) (preservation) or −score(1 − q) (deletion): d reward / dq = d score / d fed either way
+        _, penalty = ranking_penalty(smooth.masks(p).reshape(count, -1), ones)
+        progress = step / max(1, params.iterations - 1)
+        weight = params.regularization_weight * REGULARIZATION_GROWTH ** progress
+        adam.learning_rate = params.learning_rate * (1.0 - (1.0 - FINAL_LEARNING_RATE) * progress)
+        grad = smooth.pull_back_low(-grad_fed) + weight * smooth.pull_back(penalty.reshape(count, height, width))
+        adam.step(grad / reach)
+        if (step + 1) % every == 0 and step + 1 < params.iterations:
+            yield Progress(done=(step + 1) * (forward_step + backward_step), total=total, heatmaps=heatmaps(p))
+
+    final = scores_of(1.0 - smooth.low(p) if deletion else smooth.low(p), target_of)
+    scores = model.objective_value(image, objective)
+    result = heatmaps(p)
+    yield Progress(done=total, total=total, heatmaps=result)
+    extras = {"exact_gradient": float(exact), "iterations": float(params.iterations)}
+    achieved = smooth.masks(p).mean(axis=(1, 2))
+    for s in range(count):
+        key = f"a={params.areas[s % areas]:g}" + (f",t={s // areas}" if targets > 1 else "")
+        extras[f"score[{key}]"], extras[f"area[{key}]"] = float(final[s]), float(achieved[s])
+    yield Explanation(heatmaps=result, scores=scores, forward=model.context.forward, backward=model.context.backward,
+                      extras=extras)

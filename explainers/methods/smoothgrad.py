@@ -1,0 +1,142 @@
+"""SmoothGrad (Smilkov et al. 2017, [59] in the survey), SmoothGrad-Squared and VarGrad around
+another gradient method.
+
+Composed, not re-implemented: each wrapped method is a :class:`GradientAttribution` hook (a
+per-channel attribution from the path gradients, then the method's channel reduction; IG's own
+hook for ``integrated_gradients``), evaluated for every noisy copy by the same batched
+:func:`~.integrated_gradients.attribute` that IG uses. The rule sets come from
+:data:`~.gradient_maps.GRADIENT_MAPS`; one noiseless sample reproduces each wrapped method (tested).
+Statistics are per channel before the reduction, as Captum's ``NoiseTunnel``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..events import Event, Explanation, Planned, Progress
+from ..model import Evaluator
+from ..objectives import Objective
+from ..params import MethodParams, param
+from ..perturb.paths import quadrature
+from .gradient_maps import GRADIENT_MAPS
+from .integrated_gradients import (
+    GradientAttribution,
+    IntegratedGradientsParams,
+    attribute,
+    integrated,
+    objective_values,
+)
+from .registry import Family, register
+
+
+def max_channels(attribution: NDArray) -> NDArray[np.float32]:
+    return attribution.max(axis=-3).astype(np.float32)
+
+
+_IG = IntegratedGradientsParams()  # the wrapped IG runs with its defaults (zero baseline)
+assert _IG.baseline == "zero", "smoothgrad's integrated_gradients inner assumes a zero baseline"
+
+INNER: dict[str, GradientAttribution] = {
+    # Per-channel attributions as Captum's Saliency (abs=True) / InputXGradient / GuidedBackprop /
+    # Deconvolution compute them, then the channel reduction of the wrapped method's heatmap (the
+    # single-sample heatmap is the wrapped method's: tests/test_smoothgrad.py checks it).
+    "saliency": GradientAttribution(finish=lambda x, ref, g: np.abs(g), reduce=max_channels,
+                                    rules=GRADIENT_MAPS["saliency"].rules),
+    "input_x_gradient": GradientAttribution(finish=lambda x, ref, g: x[:, None] * g,
+                                            rules=GRADIENT_MAPS["input_x_gradient"].rules),
+    "guided_backprop": GradientAttribution(finish=lambda x, ref, g: g, rules=GRADIENT_MAPS["guided_backprop"].rules),
+    "deconvnet": GradientAttribution(finish=lambda x, ref, g: g, rules=GRADIENT_MAPS["deconvnet"].rules),
+    "integrated_gradients": integrated(quadrature(_IG.rule, _IG.steps)),
+}
+"""The gradient methods SmoothGrad wraps, as :class:`GradientAttribution` hooks (composed, not re-implemented)."""
+
+VARIANTS = ("mean", "squared", "vargrad")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SmoothGradParams(MethodParams):
+    samples: int = param(50, low=1, high=10000, doc="noisy copies n (× the inner method's passes)")
+    noise_level: float = param(0.15, low=0.0, high=10.0, doc="noise σ as a fraction of the input's max − min")
+    variant: str = param("mean", choices=VARIANTS, doc="mean (SmoothGrad), squared (SmoothGrad²) or vargrad (variance)")
+    inner: str = param("saliency", choices=tuple(INNER), doc="the wrapped gradient method, with its defaults")
+
+
+@register(
+    "smoothgrad",
+    family=Family.GRADIENT,
+    black_box=False,
+    params=SmoothGradParams,
+    reference="Smilkov, Thorat, Kim, Viégas & Wattenberg, SmoothGrad: removing noise by adding noise, 2017",
+)
+def smoothgrad(
+    model: Evaluator, image: NDArray[np.float32], objective: Objective, params: SmoothGradParams, *, rng
+) -> Iterator[Event]:
+    """Mean (or mean square, or variance) of the inner method's attribution over x + N(0, σ²).
+
+    The paper's eq. 3 with σ = noise_level · (max x − min x); SmoothGrad² and VarGrad as in Captum's
+    ``NoiseTunnel`` (Adebayo et al. 2018 for VarGrad). Statistics are taken per channel and then
+    reduced over channels as the inner method does (saliency: max of |∇|; the others: sum, signed).
+    Noise sample k is drawn from its own seed (drawn from ``rng``), so results do not depend on the
+    batch size.
+    Passes: samples × the inner method's F+B per target (IG: × its 50 steps), batched, + 1 forward
+    for the scores f(x). Extras: ``sigma``.
+    """
+    inner = INNER[params.inner]
+    sigma = params.noise_level * float(image.max() - image.min())
+    seeds = rng.integers(0, 2**63 - 1, size=params.samples)
+
+    def noisy(k0: int, k1: int) -> NDArray[np.float32]:
+        out = np.empty((k1 - k0, *image.shape), np.float32)
+        for row, seed in zip(out, seeds[k0:k1]):
+            np.random.default_rng(seed).standard_normal(dtype=np.float32, out=row)
+        out *= np.float32(sigma)
+        out += image
+        return out
+
+    points = params.samples * len(inner.path) * objective.num_targets
+    planned = Planned(forward=points + 1, backward=points)  # + 1: f(x) itself, for the scores
+    yield planned
+    scores = objective_values(model, image[None], objective)[0]
+    moments = Moments(params.variant)
+    for step in attribute(model, inner, params.samples, noisy, objective):
+        if step.inputs:
+            moments.add(step.attributions)
+        heatmaps = inner.reduce(moments.statistic()) if moments.count else None
+        yield Progress(done=model.context.forward + model.context.backward, total=planned.total, heatmaps=heatmaps)
+    yield Explanation(heatmaps=inner.reduce(moments.statistic()), scores=scores,
+                      forward=model.context.forward, backward=model.context.backward, extras={"sigma": sigma})
+
+
+class Moments:
+    """Per-channel running statistics of the samples' attributions, float64: the sum for ``mean``,
+    else Welford's mean and sum of squared deviations (exactly zero variance for equal samples)."""
+
+    def __init__(self, variant: str) -> None:
+        self.variant, self.count, self.total, self.mean, self.m2 = variant, 0, None, None, None
+
+    def add(self, samples: NDArray) -> None:
+        """Add ``samples`` [n, T, C, H, W] in order."""
+        if self.variant == "mean":
+            total = np.add.reduce(samples, axis=0, dtype=np.float64)
+            self.count, self.total = self.count + len(samples), total if self.total is None else self.total + total
+            return
+        for sample in samples:
+            self.count += 1
+            if self.mean is None:
+                self.mean, self.m2 = sample.astype(np.float64), np.zeros(sample.shape)
+                continue
+            delta = sample - self.mean
+            self.mean += delta / self.count
+            delta *= sample - self.mean
+            self.m2 += delta
+
+    def statistic(self) -> NDArray[np.float64]:
+        """mean, mean square (mean² + variance) or variance (population, as Captum's VarGrad), [T, C, H, W]."""
+        if self.variant == "mean":
+            return self.total / self.count
+        variance = self.m2 / self.count
+        return self.mean * self.mean + variance if self.variant == "squared" else variance

@@ -1,0 +1,280 @@
+"""Parts of extremal perturbation (Fong, Patrick & Vedaldi, ICCV 2019, [19] in the survey).
+
+Small, model-free pieces, each usable on its own:
+
+* :class:`SmoothMask` — the mask family: low-resolution parameters ``p`` [n, h, w], smoothed on
+  their grid and upsampled bilinearly to masks ``m = R G_r p G_cᵀ Cᵀ`` [n, H, W] (R, C: the
+  matrices of the graph prefix :func:`~explainers.graph.perturbation.upsampled_masks`), and the
+  pull-back of a mask gradient to the parameters, ``∂/∂p = G_rᵀ Rᵀ (∂/∂m) C G_c``.
+* :func:`area_ones` and :func:`ranking_penalty` — the area constraint of the paper (eq. 5):
+  ``‖sort(m) − r_a‖² / N`` with ``r_a`` the sorted mask of area ``a`` (``(1 − a)·N`` zeros, then ones).
+* :class:`Adam` — Kingma & Ba 2015, projected onto the box [0, 1] after each step.
+* :func:`antithetic_gradient` — a black-box gradient estimate from ``2K`` evaluations along
+  ``K`` random directions ± (SPSA-style central differences, Spall 1992).
+* :func:`objective_seeds` — the seed of a gradient graph that differentiates the logits, such
+  that it returns the gradient of the objective as the black-box path evaluates it.
+* :func:`blur` — the perturbation the masks blend towards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+from skimage.filters import gaussian
+
+from ..graph.perturbation import MaskSource, bilinear_matrix, upsampled_masks
+from ..objectives import Objective, softmax
+
+FINAL_ACTIVATIONS = ("Softmax", "Sigmoid")
+"""Final activations a gradient graph cuts off (it differentiates their input, the logits)."""
+
+
+def gaussian_matrix(size: int, sigma: float) -> NDArray[np.float64]:
+    """[size, size] Gaussian smoothing (σ in samples, truncated at 3σ), each row normalised to sum 1
+    so that constants are kept and values in [0, 1] stay there; the identity when σ = 0."""
+    if sigma <= 0:
+        return np.eye(size)
+    offsets = np.arange(size)[:, None] - np.arange(size)[None, :]
+    weights = np.exp(-0.5 * (offsets / sigma) ** 2) * (np.abs(offsets) <= 3 * sigma)
+    return weights / weights.sum(axis=1, keepdims=True)
+
+
+@dataclass(frozen=True)
+class SmoothMask:
+    """The mask family: parameters p [n, h, w] → low-resolution masks q = G_r p G_cᵀ (a Gaussian
+    smoothing of the parameter grid, σ in parameter cells) → masks m = R q Cᵀ [n, H, W] (bilinear
+    upsampling, done in the graph by :meth:`source`; q is what is fed).
+
+    ``h = ⌈H / step⌉``. Every matrix has rows of non-negative weights summing to 1, so parameters
+    in [0, 1] give masks in [0, 1] and a constant parameter map the same constant mask (deletion
+    feeds ``1 − q``). The smoothing plays the part of the paper's smooth-max kernel (σ = 3 steps in
+    TorchRay): a mask cannot hold details finer than about σ·step pixels, so the optimiser cannot
+    build an adversarial speckle of single parameters.
+    """
+
+    rows: NDArray[np.float64]  # R [H, h]
+    cols: NDArray[np.float64]  # C [W, w]
+    smooth_rows: NDArray[np.float64]  # G_r [h, h]
+    smooth_cols: NDArray[np.float64]  # G_c [w, w]
+
+    @classmethod
+    def for_image(cls, height: int, width: int, step: int, sigma: float = 0.0) -> SmoothMask:
+        low = (-(-height // step), -(-width // step))
+        return cls(bilinear_matrix(low[0], height), bilinear_matrix(low[1], width),
+                   gaussian_matrix(low[0], sigma), gaussian_matrix(low[1], sigma))
+
+    @property
+    def low_shape(self) -> tuple[int, int]:
+        return self.rows.shape[1], self.cols.shape[1]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.rows.shape[0], self.cols.shape[0]
+
+    def source(self) -> MaskSource:
+        """The graph prefix taking ``low_masks`` q [n, 1, h, w]."""
+        return upsampled_masks(*self.shape, *self.low_shape, normalise=False)
+
+    def low(self, params: NDArray[np.floating]) -> NDArray[np.float64]:
+        """Parameters p [n, h, w] → what the graph is fed, q [n, h, w]."""
+        return self.smooth_rows @ params @ self.smooth_cols.T
+
+    def masks(self, params: NDArray[np.floating]) -> NDArray[np.float64]:
+        """Parameters p [n, h, w] → masks m [n, H, W]."""
+        return self.rows @ self.low(params) @ self.cols.T
+
+    @property
+    def reach(self) -> NDArray[np.float64]:
+        """[h, w]: how many mask pixels each parameter moves, ``pull_back(1)``. Border parameters
+        reach more pixels than interior ones (bilinear edges are clamped)."""
+        return self.pull_back(np.ones((1, *self.shape)))[0]
+
+    def pull_back_low(self, grads: NDArray[np.floating]) -> NDArray[np.float64]:
+        """Gradient with respect to q [n, h, w] → with respect to p [n, h, w]."""
+        return self.smooth_rows.T @ grads @ self.smooth_cols
+
+    def pull_back(self, grads: NDArray[np.floating]) -> NDArray[np.float64]:
+        """Gradient with respect to the masks m [n, H, W] → with respect to p [n, h, w]."""
+        return self.pull_back_low(self.rows.T @ grads @ self.cols)
+
+
+TIE_TOLERANCE = 1e-9
+"""Sorted mask values closer than this are tied in :func:`ranking_penalty` (a constant map passed
+through the smoothing and upsampling matrices differs from itself by rounding only)."""
+
+
+def area_ones(areas: tuple[float, ...] | list[float], size: int) -> NDArray[np.int64]:
+    """Ones in the reference vector ``r_a`` of each area: round(a·size) (the rest are zeros)."""
+    return np.array([int(round(area * size)) for area in areas], np.int64)
+
+
+def ranking_penalty(masks: NDArray[np.floating], ones: NDArray[np.integer]
+                    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """The area regulariser ``‖sort(m) − r‖² / N`` per row and its gradient with respect to ``m``.
+
+    Args:
+        masks: [n, N] flattened masks. ones: [n] ones in each row's reference ``r`` (sorted
+            ascending: ``N − ones`` zeros, then ones).
+
+    Returns:
+        ``(values [n], gradients [n, N])``. With a binary reference, pixels above the
+        ``ones``-th largest value t pair with a one and those below with a zero. Pixels tied with
+        t (a run of sorted values with gaps under :data:`TIE_TOLERANCE`) share the ones left over
+        equally: the penalty is symmetric in tied values, so this is its symmetric subgradient. A
+        uniform mask (the start) is then pushed uniformly; breaking the tie by sort order or by
+        rounding noise instead would hand the mask to arbitrary pixels, and Adam, which
+        normalises each coordinate's step, would amplify that O(1/N) difference into full steps.
+    """
+    size = masks.shape[1]
+    values = np.empty(len(masks))
+    grads = np.empty(masks.shape)
+    for row, (mask, k) in enumerate(zip(masks.astype(np.float64, copy=False), ones.tolist())):
+        k = min(max(k, 0), size)
+        ordered = np.sort(mask)
+        top_sum = ordered[size - k:].sum()
+        if k in (0, size):
+            reference = np.full(size, float(k == size))
+        else:
+            gaps = np.diff(ordered) >= TIE_TOLERANCE  # gaps[i]: a break between ordered[i] and ordered[i + 1]
+            at = size - k  # rank of the smallest value paired with a one
+            low = at - int(np.argmax(gaps[:at][::-1])) if gaps[:at].any() else 0
+            high = at + int(np.argmax(gaps[at:])) if gaps[at:].any() else size - 1
+            above, tied = mask > ordered[high], mask >= ordered[low]
+            tied &= ~above
+            left = k - np.count_nonzero(above)  # ones paired with the tied values
+            reference = above + tied * (left / np.count_nonzero(tied))
+        values[row] = (np.dot(mask, mask) - 2.0 * top_sum + k) / size
+        grads[row] = 2.0 / size * (mask - reference)
+    return values, grads
+
+
+class Adam:
+    """Adam (Kingma & Ba 2015) minimising, with the iterate projected onto [low, high] after each step.
+
+    ``shared_axes``: axes over which the second moment is averaged (one per remaining index), e.g.
+    ``(1, 2)`` for one per mask of a [n, h, w] batch; ``()`` is Adam as published, one per coordinate.
+    Shared, the step keeps the spatial shape of the gradient (as plain SGD would) and stays
+    independent of the objective's scale. Per coordinate, every coordinate with a steady gradient
+    moves at the full rate whatever its magnitude: a regulariser gradient that is nearly uniform
+    then swamps the objective's spatial information. ``params`` is updated in place.
+    """
+
+    def __init__(self, params: NDArray[np.float64], learning_rate: float, *, shared_axes: tuple[int, ...] = (),
+                 beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8, low: float = 0.0, high: float = 1.0):
+        self.params = params
+        self.learning_rate, self.beta1, self.beta2, self.eps = learning_rate, beta1, beta2, eps
+        self.shared_axes, self.low, self.high = shared_axes, low, high
+        self.first = np.zeros_like(params)
+        self.second = np.zeros_like(np.mean(params, axis=shared_axes, keepdims=True))
+        self.steps = 0
+
+    def step(self, grads: NDArray[np.floating]) -> NDArray[np.float64]:
+        self.steps += 1
+        self.first = self.beta1 * self.first + (1 - self.beta1) * grads
+        self.second = self.beta2 * self.second + (1 - self.beta2) * np.mean(
+            np.square(grads), axis=self.shared_axes, keepdims=True)
+        first = self.first / (1 - self.beta1 ** self.steps)
+        second = self.second / (1 - self.beta2 ** self.steps)
+        self.params -= self.learning_rate * first / (np.sqrt(second) + self.eps)
+        np.clip(self.params, self.low, self.high, out=self.params)
+        return self.params
+
+
+def multiscale_rademacher(rng: np.random.Generator, count: int, directions: int, shape: tuple[int, int],
+                          grids: tuple[int, ...]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Random directions for :func:`antithetic_gradient`: ``(u [count, directions, h, w], weights [directions])``.
+
+    Direction k is Rademacher (±1) on a coarse s×s grid, s = ``grids[k % len(grids)]`` (at most
+    h×w), upsampled bilinearly: ``u = B r``. Its weight ``1/‖B‖₂²`` makes ``E[w u uᵀ] = B Bᵀ/‖B‖₂²``
+    a smoothing operator with eigenvalues ≤ 1, about 1 on the components the grid can represent.
+    The estimate is then the gradient smoothed onto the grids — still a descent direction, on the
+    same scale as the exact gradient (unweighted, an s×s grid on an h×h one would inflate smooth
+    components ≈ (h/s)² times and so weaken every term the gradient is balanced against) — with
+    the variance of an s²- rather than an h·w-dimensional problem. A grid of h×w is plain Rademacher.
+    """
+    out = np.empty((count, directions, *shape))
+    weights = np.empty(directions)
+    for k in range(directions):
+        grid = (min(grids[k % len(grids)], shape[0]), min(grids[k % len(grids)], shape[1]))
+        rows, cols = bilinear_matrix(grid[0], shape[0]), bilinear_matrix(grid[1], shape[1])
+        signs = rng.integers(0, 2, size=(count, *grid)).astype(np.float64) * 2.0 - 1.0
+        out[:, k] = rows @ signs @ cols.T
+        weights[k] = 1.0 / (np.linalg.norm(rows, 2) * np.linalg.norm(cols, 2)) ** 2
+    return out, weights
+
+
+def antithetic_gradient(
+    evaluate: Callable[[NDArray[np.float64]], NDArray[np.floating]],
+    points: NDArray[np.float64],
+    directions: NDArray[np.float64],
+    *,
+    step: float,
+    weights: NDArray[np.float64] | None = None,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Estimate the gradient of a black-box ``f`` at each of ``points`` [n, *shape].
+
+    ``directions`` [n, K, *shape] are random directions u_k, ``weights`` [K] (default 1) their
+    weights w_k. ``evaluate(probes [n, 2K, *shape]) -> [n, 2K]`` evaluates ``f`` in one call, so
+    the caller can batch all ``n·2K`` probes. The estimate
+    ``Σ_k w_k (f(p + c·u_k) − f(p − c·u_k)) / (2c) · u_k / K`` (central differences: the antithetic
+    pairs cancel the even-order terms of f) has expectation ``E[w u uᵀ] ∇f + O(c²)``: the gradient
+    itself for Rademacher directions (``E[u uᵀ] = I``), a smoothed gradient for
+    :func:`multiscale_rademacher`'s. Also returns the mean of the probe values, an O(c²) estimate
+    of ``f(p)``.
+    """
+    count = directions.shape[1]
+    weights = np.ones(count) if weights is None else weights
+    probes = np.concatenate([points[:, None] + step * directions, points[:, None] - step * directions], axis=1)
+    values = np.asarray(evaluate(probes), np.float64)
+    slopes = (values[:, :count] - values[:, count:]) / (2.0 * step) * weights  # [n, K]
+    grads = np.einsum("nk,nk...->n...", slopes, directions) / count
+    return values.mean(axis=1), grads
+
+
+def blur(image: NDArray[np.float32], sigma_fraction: float) -> NDArray[np.float32]:
+    """Gaussian blur of ``image`` [C, H, W], σ = ``sigma_fraction`` × the shorter side (reflected edges)."""
+    sigma = sigma_fraction * min(image.shape[1:])
+    return gaussian(image, sigma=(0, sigma, sigma), mode="reflect", preserve_range=True,
+                    channel_axis=None).astype(np.float32)
+
+
+def seeds_need_outputs(objective: Objective, *, outputs_are_probabilities: bool, cut: str | None) -> bool:
+    """Whether :func:`objective_seeds` depends on the model outputs (the objective is not linear
+    in the tensor the gradient graph differentiates). ``cut``: the final activation the gradient
+    graph cut off (``Softmax``/``Sigmoid``), or ``None``."""
+    return cut is not None or (objective.space == "probability" and not outputs_are_probabilities)
+
+
+def objective_seeds(
+    objective: Objective,
+    targets: NDArray[np.integer],
+    outputs: NDArray[np.floating] | None,
+    *,
+    outputs_are_probabilities: bool,
+    cut: str | None,
+) -> NDArray[np.float32]:
+    """``class_weights`` [n, classes] for a gradient graph so that its input gradient is the
+    gradient of target ``targets[i]`` of ``objective`` for sample i.
+
+    A gradient graph returns ``Σ_c seed_c · ∂z_c/∂input`` where ``z`` is the model output, or the
+    logits feeding a final Softmax/Sigmoid that it ``cut`` off. The objective's row ``w`` is the
+    right seed when the objective is linear in ``z``; otherwise the chain rule at the current
+    ``outputs`` y [n, classes] (the model's output) is applied: through the objective's own
+    softmax (``space="probability"`` on a logits model), ``g ← s ⊙ (g − s·g)`` with s = softmax(y),
+    then through the cut activation, ``g ← y ⊙ (g − y·g)`` (Softmax) or ``g ⊙ y ⊙ (1 − y)`` (Sigmoid).
+    """
+    seeds = objective.weights[targets].astype(np.float64)
+    if not seeds_need_outputs(objective, outputs_are_probabilities=outputs_are_probabilities, cut=cut):
+        return seeds.astype(np.float32)
+    y = np.asarray(outputs, np.float64)
+    if objective.space == "probability" and not outputs_are_probabilities:
+        s = softmax(y)
+        seeds = s * (seeds - (s * seeds).sum(axis=1, keepdims=True))
+    if cut == "Softmax":
+        seeds = y * (seeds - (y * seeds).sum(axis=1, keepdims=True))
+    elif cut == "Sigmoid":
+        seeds = seeds * y * (1.0 - y)
+    return seeds.astype(np.float32)
