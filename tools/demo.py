@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""``make demo``: serve the bundled model, explain three real photos through the CLI, stop.
+"""``make demo``: serve the bundled model, explain three real photos through the CLI (occlusion,
+a black-box method, and Grad-CAM, through the gradient graph), stop.
 
 Writes the photos (from scikit-image's bundled samples) to ``OUT/images/`` and, for each, the
 heatmaps (.npy, model-input and original grids) and a PNG overlay on the original photo to ``OUT/``.
@@ -44,7 +45,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=50051)
     parser.add_argument("--out", type=Path, default=ROOT / "out")
-    parser.add_argument("--method", default="occlusion")
+    parser.add_argument("--methods", default="occlusion,grad_cam", help="comma-separated method names")
     args = parser.parse_args()
     images = args.out / "images"
     images.mkdir(parents=True, exist_ok=True)
@@ -60,8 +61,9 @@ def main() -> int:
         for name in PHOTOS:
             print(f"\n== {name}", flush=True)
             subprocess.run([*cli, "predict", str(images / f"{name}.png"), "--server", address, "--top-k", "3"], check=True)
-            subprocess.run([*cli, "explain", str(images / f"{name}.png"), "--server", address,
-                            "--method", args.method, "-o", str(args.out)], check=True)
+            for method in args.methods.split(","):
+                subprocess.run([*cli, "explain", str(images / f"{name}.png"), "--server", address,
+                                "--method", method, "-o", str(args.out)], check=True)
     finally:
         server.terminate()
         server.wait(timeout=60)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -32,30 +31,47 @@ from .registry import Family, register
 MODES = ("preservation", "deletion")
 GRADIENTS = ("auto", "exact", "finite_differences")
 LOW_MASKS = "low_masks"  # the input of the upsampled_masks prefix
-PROBE_STEP = 0.05  # finite-difference step c on the mask parameters (which live in [0, 1])
-REGULARIZATION_GROWTH = float(os.environ.get('EP_G', '16'))  # λ grows geometrically to 16× over the run (TorchRay: ×1.0035 a step, 800 steps)
-STREAM_UPDATES = 20
-FINAL_LEARNING_RATE = 0.1  # the step size decays linearly to this fraction: the last iterate (the result) settles
-
-DIRECTION_GRIDS = tuple(int(v) for v in os.environ.get("EP_GRIDS", "4,8,16").split(","))
-MASK_SMOOTHING = 1.0  # σ of the Gaussian on the parameter grid, in cells (see SmoothMask)  # partial heatmaps streamed per run
+MASK_SMOOTHING = 1.0  # σ of the Gaussian on the parameter grid, in cells (see SmoothMask)
+REGULARIZATION_GROWTH = 1000.0  # λ grows geometrically to 1000× regularization_weight over the run
+FINAL_LEARNING_RATE = 0.1  # the step decays linearly to this fraction of learning_rate: the last iterate settles
+PROBE_STEP = 0.05  # finite-difference step c on the (fed) mask parameters, which live in [0, 1]
+DIRECTION_GRIDS = (4, 8, 16)  # finite-difference directions: Rademacher on these grids (multiscale_rademacher)
+STREAM_UPDATES = 20  # partial heatmaps streamed per run
 
 
 @dataclass(frozen=True, kw_only=True)
 class ExtremalPerturbationParams(MethodParams):
+    """Defaults: the paper's areas and TorchRay's mask step (7 px) and blur (σ_max 20 px ≈ 9% of 224,
+    here 10% of the shorter side, the project's blur baseline).
+
+    ``iterations`` 300, the low end of the paper's 300–800 (TorchRay: 800 SGD steps): Adam with
+    normalised steps, a decaying step size and a regulariser schedule stretched over the run
+    settles in 300 (on the bundled model, 600 iterations move the masks little); it costs
+    900 F+B for the three areas with exact gradients, 14,400 F with finite differences.
+    ``learning_rate`` 0.05: the RMS step of a mask's parameters (they live in [0, 1]), so a
+    parameter crosses its range in ~20 steps; it decays to 0.005 at the end. ``regularization_weight``
+    30, growing 1000× to 30,000 (TorchRay: 300 growing 16×, on logits, as here): with these
+    normalised steps and soft-edged masks, TorchRay's end weight leaves the masks up to ~25% over
+    their areas, and its start weight lets the area term, not the score, place them when the
+    gradient is estimated. λ is relative to the objective's scale (logits for logit models: an
+    objective on probabilities may need a smaller one). ``directions`` 8: 16 forward passes a
+    mask and step, the masks land where the exact gradient puts them on the bundled model.
+    """
+
     areas: tuple[float, ...] = param((0.05, 0.1, 0.2), low=0.0, high=1.0,
                                      doc="mask areas as fractions of the image, each in (0, 1); one mask each")
     mode: str = param("preservation", choices=MODES,
                       doc="preservation: keep the mask, blur the rest, maximise the score; deletion: blur the "
                           "mask, minimise the score")
     iterations: int = param(300, low=1, high=10000, doc="optimisation steps (all areas and targets at once)")
-    learning_rate: float = param(0.05, low=1e-4, high=1.0, doc="Adam step size on the mask parameters in [0, 1]")
+    learning_rate: float = param(0.05, low=1e-4, high=1.0,
+                                 doc="Adam step size on the mask parameters (in [0, 1]); decays to 10% over the run")
     mask_step: int = param(7, low=1, high=256, doc="input pixels per mask parameter (the mask's smoothness)")
     blur_sigma: float = param(0.1, low=0.001, high=0.1,
                               doc="σ of the Gaussian blur of the perturbed region, fraction of the shorter side")
-    regularization_weight: float = param(300.0, low=0.001, high=1e6,
-                                         doc="initial weight λ of the area (ranking) regulariser; grows 16x "
-                                             "over the run")
+    regularization_weight: float = param(30.0, low=0.001, high=1e6,
+                                         doc="initial weight λ of the area (ranking) regulariser, relative to "
+                                             "the objective's scale; grows geometrically 1000x over the run")
     gradient: str = param("auto", choices=GRADIENTS,
                           doc="auto: exact through the gradient graph when it builds, else finite differences")
     directions: int = param(8, low=1, high=256,
@@ -81,21 +97,30 @@ def extremal_perturbation(
     """Smooth masks of fixed areas that keep (preservation) or destroy (deletion) the score when
     the rest (the mask) is blurred.
 
-    For each area a and target, mask parameters p [h, w] (h = ⌈H/mask_step⌉, in [0, 1]) are
-    upsampled bilinearly in the graph to m [H, W]; the model sees m⊙x + (1−m)⊙blur(x)
-    (preservation) or (1−m)⊙x + m⊙blur(x) (deletion). Adam minimises −reward + λ·‖sort(m) − r_a‖²/N
-    with reward = ±score (TorchRay's: the objective as is, logits for logit models) and λ growing
-    geometrically, p projected onto [0, 1]; all areas and targets are optimised together, as one
-    batch. The reward's gradient is exact (the gradient graph of prefix ∘ model, one forward and one
-    backward a sample and step, plus a forward when the objective is not linear in the differentiated
-    logits) or, black-box, estimated from ``directions`` antithetic Rademacher probes
-    (2·directions forward passes a sample and step). The regulariser's gradient is exact (numpy).
+    For each area a and target: parameters p [h, w] in [0, 1] (h = ⌈H/mask_step⌉) are smoothed on
+    their grid (σ = 1 cell) into q, which the graph upsamples bilinearly to the mask m [H, W]; the
+    model sees m⊙x + (1−m)⊙blur(x) (preservation) or (1−m)⊙x + m⊙blur(x) (deletion: q is fed as
+    1 − q). Adam minimises −reward + λ·‖sort(m) − r_a‖²/N (the paper's eq. 5 area term, r_a: a
+    fraction a of ones) with reward = score (preservation) or −score (deletion), λ growing
+    geometrically, the step decaying, and p projected onto [0, 1] after each step (so m stays in
+    [0, 1] without a squashing function whose flat ends would stall it). Adam keeps one second
+    moment per mask, so its steps keep the gradient's spatial shape, and steps are taken per mask
+    pixel a parameter reaches (border parameters reach more). All areas and targets are optimised
+    together, as one batch.
+
+    The score's gradient is exact — the gradient graph of (prefix ∘ model) with respect to q: one
+    forward and one backward a mask and step, plus one forward when the objective is not linear in
+    the logits the graph differentiates (probabilities) — or, black-box, estimated from
+    ``directions`` antithetic pairs along multiscale Rademacher directions (2·directions forward
+    passes a mask and step; see :func:`~explainers.perturb.extremal.multiscale_rademacher`). The
+    area term's gradient is exact (numpy).
 
     Heatmap of a target: the sum of its masks over the areas (a pixel kept at every area scores
-    len(areas)). Passes: iterations × areas × targets × (1 F+B | 2·directions F) + areas × targets
-    (the final masks' scores) + 1 (the unperturbed score) forward. Differences from TorchRay: a
-    bilinear mask family instead of the smooth-max one, a blend with one blur level instead of a
-    blur pyramid, Adam instead of SGD with momentum, and no horizontal-flip jitter.
+    len(areas)). Passes: iterations × areas × targets × (1 F + 1 B, 2 F + 1 B, or 2·directions F)
+    + areas × targets (the final masks' scores) + 1 (the unperturbed score) forward. Differences
+    from TorchRay: a smoothed-bilinear mask family instead of the smooth-max one, a blend with one
+    blur level instead of a blur pyramid, Adam instead of SGD with momentum, no horizontal-flip
+    jitter, and the λ schedule above.
     """
     _, height, width = image.shape
     smooth = SmoothMask.for_image(height, width, params.mask_step, MASK_SMOOTHING)
@@ -170,7 +195,7 @@ def extremal_perturbation(
             grad_fed = exact_gradients(fed)
         else:
             directions, weights = multiscale_rademacher(rng, count, params.directions, smooth.low_shape, DIRECTION_GRIDS)
-            _, grad_fed = antithetic_gradient(probe, fed, directions, step=PROBE_STEP, weights=weights if os.environ.get('EP_W') else None)
+            _, grad_fed = antithetic_gradient(probe, fed, directions, step=PROBE_STEP, weights=weights)
         # reward = score(q) (preservation) or −score(1 − q) (deletion): d reward / dq = d score / d fed either way
         _, penalty = ranking_penalty(smooth.masks(p).reshape(count, -1), ones)
         progress = step / max(1, params.iterations - 1)

@@ -197,12 +197,16 @@ def multiscale_rademacher(rng: np.random.Generator, count: int, directions: int,
     """
     out = np.empty((count, directions, *shape))
     weights = np.empty(directions)
-    for k in range(directions):
-        grid = (min(grids[k % len(grids)], shape[0]), min(grids[k % len(grids)], shape[1]))
-        rows, cols = bilinear_matrix(grid[0], shape[0]), bilinear_matrix(grid[1], shape[1])
-        signs = rng.integers(0, 2, size=(count, *grid)).astype(np.float64) * 2.0 - 1.0
-        out[:, k] = rows @ signs @ cols.T
-        weights[k] = 1.0 / (np.linalg.norm(rows, 2) * np.linalg.norm(cols, 2)) ** 2
+    # one draw of full-size signs, of which each grid uses its corner: the random stream does not
+    # depend on the grids
+    signs = rng.integers(0, 2, size=(count, directions, *shape), dtype=np.int8)
+    for index, grid in enumerate(grids):
+        size = (min(grid, shape[0]), min(grid, shape[1]))
+        rows, cols = bilinear_matrix(size[0], shape[0]), bilinear_matrix(size[1], shape[1])
+        chosen = slice(index, directions, len(grids))
+        coarse = signs[:, chosen, : size[0], : size[1]].astype(np.float64) * 2.0 - 1.0
+        out[:, chosen] = rows @ coarse @ cols.T
+        weights[chosen] = 1.0 / (np.linalg.norm(rows, 2) * np.linalg.norm(cols, 2)) ** 2
     return out, weights
 
 
