@@ -257,6 +257,32 @@ def rise_time_to_quality(bench: Bench, sampling: str, masks: int, quality: float
     return result
 
 
+def method(bench: Bench, name: str, params: dict | None = None, fb_samples: int = 0) -> dict:
+    """Latency of any registered method on the top-1 class with the config's max_batch (after one
+    warm-up call that builds its graphs). ``passes`` counts forward + backward evaluations. With
+    ``fb_samples``, ``vs_forward`` = latency ÷ (fb_samples × the per-sample forward+backward time
+    of the gradient graph at batch 16), the issue's cost measure for IG and SmoothGrad."""
+    classifier = bench.classifier()
+    top1 = int(np.argmax(classifier.predict(bench.image[None])[0]))
+    objective = Objective.for_classes([top1], classifier.num_classes)
+    finals = []
+
+    def once() -> None:
+        *_, final = explain(classifier, bench.image, name, objective, params)
+        finals.append(final)
+
+    once()
+    result = row(classifier.max_batch, finals[-1].forward + finals[-1].backward, walls(once, bench.runs))
+    extras = finals[-1].extras
+    notes = [f"{key}={extras[key]:.3g}" for key in ("slic_seconds", "r2", "completeness_gap_relative") if key in extras]
+    if fb_samples:
+        per_sample = gradient(bench, batch=16)["wall_s"] / gradient(bench, batch=16)["passes"]
+        result["vs_forward"] = round(result["wall_s"] / (fb_samples * per_sample), 2)
+    if notes:
+        result["notes"] = " ".join(notes)
+    return result
+
+
 RAW = "raw onnxruntime"
 CASES: list[tuple[str, Callable[[Bench], dict]]] = [
     *((RAW, partial(raw_forward, batch=b)) for b in (1, 8, 16, 32, 64)),
@@ -271,6 +297,15 @@ CASES: list[tuple[str, Callable[[Bench], dict]]] = [
     ("rise reference, 16000 quasi-random masks", rise_reference),
     ("rise time-to-quality r>=0.95, random", partial(rise_time_to_quality, sampling="random", masks=16000)),
     ("rise time-to-quality r>=0.95, quasi_random", partial(rise_time_to_quality, sampling="quasi_random", masks=4000)),
+    ("lime, 1000 samples", partial(method, name="lime")),
+    ("score_cam (1280 channels)", partial(method, name="score_cam")),
+    ("extremal_perturbation, 1 area, 100 it, exact", partial(
+        method, name="extremal_perturbation", params={"areas": [0.1], "iterations": 100, "gradient": "exact"})),
+    *((name, partial(method, name=name)) for name in (
+        "saliency", "input_x_gradient", "guided_backprop", "deconvnet", "cam", "grad_cam", "guided_grad_cam",
+        "grad_cam_plus_plus", "deeplift", "fullgrad")),
+    ("integrated_gradients, 50 steps", partial(method, name="integrated_gradients", fb_samples=50)),
+    ("smoothgrad, 50 samples", partial(method, name="smoothgrad", fb_samples=50)),
 ]
 """(name, fn(bench) -> row(...)) in run order; the raw rows must come first. Add rows here."""
 

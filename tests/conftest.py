@@ -43,6 +43,8 @@ def repository(tmp_path_factory) -> Path:
     (root / "linear").mkdir()
     onnx.save(builders.linear(rng.standard_normal((4, 3, 32, 32)).astype(np.float32)), root / "linear" / "model.onnx")
     (root / "linear" / "config.json").write_text('{"labels": ["a", "b", "c", "d"]}')
+    (root / "cnn").mkdir()
+    onnx.save(builders.small_cnn(size=16), root / "cnn" / "model.onnx")
     (root / "corrupt").mkdir()
     (root / "corrupt" / "model.onnx").write_bytes(b"this is not an onnx model")
     return root

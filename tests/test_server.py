@@ -18,7 +18,8 @@ from onnx.external_data_helper import set_external_data
 from PIL import Image
 from serving import ServerThread
 
-from client import Accepted, Client, Progress
+from client import Accepted, Client, Progress, Result
+from explainers import list_methods
 from server.limits import ServerLimits
 
 LONG = {"window": 4, "stride": 2}  # 12,545 evaluations on the bundled model: ~a minute on 2 cores
@@ -145,7 +146,7 @@ def test_heatmap_datatypes(client, datatype, dtype):
 @pytest.mark.parametrize(
     "kwargs, code, reason, field, message",
     [
-        ({"model": "nope"}, "NOT_FOUND", "NOT_FOUND", None, "available: corrupt, efficientnet_lite0, linear"),
+        ({"model": "nope"}, "NOT_FOUND", "NOT_FOUND", None, "available: cnn, corrupt, efficientnet_lite0, linear"),
         ({"method": "nope"}, "NOT_FOUND", "NOT_FOUND", None, "unknown method 'nope'; available: cam, "),
         ({"model": "corrupt"}, "FAILED_PRECONDITION", "FAILED_PRECONDITION", None, "failed to load"),
         ({"image": b"\x89PNG not really"}, "INVALID_ARGUMENT", "INVALID_ARGUMENT", "image.encoded", "cannot decode"),
@@ -274,3 +275,17 @@ def test_get_model_lists_cam_layers(client):
     layers = {layer.name: list(layer.shape) for layer in info.layers}
     assert info.cam_layer == "/_swish_1/Clip_output_0" and layers[info.cam_layer] == [1280, 7, 7]
     assert len(layers) > 50
+
+
+@pytest.mark.parametrize("method", [spec.name for spec in list_methods()])
+def test_every_method_is_reachable_over_grpc(client, method):
+    """Each registered method runs through the server with typed proto parameters."""
+    from test_conformance import FAST
+
+    x = np.random.default_rng(3).standard_normal((1, 3, 16, 16)).astype(np.float32)
+    params = FAST.get(method) or None
+    events = list(client.explain_stream("cnn", x, method, classes=[0, 2], params=params, seed=1))
+    assert isinstance(events[0], Accepted) and isinstance(events[-1], Result)
+    result = events[-1]
+    assert result.heatmaps.shape == (2, 16, 16) and np.all(np.isfinite(result.heatmaps))
+    assert result.forward_evaluations > 0 and events[0].planned_evaluations >= 1
