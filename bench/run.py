@@ -319,13 +319,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent, help="folder for results.*")
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (smoke run)")
+    parser.add_argument("--only", default="", help="run only the cases whose name contains one of these "
+                        "comma-separated words (the raw rows always run)")
     args = parser.parse_args()
     started, clock, load = datetime.datetime.now(datetime.timezone.utc), time.perf_counter(), os.getloadavg()[0]
     config = ModelConfig.from_file(MODEL_DIR / "config.json")
     image, _ = preprocess(Image.fromarray(skimage.data.coffee()), config.preprocessing, size=(224, 224), channels=3)
     bench = Bench(config, image, runs=1 if args.quick else 3, raw_seconds=0.3 if args.quick else 1.5, quick=args.quick)
     rows = []
+    wanted = [word for word in args.only.split(",") if word]
     for name, run in CASES:
+        if wanted and name != RAW and not any(word in name for word in wanted):
+            continue
         rows.append({"case": name, **run(bench)})
         print(f"  {name}: {rows[-1]}", file=sys.stderr, flush=True)
     best_raw = max(r["passes_per_s"] for r in rows if r["case"] == RAW)
