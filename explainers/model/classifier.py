@@ -94,6 +94,12 @@ class Chunk:
     outputs: dict[str, NDArray]
 
 
+def _prefix_inputs(image: NDArray, baseline: NDArray, per_request: Mapping[str, NDArray] | None) -> dict[str, NDArray]:
+    """The per-request inputs of a perturbation prefix: image and baseline [1, C, H, W], plus extras."""
+    return {SOURCE_IMAGE: image[None].astype(np.float32), SOURCE_BASELINE: baseline[None].astype(np.float32),
+            **(per_request or {})}
+
+
 def available_providers() -> list[str]:
     """CUDA first when onnxruntime offers it, CPU always."""
     offered = ort.get_available_providers()
@@ -456,8 +462,7 @@ class OnnxClassifier:
         per-request ones (e.g. the superpixel map). Sample i is ``m_i ⊙ image + (1 − m_i) ⊙ baseline``.
         """
         variant = self.perturbation_variant(source)
-        static = {SOURCE_IMAGE: image[None].astype(np.float32), SOURCE_BASELINE: baseline[None].astype(np.float32),
-                  **(per_request or {})}
+        static = _prefix_inputs(image, baseline, per_request)
         yield from self.run(count, make_masks, context=context, variant=variant, static=static, max_batch=max_batch)
 
     def perturbation_gradients(
@@ -493,8 +498,7 @@ class OnnxClassifier:
             with self._lock:
                 built = self._gradients.setdefault(("perturbation", source.name, wrt), built)
         self.session(variant, lambda: built.model)
-        static = {SOURCE_IMAGE: image[None].astype(np.float32), SOURCE_BASELINE: baseline[None].astype(np.float32),
-                  **(per_request or {})}
+        static = _prefix_inputs(image, baseline, per_request)
         yield from self.run(count, make_batch, context=context, variant=variant, static=static, backward=True,
                             outputs=[built.score_output, built.input_grad], max_batch=max_batch)
 
