@@ -46,16 +46,17 @@ class ExtremalPerturbationParams(MethodParams):
 
     ``iterations`` 300, the low end of the paper's 300–800 (TorchRay: 800 SGD steps): Adam with
     normalised steps, a decaying step size and a regulariser schedule stretched over the run
-    settles in 300 (on the bundled model, 600 iterations move the masks little); it costs
-    900 F+B for the three areas with exact gradients, 14,400 F with finite differences.
+    settles in 300 (on the bundled model 600 change the heatmap by 0.03 on average, correlation
+    0.995, and the scores by under 3%); it costs 900 F+B for the three areas with exact gradients.
     ``learning_rate`` 0.05: the RMS step of a mask's parameters (they live in [0, 1]), so a
     parameter crosses its range in ~20 steps; it decays to 0.005 at the end. ``regularization_weight``
     30, growing 1000× to 30,000 (TorchRay: 300 growing 16×, on logits, as here): with these
     normalised steps and soft-edged masks, TorchRay's end weight leaves the masks up to ~25% over
     their areas, and its start weight lets the area term, not the score, place them when the
     gradient is estimated. λ is relative to the objective's scale (logits for logit models: an
-    objective on probabilities may need a smaller one). ``directions`` 8: 16 forward passes a
-    mask and step, the masks land where the exact gradient puts them on the bundled model.
+    objective on probabilities may need a smaller one). ``directions`` 16: 32 forward passes a mask
+    and step (28,800 for the default areas); on the bundled model 91% of the heat then falls on the
+    cup (exact gradients: 86%), with 8 the largest mask spread onto the saucer (65%).
     """
 
     areas: tuple[float, ...] = param((0.05, 0.1, 0.2), low=0.0, high=1.0,
@@ -74,7 +75,7 @@ class ExtremalPerturbationParams(MethodParams):
                                              "the objective's scale; grows geometrically 1000x over the run")
     gradient: str = param("auto", choices=GRADIENTS,
                           doc="auto: exact through the gradient graph when it builds, else finite differences")
-    directions: int = param(8, low=1, high=256,
+    directions: int = param(16, low=1, high=256,
                             doc="antithetic random directions per finite-difference step (2x forward passes)")
 
     def check(self) -> None:
