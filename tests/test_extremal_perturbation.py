@@ -13,12 +13,12 @@ from explainers import ModelConfig, Objective, OnnxClassifier, Planned, Progress
 from explainers.autodiff import CLASS_WEIGHTS, INPUT_GRAD
 from explainers.context import RunContext
 from explainers.errors import FailedPrecondition, InvalidArgument
+from explainers.perturb.baselines import blur
 from explainers.perturb.extremal import (
     Adam,
     SmoothMask,
     antithetic_gradient,
     area_ones,
-    blur,
     multiscale_rademacher,
     objective_seeds,
     ranking_penalty,

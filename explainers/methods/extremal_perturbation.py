@@ -14,13 +14,13 @@ from ..events import Event, Explanation, Planned, Progress
 from ..model import Evaluator
 from ..objectives import Objective
 from ..params import MethodParams, param
+from ..perturb.baselines import blur
 from ..perturb.extremal import (
     FINAL_ACTIVATIONS,
     Adam,
     SmoothMask,
     antithetic_gradient,
     area_ones,
-    blur,
     multiscale_rademacher,
     objective_seeds,
     ranking_penalty,

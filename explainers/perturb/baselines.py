@@ -20,7 +20,12 @@ def make_baseline(image: NDArray[np.float32], kind: str) -> NDArray[np.float32]:
     if kind == "mean":
         return np.broadcast_to(image.mean(axis=(1, 2), keepdims=True), image.shape).astype(np.float32)
     if kind == "blur":
-        sigma = BLUR_SIGMA_FRACTION * min(image.shape[1:])
-        blurred = gaussian(image, sigma=(0, sigma, sigma), mode="reflect", preserve_range=True, channel_axis=None)
-        return blurred.astype(np.float32)
+        return blur(image, BLUR_SIGMA_FRACTION)
     raise ValueError(f"unknown baseline {kind!r}; allowed: {', '.join(BASELINES)}")
+
+
+def blur(image: NDArray[np.float32], sigma_fraction: float) -> NDArray[np.float32]:
+    """Gaussian blur of ``image`` [C, H, W], σ = ``sigma_fraction`` × the shorter side (reflected edges)."""
+    sigma = sigma_fraction * min(image.shape[1:])
+    return gaussian(image, sigma=(0, sigma, sigma), mode="reflect", preserve_range=True,
+                    channel_axis=None).astype(np.float32)

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 from scipy import sparse
-from skimage.filters import gaussian
 
 from ..graph.perturbation import MaskSource, bilinear_matrix, upsampled_masks
 from ..objectives import Objective, softmax
@@ -255,13 +254,6 @@ def antithetic_gradient(
     slopes = (values[:, :count] - values[:, count:]) / (2.0 * step) * weights  # [n, K]
     grads = np.einsum("nk,nk...->n...", slopes, directions) / count
     return values.mean(axis=1), grads
-
-
-def blur(image: NDArray[np.float32], sigma_fraction: float) -> NDArray[np.float32]:
-    """Gaussian blur of ``image`` [C, H, W], σ = ``sigma_fraction`` × the shorter side (reflected edges)."""
-    sigma = sigma_fraction * min(image.shape[1:])
-    return gaussian(image, sigma=(0, sigma, sigma), mode="reflect", preserve_range=True,
-                    channel_axis=None).astype(np.float32)
 
 
 def seeds_need_outputs(objective: Objective, *, outputs_are_probabilities: bool, cut: str | None) -> bool:
