@@ -270,3 +270,26 @@ def test_each_rule_sums_to_delta_and_tends_to_the_gradient(case):
     near = x + (1e-3 * rng.standard_normal(x.shape)).astype(np.float32)
     (close,) = multipliers([INPUT_GRAD], {"x": x, REFERENCE_INPUT: near, CLASS_WEIGHTS: seeds})
     assert np.abs(close - g).max() <= 0.05 * np.abs(g).max(), np.abs(close - g).max()
+
+
+# ---------------------------------------------------------------- Captum
+@pytest.fixture(scope="module")
+def captum():
+    """A ReLU/MaxPool CNN and Captum's DeepLift of it (tools/fixtures/golden_captum_relu.py)."""
+    data = np.load(FIXTURES / "captum_relu_golden.npz")
+    return OnnxClassifier.load(FIXTURES / "captum_relu_model.onnx"), {key: data[key] for key in data.files}
+
+
+@pytest.mark.parametrize("reference", ["zero", "tensor"])
+@pytest.mark.parametrize("image", [0, 1])
+def test_agrees_with_captum_rescale_and_max_pool_rules(captum, reference, image):
+    """Rescale at every ReLU and Captum's MaxPool rule where x and x′ pick different elements."""
+    classifier, golden = captum
+    params = {"baseline": reference}
+    if reference == "tensor":
+        params["baseline_tensor"] = golden["baseline"][image]
+    result = explain_once(classifier, golden["x"][image], "deeplift",
+                          Objective.for_classes([int(golden["targets"][image])], 5), params)
+    expected = golden[f"deeplift_{reference}"][image].sum(axis=0)
+    np.testing.assert_allclose(result.heatmaps[0], expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
+    assert result.extras["completeness_gap_relative"] < 1e-4

@@ -3,6 +3,8 @@ numpy backward pass (the conformance suite covers determinism and batch-size inv
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import builders
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 from explainers import Evaluator, Family, Objective, OnnxClassifier, Planned, explain, explain_once, get_method
 from explainers.errors import FailedPrecondition, InvalidArgument
 
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 RNG = np.random.default_rng(7)
 MAPS = ["saliency", "input_x_gradient", "guided_backprop", "deconvnet"]
 
@@ -164,3 +167,40 @@ def test_deconvnet_ignores_the_input_of_a_net_without_max_pooling():
     first, second = (explain_once(classifier, RNG.standard_normal((2, 5, 5)).astype(np.float32), "deconvnet",
                                   objective).heatmaps for _ in range(2))
     np.testing.assert_array_equal(first, second)
+
+
+# ---------------------------------------------------------------- Captum
+CAPTUM_REDUCTIONS = {  # heatmap = reduction of Captum's per-channel attribution [C, H, W]
+    "saliency": ("saliency", lambda attribution: attribution.max(axis=0)),
+    "input_x_gradient": ("input_x_gradient", lambda attribution: attribution.sum(axis=0)),
+    "guided_backprop": ("guided_backprop", lambda attribution: attribution.sum(axis=0)),
+    "deconvnet": ("deconvnet", lambda attribution: attribution.sum(axis=0)),
+}
+
+
+@pytest.fixture(scope="module")
+def captum():
+    """A ReLU/MaxPool CNN and Captum's attributions of it (tools/fixtures/golden_captum_relu.py)."""
+    data = np.load(FIXTURES / "captum_relu_golden.npz")
+    return OnnxClassifier.load(FIXTURES / "captum_relu_model.onnx"), {key: data[key] for key in data.files}
+
+
+@pytest.mark.parametrize("method", MAPS)
+@pytest.mark.parametrize("image", [0, 1])
+def test_maps_agree_with_captum_on_a_relu_max_pool_net(captum, method, image):
+    classifier, golden = captum
+    objective = Objective.for_classes([int(golden["targets"][image])], 5)
+    heatmap = explain_once(classifier, golden["x"][image], method, objective).heatmaps[0]
+    key, reduce = CAPTUM_REDUCTIONS[method]
+    expected = reduce(golden[key][image])
+    np.testing.assert_allclose(heatmap, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize(("rules", "key"), [("vanilla", "gradient"), ("guided_backprop", "guided_backprop"),
+                                            ("deconvnet", "deconvnet")])
+def test_per_channel_input_gradients_agree_with_captum(captum, rules, key):
+    classifier, golden = captum
+    for x, target, expected in zip(golden["x"], golden["targets"], golden[key], strict=True):
+        (batch,) = Evaluator(classifier).gradients(1, lambda start, stop, x=x: x[None],
+                                                   Objective.for_classes([int(target)], 5), rules=rules)
+        np.testing.assert_allclose(batch.input_grad[0, 0], expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
