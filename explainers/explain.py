@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from .blas import one_blas_thread
 from .context import RunContext
 from .errors import InvalidArgument
 from .events import Event, Explanation
@@ -31,6 +32,7 @@ def explain(
 
     ``params`` is the method's parameter dataclass or a mapping of its fields (paper defaults
     for the rest). The image is passed read-only: a method cannot mutate the caller's array.
+    While the run is open numpy's BLAS uses one thread (:mod:`explainers.blas`).
 
     Raises:
         NotFound: unknown method. InvalidArgument: bad parameter or image.
@@ -50,7 +52,8 @@ def explain(
     frozen = np.array(image, dtype=np.float32, copy=True)
     frozen.setflags(write=False)
     evaluator = Evaluator(classifier, context)
-    yield from spec.explain(evaluator, frozen, objective, params, rng=np.random.default_rng(seed))
+    with one_blas_thread():  # onnxruntime owns the cores (explainers/blas.py)
+        yield from spec.explain(evaluator, frozen, objective, params, rng=np.random.default_rng(seed))
 
 
 def explain_once(*args: Any, **kwargs: Any) -> Explanation:

@@ -16,6 +16,7 @@ from onnxplain.v1 import explanation_service_pb2_grpc as ex_grpc
 from onnxplain.v1 import model_service_pb2 as model_pb2
 from onnxplain.v1 import model_service_pb2_grpc as model_grpc
 
+from explainers.blas import one_blas_thread
 from explainers.errors import Unauthenticated
 
 from .errors import to_status
@@ -149,7 +150,13 @@ async def create_server(
 
 
 async def serve_forever(models: Path | None, **kwargs) -> None:
-    """Run until SIGINT/SIGTERM, then drain gracefully."""
+    """Run until SIGINT/SIGTERM, then drain gracefully. numpy's BLAS keeps one thread meanwhile:
+    onnxruntime owns the cores, and only the main thread can set it for the workers (explainers/blas.py)."""
+    with one_blas_thread():
+        await _serve(models, **kwargs)
+
+
+async def _serve(models: Path | None, **kwargs) -> None:
     app = await create_server(models, **kwargs)
     ready = [e.name for e in app.repository.entries() if e.state is State.READY]
     failed = {e.name: e.error for e in app.repository.entries() if e.state is State.FAILED}

@@ -11,7 +11,6 @@ mask: it sums ``vᵢ Gᵢ`` per shift (s² numbers per sample) and renders the m
 from __future__ import annotations
 
 import bisect
-import functools
 import math
 import threading
 from dataclasses import dataclass
@@ -122,13 +121,6 @@ class GridSampler:
                 del self._blocks[b]
 
 
-@functools.cache
-def _blas_threads():
-    from threadpoolctl import ThreadpoolController  # a dependency of scikit-learn
-
-    return ThreadpoolController()
-
-
 class GridMaskSum:
     """Aggregator: ``S = Σᵢ vᵢ Mᵢ / (n · p)`` [T, H, W] over the n masks added so far, exactly.
 
@@ -156,12 +148,11 @@ class GridMaskSum:
     def render(self) -> NDArray[np.float64]:
         """The map [T, H, W] (float64); zeros before any mask."""
         t, cell_h, cell_w, s, _ = self._shape
-        # one BLAS thread: onnxruntime owns the cores, and OpenBLAS workers woken by a 224² product keep
-        # spinning after it — on 2 cores that cost onnxruntime ~90 ms per render, a third of RISE's throughput
+        # explain() runs this with one BLAS thread (explainers/blas.py): OpenBLAS workers woken by a 224²
+        # product keep spinning after it, costing onnxruntime ~90 ms per render on 2 cores
         k = self.kernels.reshape(cell_h, cell_w, t, s, s).transpose(2, 0, 3, 1, 4)  # [T, dy, r, dx, c]
-        with _blas_threads().limit(limits=1, user_api="blas"):
-            partial = k.reshape(t * cell_h * s, cell_w * s) @ self._cols  # Σ_dx K[dy, dx] B[dx]: [T·dy·r, W]
-            maps = self._rows @ partial.reshape(t, cell_h * s, -1)  # Σ_dy A[dy] (...): [T, H, W]
+        partial = k.reshape(t * cell_h * s, cell_w * s) @ self._cols  # Σ_dx K[dy, dx] B[dx]: [T·dy·r, W]
+        maps = self._rows @ partial.reshape(t, cell_h * s, -1)  # Σ_dy A[dy] (...): [T, H, W]
         return maps / max(self.count * self.keep, 1e-300)
 
 
