@@ -129,6 +129,16 @@ def test_explain_preprocessed_tensor_is_exact_on_a_linear_model(client):
     assert [t.label for t in result.targets] == ["c", "d"] and result.original_heatmaps is None
 
 
+def test_nested_method_parameters_and_enums_reach_the_method(client):
+    """SmoothGrad around Integrated Gradients with the inner method's steps and rule (an enum)."""
+    weights = np.random.default_rng(1).standard_normal((4, 3, 32, 32)).astype(np.float32)  # as in conftest
+    x = np.random.default_rng(2).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    result = client.explain("linear", x, "smoothgrad", classes=[1], params={
+        "samples": 2, "noise_level": 0.0, "inner": "integrated_gradients", "ig_steps": 3, "ig_rule": "trapezoid"})
+    np.testing.assert_allclose(result.heatmaps[0], (weights[1] * x[0]).sum(0), atol=5e-5)
+    assert (result.forward_evaluations, result.backward_evaluations) == (2 * 3 + 1, 2 * 3)
+
+
 @pytest.mark.parametrize("datatype, dtype", [("FP16", np.float16), ("UINT8", np.uint8)])
 def test_heatmap_datatypes(client, datatype, dtype):
     x = np.random.default_rng(2).standard_normal((1, 3, 32, 32)).astype(np.float32)

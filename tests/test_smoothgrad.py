@@ -88,6 +88,18 @@ def test_integrated_gradients_inside_smoothgrad_composes_and_counts_its_steps():
     assert (result.forward, result.backward) == (3 * 50 + 1, 3 * 50) == (planned.forward, planned.backward)
 
 
+@pytest.mark.parametrize("rule", ["trapezoid", "riemann_left"])
+def test_the_wrapped_integrated_gradients_takes_its_steps_and_rule(rule):
+    classifier = OnnxClassifier(builders.small_cnn())
+    x = RNG.standard_normal((3, 16, 16)).astype(np.float32)
+    objective = Objective.for_classes([1], 3)
+    alone = explain_once(classifier, x, "integrated_gradients", objective, {"steps": 7, "rule": rule})
+    planned, *_, wrapped = explain(classifier, x, "smoothgrad", objective, {
+        "samples": 2, "noise_level": 0.0, "inner": "integrated_gradients", "ig_steps": 7, "ig_rule": rule})
+    np.testing.assert_allclose(wrapped.heatmaps, alone.heatmaps, rtol=1e-5, atol=1e-6)
+    assert (wrapped.forward, wrapped.backward) == (2 * 7 + 1, 2 * 7) == (planned.forward, planned.backward)
+
+
 @pytest.mark.parametrize("inner", sorted(INNER))
 def test_one_noiseless_sample_is_the_wrapped_method(inner):
     classifier = OnnxClassifier(builders.small_cnn())
@@ -147,6 +159,10 @@ def test_agrees_in_distribution_with_captums_own_noise(captum, image):
     ({"noise_level": -0.1}, "params.noise_level"),
     ({"variant": "median"}, "params.variant"),
     ({"inner": "grad_cam"}, "params.inner"),
+    ({"inner": "integrated_gradients", "ig_steps": 1}, "params.ig_steps"),
+    ({"inner": "integrated_gradients", "ig_rule": "simpson"}, "params.ig_rule"),
+    ({"ig_steps": 16}, "params.ig_steps"),  # saliency has no path
+    ({"inner": "input_x_gradient", "ig_rule": "trapezoid"}, "params.ig_rule"),
 ])
 def test_bad_parameters_are_rejected_by_name(params, field):
     w, classifier, x = linear_case()

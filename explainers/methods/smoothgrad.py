@@ -21,7 +21,7 @@ from ..events import Event, Explanation, Planned, Progress
 from ..model import Evaluator
 from ..objectives import Objective
 from ..params import MethodParams, param
-from ..perturb.paths import quadrature
+from ..perturb.paths import RULES, quadrature
 from .gradient_maps import GRADIENT_MAPS
 from .integrated_gradients import (
     GradientAttribution,
@@ -37,7 +37,7 @@ def max_channels(attribution: NDArray) -> NDArray[np.float32]:
     return attribution.max(axis=-3).astype(np.float32)
 
 
-_IG = IntegratedGradientsParams()  # the wrapped IG runs with its defaults (zero baseline)
+_IG = IntegratedGradientsParams()  # the wrapped IG: zero baseline; steps and rule per request (ig_steps, ig_rule)
 assert _IG.baseline == "zero", "smoothgrad's integrated_gradients inner assumes a zero baseline"
 
 INNER: dict[str, GradientAttribution] = {
@@ -63,6 +63,23 @@ class SmoothGradParams(MethodParams):
     noise_level: float = param(0.15, low=0.0, high=10.0, doc="noise σ as a fraction of the input's max − min")
     variant: str = param("mean", choices=VARIANTS, doc="mean (SmoothGrad), squared (SmoothGrad²) or vargrad (variance)")
     inner: str = param("saliency", choices=tuple(INNER), doc="the wrapped gradient method, with its defaults")
+    ig_steps: int = param(_IG.steps, low=2, high=1024,
+                          doc="path points of the wrapped integrated_gradients (only with that inner)")
+    ig_rule: str = param(_IG.rule, choices=RULES,
+                         doc="quadrature of the wrapped integrated_gradients (only with that inner)")
+
+    def check(self) -> None:
+        if self.inner == "integrated_gradients":
+            return
+        for name, default in (("ig_steps", _IG.steps), ("ig_rule", _IG.rule)):
+            if getattr(self, name) != default:
+                self.fail(name, f"only used when inner is 'integrated_gradients' (inner is {self.inner!r})")
+
+    def attribution(self) -> GradientAttribution:
+        """The wrapped method's hook: :data:`INNER`'s, or IG with this request's steps and rule."""
+        if self.inner == "integrated_gradients":
+            return integrated(quadrature(self.ig_rule, self.ig_steps))
+        return INNER[self.inner]
 
 
 @register(
@@ -82,10 +99,10 @@ def smoothgrad(
     reduced over channels as the inner method does (saliency: max of |∇|; the others: sum, signed).
     Noise sample k is drawn from its own seed (drawn from ``rng``), so results do not depend on the
     batch size.
-    Passes: samples × the inner method's F+B per target (IG: × its 50 steps), batched, + 1 forward
+    Passes: samples × the inner method's F+B per target (IG: × its ig_steps), batched, + 1 forward
     for the scores f(x). Extras: ``sigma``.
     """
-    inner = INNER[params.inner]
+    inner = params.attribution()
     sigma = params.noise_level * float(image.max() - image.min())
     seeds = rng.integers(0, 2**63 - 1, size=params.samples)
 

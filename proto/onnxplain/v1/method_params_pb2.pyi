@@ -196,16 +196,20 @@ class IntegratedGradientsParams(_message.Message):
     def __init__(self, steps: _Optional[int] = ..., rule: _Optional[_Union[IntegrationRule, str]] = ..., baseline: _Optional[_Union[PathBaseline, str]] = ..., baseline_tensor: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ...) -> None: ...
 
 class SmoothGradParams(_message.Message):
-    __slots__ = ("samples", "noise_level", "variant", "inner")
+    __slots__ = ("samples", "noise_level", "variant", "inner", "ig_steps", "ig_rule")
     SAMPLES_FIELD_NUMBER: _ClassVar[int]
     NOISE_LEVEL_FIELD_NUMBER: _ClassVar[int]
     VARIANT_FIELD_NUMBER: _ClassVar[int]
     INNER_FIELD_NUMBER: _ClassVar[int]
+    IG_STEPS_FIELD_NUMBER: _ClassVar[int]
+    IG_RULE_FIELD_NUMBER: _ClassVar[int]
     samples: int
     noise_level: float
     variant: SmoothGradVariant
     inner: str
-    def __init__(self, samples: _Optional[int] = ..., noise_level: _Optional[float] = ..., variant: _Optional[_Union[SmoothGradVariant, str]] = ..., inner: _Optional[str] = ...) -> None: ...
+    ig_steps: int
+    ig_rule: IntegrationRule
+    def __init__(self, samples: _Optional[int] = ..., noise_level: _Optional[float] = ..., variant: _Optional[_Union[SmoothGradVariant, str]] = ..., inner: _Optional[str] = ..., ig_steps: _Optional[int] = ..., ig_rule: _Optional[_Union[IntegrationRule, str]] = ...) -> None: ...
 
 class DeepLiftParams(_message.Message):
     __slots__ = ("baseline", "baseline_tensor")
