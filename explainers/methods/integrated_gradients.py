@@ -62,7 +62,7 @@ def attribute(
     make_inputs: Callable[[int, int], NDArray[np.float32]], objective: Objective, *, partial: bool = False,
 ) -> Iterator[AttributionStep]:
     """Attributions of ``count`` inputs: their count × m path points, input-major, go through the
-    one batched loop (:meth:`Evaluator.gradients`); sums over path nodes are float64.
+    one batched loop (:meth:`Evaluator.gradients`); sums over path nodes are float64 across batches.
     ``make_inputs(k0, k1)`` returns inputs [k1 − k0, C, H, W]; it must be deterministic (an input
     whose nodes span two chunks is built twice). Inputs built for the feed are kept until they finish."""
     m, path = len(attribution.path), attribution.path
@@ -91,9 +91,10 @@ def attribute(
             done = rows.tolist()
             grads = batch.input_grad if path.weights[0] == 1 else batch.input_grad * np.float32(path.weights[0])
         else:
-            for k in np.unique(owner):
+            for k in np.unique(owner):  # a float32 product per batch (no float64 copy of the gradients), float64 sums
                 mine = owner == k
-                sums[int(k)] = sums.get(int(k), 0.0) + np.tensordot(path.weights[nodes[mine]], batch.input_grad[mine], 1)
+                weights = path.weights[nodes[mine]].astype(np.float32)
+                sums[int(k)] = sums.get(int(k), 0.0) + np.tensordot(weights, batch.input_grad[mine], 1)
             done = [k for k in sorted(sums) if (k + 1) * m <= batch.stop]
             grads = np.stack([sums.pop(k) for k in done]) if done else None
         ongoing = finish([k], sums[k][None], keep=True)[0] if partial and (k := max(sums, default=-1)) >= 0 else None
