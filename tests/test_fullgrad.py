@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import builders
 import numpy as np
 import onnx
@@ -14,6 +16,7 @@ from explainers.autodiff import CLASS_WEIGHTS, INPUT_GRAD, build_gradient_model
 from explainers.explain import explain_once
 from explainers.methods.fullgrad import bias_terms, normalised, upsampled
 
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 RNG = np.random.default_rng(3)
 
 
@@ -112,3 +115,15 @@ def test_post_processing_follows_the_reference_implementation():
     grown = upsampled(np.array([[[0.0, 1.0], [2.0, 3.0]]]), (3, 5))  # aligned corners: corners kept
     np.testing.assert_allclose(grown[0, [0, 0, -1, -1], [0, -1, 0, -1]], [0, 1, 2, 3])
     np.testing.assert_allclose(grown[0, 1], [1.0, 1.25, 1.5, 1.75, 2.0])
+
+
+@pytest.mark.parametrize("image", [0, 1])
+def test_agrees_with_the_authors_implementation(image):
+    """idiap/fullgrad-saliency's FullGrad.saliency on a ReLU/MaxPool CNN with biased convs and linear
+    layers (tools/fixtures/golden_fullgrad.py)."""
+    golden = np.load(FIXTURES / "fullgrad_golden.npz")
+    classifier = OnnxClassifier.load(FIXTURES / "captum_relu_model.onnx")
+    result = explain_once(classifier, golden["x"][image], "fullgrad",
+                          Objective.for_classes([int(golden["targets"][image])], 5))
+    np.testing.assert_allclose(result.heatmaps[0], golden["saliency"][image], rtol=1e-4, atol=1e-4)
+    assert result.extras["bias_terms"] == 5 and abs(result.extras["completeness_gap"]) < 1e-4
