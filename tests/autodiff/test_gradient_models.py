@@ -208,3 +208,33 @@ def test_rule_sets_match_literal_numpy_backprop_on_a_relu_net(rules):
     graph = build_gradient_model(model, rules=rules).model
     grad = ReferenceEvaluator(graph).run([INPUT_GRAD], {"x": x, CLASS_WEIGHTS: seeds})[0]
     np.testing.assert_allclose(grad, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["vgg_legacy", "resnet_legacy"])
+@pytest.mark.parametrize("rules", ["guided_backprop", "deconvnet"])
+def test_the_gradient_leaving_every_relu_is_non_negative_on_real_nets(name, rules):
+    """Guided backprop and DeconvNet: what every ReLU passes down is ≥ 0 (what reaches it from the
+    layer above, and the input gradient, need not be). VGG (conv, MaxPool, Linear–ReLU head) and
+    ResNet (residual Adds): each ReLU input feeds only that ReLU, so its gradient is the ReLU's."""
+    from pathlib import Path
+
+    from explainers import Evaluator, Objective
+
+    fixtures = Path(__file__).resolve().parents[1] / "fixtures"
+    model = onnx.load(fixtures / f"{name}.onnx")
+    relu_inputs = [node.input[0] for node in model.graph.node if node.op_type == "Relu"]
+    consumers = [sum(name in node.input for node in model.graph.node) for name in relu_inputs]
+    assert len(relu_inputs) >= 4 and set(consumers) == {1}
+    x = np.load(fixtures / f"{name}.npz")["x"][:2]
+    classifier = OnnxClassifier(model, config=ModelConfig(max_batch=4))
+    objective = Objective.for_classes([3, 7], 10, contrast=1)
+
+    def gradients(rule_set: str):
+        (batch,) = Evaluator(classifier).gradients(2, lambda start, stop: x[start:stop], objective,
+                                                   layers=relu_inputs, rules=rule_set)
+        return batch
+
+    modified, vanilla = gradients(rules), gradients("vanilla")
+    assert all((modified.layers[tensor][1] >= 0).all() for tensor in relu_inputs)
+    assert any((vanilla.layers[tensor][1] < 0).any() for tensor in relu_inputs)  # the plain gradient goes negative
+    assert (modified.input_grad < 0).any()  # behind the first conv, the rules' gradient has both signs
