@@ -49,6 +49,7 @@ from PIL import Image
 
 from explainers.events import Progress
 from explainers.explain import explain
+from explainers.methods import get_method
 from explainers.model import PLAIN, ModelConfig, OnnxClassifier, preprocess
 from explainers.objectives import Objective
 
@@ -274,7 +275,8 @@ def method(bench: Bench, name: str, params: dict | None = None, fb_samples: int 
         finals.append(final)
 
     once()
-    result = row(classifier.max_batch, finals[-1].forward + finals[-1].backward, walls(once, bench.runs))
+    batch = classifier.max_batch if get_method(name).black_box else classifier.gradient_max_batch
+    result = row(batch, finals[-1].forward + finals[-1].backward, walls(once, bench.runs))
     extras = finals[-1].extras
     notes = [f"{key}={extras[key]:.3g}" for key in ("slic_seconds", "r2", "completeness_gap_relative") if key in extras]
     if fb_samples:

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 
 _lock = threading.Lock()
 _users = 0
-_limiter = None
+_original = None  # the limiter of the first run in: it remembers the thread counts to restore
 
 
 @functools.cache
@@ -35,11 +35,13 @@ def _controller():
 
 @contextmanager
 def one_blas_thread() -> Iterator[None]:
-    """Keep BLAS to one thread inside the block (nestable, thread-safe)."""
-    global _users, _limiter
+    """Keep BLAS to one thread inside the block (nestable, thread-safe). Every entry applies the
+    limit (whatever changed it since); the last exit restores the counts from before the first."""
+    global _users, _original
     with _lock:
+        limiter = _controller().limit(limits=1, user_api="blas")
         if _users == 0:
-            _limiter = _controller().limit(limits=1, user_api="blas")
+            _original = limiter
         _users += 1
     try:
         yield
@@ -47,5 +49,5 @@ def one_blas_thread() -> Iterator[None]:
         with _lock:
             _users -= 1
             if _users == 0:
-                _limiter.restore_original_limits()
-                _limiter = None
+                _original.restore_original_limits()
+                _original = None

@@ -73,6 +73,7 @@ def fill_model_info(message: model_pb2.ModelInfo, info: ModelInfo) -> None:
     )
     message.providers.extend(info.providers)
     message.max_batch = info.max_batch
+    message.gradient_max_batch = info.gradient_max_batch
     message.batch_mode = getattr(model_pb2, f"BATCH_MODE_{info.batch_mode.upper()}")
     message.opset = info.opset
 

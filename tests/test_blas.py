@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 
 import builders
@@ -19,6 +20,7 @@ def blas_threads() -> set[int]:
 
 @pytest.fixture
 def two_blas_threads():
+    gc.collect()  # runs abandoned in earlier tests (suspended generators in reference cycles) end here
     if not blas_threads():
         pytest.skip("numpy has no BLAS library that threadpoolctl controls")
     with threadpool_limits(limits=2, user_api="blas"):

@@ -113,6 +113,29 @@ def test_run_chunks_counts_and_keeps_order():
     np.testing.assert_allclose(scores, np.einsum("kchw,nchw->nk", W, x), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize(("config", "forward_chunks", "gradient_chunks"), [
+    (ModelConfig(max_batch=4), [4, 4, 2], [4, 4, 2]),
+    (ModelConfig(max_batch=4, gradient_max_batch=3), [4, 4, 2], [3, 3, 3, 1]),
+])
+def test_gradient_graphs_run_in_chunks_of_gradient_max_batch(config, forward_chunks, gradient_chunks):
+    classifier = OnnxClassifier(builders.linear(W), config=config)
+    x = RNG.standard_normal((10, 3, 8, 8)).astype(np.float32)
+    seeds = np.eye(5, dtype=np.float32)[np.arange(10) % 5]
+    forward = list(classifier.run(10, lambda a, b: {IMAGE: x[a:b]}, context=RunContext()))
+    backward = list(classifier.gradients(10, lambda a, b: (x[a:b], seeds[a:b]), context=RunContext()))
+    assert [c.stop - c.start for c in forward] == forward_chunks
+    assert [c.stop - c.start for c in backward] == gradient_chunks
+    np.testing.assert_allclose(np.concatenate([c.input_grad for c in backward]), W[np.arange(10) % 5], rtol=1e-6)
+    assert classifier.info.gradient_max_batch == gradient_chunks[0]
+
+
+@pytest.mark.parametrize("value", [0, 5000, 2.5, "4"])
+def test_gradient_max_batch_is_checked(value):
+    with pytest.raises(InvalidArgument) as info:
+        ModelConfig(gradient_max_batch=value)
+    assert info.value.field == "config.gradient_max_batch"
+
+
 def test_run_stops_between_chunks_when_cancelled():
     classifier = OnnxClassifier(builders.linear(W), config=ModelConfig(max_batch=2))
     x = RNG.standard_normal((10, 3, 8, 8)).astype(np.float32)

@@ -62,6 +62,7 @@ class ModelInfo:
     labels: tuple[str, ...]
     batch_mode: str  # "dynamic" | "rewritten" | "per_sample"
     max_batch: int
+    gradient_max_batch: int
     providers: tuple[str, ...]
     opset: int
     config: ModelConfig
@@ -262,6 +263,13 @@ class OnnxClassifier:
         return 1 if self.batch_mode == "per_sample" else self.config.max_batch
 
     @property
+    def gradient_max_batch(self) -> int:
+        """Samples per gradient-graph run: the config's ``gradient_max_batch``, else ``max_batch``."""
+        if self.batch_mode == "per_sample":
+            return 1
+        return self.config.gradient_max_batch or self.config.max_batch
+
+    @property
     def outputs_are_probabilities(self) -> bool:
         return self.output_kind == "probabilities"
 
@@ -281,6 +289,7 @@ class OnnxClassifier:
             labels=self.labels,
             batch_mode=self.batch_mode,
             max_batch=self.max_batch,
+            gradient_max_batch=self.gradient_max_batch,
             providers=self.providers,
             opset=next((o.version for o in self.model.opset_import if o.domain in ("", "ai.onnx")), 0),
             config=self.config,
@@ -403,8 +412,9 @@ class OnnxClassifier:
         """Forward + backward through the gradient graph, in the same batched loop as :meth:`run`.
 
         ``make_batch(start, stop)`` returns canonical images [n, C, H, W] and class weights
-        [n, classes] (the seed: one-hot for one class, e_P − e_Q for a contrast). Each sample
-        is charged one forward and one backward evaluation. With a ``reference`` x′ (canonical
+        [n, classes] (the seed: one-hot for one class, e_P − e_Q for a contrast), in chunks of
+        ``max_batch`` (default :attr:`gradient_max_batch`). Each sample is charged one forward and
+        one backward evaluation. With a ``reference`` x′ (canonical
         [C, H, W], the same for every sample: fed once) the graph has a reference pass (see
         :meth:`gradient_model`), each sample is charged a second forward (its x′ twin), and chunks
         carry ``score_delta``.
@@ -423,7 +433,8 @@ class OnnxClassifier:
             return {IMAGE: images, CLASS_WEIGHTS: np.ascontiguousarray(weights, dtype=np.float32)}
 
         for chunk in self.run(count, feed, context=context, variant=variant, outputs=outputs, backward=True,
-                              max_batch=max_batch, static=static, forwards=1 if reference is None else 2):
+                              max_batch=max_batch or self.gradient_max_batch, static=static,
+                              forwards=1 if reference is None else 2):
             grad = chunk.outputs[INPUT_GRAD]
             if self.signature.layout == "NHWC":
                 grad = grad.transpose(0, 3, 1, 2)
@@ -500,7 +511,8 @@ class OnnxClassifier:
         self.session(variant, lambda: built.model)
         static = _prefix_inputs(image, baseline, per_request)
         yield from self.run(count, make_batch, context=context, variant=variant, static=static, backward=True,
-                            outputs=[built.score_output, built.input_grad], max_batch=max_batch)
+                            outputs=[built.score_output, built.input_grad],
+                            max_batch=max_batch or self.gradient_max_batch)
 
     def layer_activations(
         self, images: NDArray[np.float32], layers: Sequence[str], *, context: RunContext

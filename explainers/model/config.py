@@ -11,8 +11,13 @@ On disk it is ``models/<name>/config.json`` beside ``model.onnx`` (all keys opti
       "preprocessing": {"resize": 256, "center_crop": 224, "channel_order": "RGB",
                         "scale": 1.0, "mean": [127, 127, 127], "std": [128, 128, 128]},
       "cam_layer": null,                     # default layer for CAM methods (tensor name)
-      "max_batch": 32
+      "max_batch": 32,                       # samples per onnxruntime run
+      "gradient_max_batch": null             # per gradient-graph run (forward + backward); max_batch when null
     }
+
+A backward pass keeps every activation of its batch alive; on a CPU a smaller batch stays in cache,
+so gradient graphs often run fastest at a few samples per run (the bundled EfficientNet-Lite0: 4,
+against 16 for its forward passes; ``bench/run.py`` measures both).
 """
 
 from __future__ import annotations
@@ -71,6 +76,7 @@ class ModelConfig:
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
     cam_layer: str | None = None
     max_batch: int = 32
+    gradient_max_batch: int | None = None
 
     def __post_init__(self) -> None:
         if self.layout is not None and self.layout not in LAYOUTS:
@@ -79,6 +85,9 @@ class ModelConfig:
             raise InvalidArgument("config.output_kind", f"{self.output_kind!r}; allowed: logits, probabilities")
         if not (isinstance(self.max_batch, int) and 1 <= self.max_batch <= 4096):
             raise InvalidArgument("config.max_batch", f"{self.max_batch!r}; allowed: [1, 4096]")
+        limit = self.gradient_max_batch
+        if limit is not None and not (isinstance(limit, int) and 1 <= limit <= 4096):
+            raise InvalidArgument("config.gradient_max_batch", f"{limit!r}; allowed: [1, 4096] or null")
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], *, base_dir: Path | None = None) -> ModelConfig:

@@ -136,7 +136,7 @@ class Evaluator:
                 "outputs logits, so explain them instead (leave target.score_space unset)"
             )
         targets = objective.num_targets
-        rows_per_chunk = max(targets, (self.classifier.max_batch // targets) * targets)
+        rows_per_chunk = max(targets, (self.classifier.gradient_max_batch // targets) * targets)
 
         def make_batch(start: int, stop: int) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
             rows = np.arange(start, stop)  # row r is image r // T seeded with target r % T

@@ -79,7 +79,7 @@ class Preprocessing(_message.Message):
     def __init__(self, resize: _Optional[int] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., channel_order: _Optional[str] = ..., scale: _Optional[float] = ..., mean: _Optional[_Iterable[float]] = ..., std: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "state", "error", "description", "input", "output", "layout", "output_kind", "num_classes", "labels", "preprocessing", "providers", "max_batch", "batch_mode", "opset", "layers", "cam_layer")
+    __slots__ = ("name", "state", "error", "description", "input", "output", "layout", "output_kind", "num_classes", "labels", "preprocessing", "providers", "max_batch", "batch_mode", "opset", "layers", "cam_layer", "gradient_max_batch")
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
@@ -97,6 +97,7 @@ class ModelInfo(_message.Message):
     OPSET_FIELD_NUMBER: _ClassVar[int]
     LAYERS_FIELD_NUMBER: _ClassVar[int]
     CAM_LAYER_FIELD_NUMBER: _ClassVar[int]
+    GRADIENT_MAX_BATCH_FIELD_NUMBER: _ClassVar[int]
     name: str
     state: ModelState
     error: str
@@ -114,7 +115,8 @@ class ModelInfo(_message.Message):
     opset: int
     layers: _containers.RepeatedCompositeFieldContainer[LayerInfo]
     cam_layer: str
-    def __init__(self, name: _Optional[str] = ..., state: _Optional[_Union[ModelState, str]] = ..., error: _Optional[str] = ..., description: _Optional[str] = ..., input: _Optional[_Union[TensorSpec, _Mapping]] = ..., output: _Optional[_Union[TensorSpec, _Mapping]] = ..., layout: _Optional[_Union[Layout, str]] = ..., output_kind: _Optional[_Union[OutputKind, str]] = ..., num_classes: _Optional[int] = ..., labels: _Optional[_Iterable[str]] = ..., preprocessing: _Optional[_Union[Preprocessing, _Mapping]] = ..., providers: _Optional[_Iterable[str]] = ..., max_batch: _Optional[int] = ..., batch_mode: _Optional[_Union[BatchMode, str]] = ..., opset: _Optional[int] = ..., layers: _Optional[_Iterable[_Union[LayerInfo, _Mapping]]] = ..., cam_layer: _Optional[str] = ...) -> None: ...
+    gradient_max_batch: int
+    def __init__(self, name: _Optional[str] = ..., state: _Optional[_Union[ModelState, str]] = ..., error: _Optional[str] = ..., description: _Optional[str] = ..., input: _Optional[_Union[TensorSpec, _Mapping]] = ..., output: _Optional[_Union[TensorSpec, _Mapping]] = ..., layout: _Optional[_Union[Layout, str]] = ..., output_kind: _Optional[_Union[OutputKind, str]] = ..., num_classes: _Optional[int] = ..., labels: _Optional[_Iterable[str]] = ..., preprocessing: _Optional[_Union[Preprocessing, _Mapping]] = ..., providers: _Optional[_Iterable[str]] = ..., max_batch: _Optional[int] = ..., batch_mode: _Optional[_Union[BatchMode, str]] = ..., opset: _Optional[int] = ..., layers: _Optional[_Iterable[_Union[LayerInfo, _Mapping]]] = ..., cam_layer: _Optional[str] = ..., gradient_max_batch: _Optional[int] = ...) -> None: ...
 
 class LayerInfo(_message.Message):
     __slots__ = ("name", "shape", "op_type")
