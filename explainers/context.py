@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from .errors import Cancelled, ResourceExhausted
+from .errors import Cancelled, DeadlineExceeded, ResourceExhausted
 
 
 class RunContext:
@@ -23,6 +23,7 @@ class RunContext:
         self.bytes_fed = 0  # bytes sent to onnxruntime per chunk (per-request inputs excluded)
         self._cancelled = threading.Event()
         self._reason = "cancelled by the caller"
+        self._error: type[Cancelled] = Cancelled
         self._lock = threading.Lock()
         self._terminators: set[Callable[[], None]] = set()
 
@@ -30,18 +31,25 @@ class RunContext:
     def cancelled(self) -> bool:
         return self._cancelled.is_set()
 
-    def cancel(self, reason: str = "cancelled by the caller") -> None:
+    def cancel(self, reason: str = "cancelled by the caller", *, deadline: bool = False) -> None:
+        """Stop the work: between chunks, and the run in flight. ``deadline``: the request's deadline
+        passed (the work then ends with :class:`DeadlineExceeded`, else :class:`Cancelled`)."""
         with self._lock:
-            self._reason = reason
+            if not self._cancelled.is_set():
+                self._reason, self._error = reason, DeadlineExceeded if deadline else Cancelled
             self._cancelled.set()
             terminators = list(self._terminators)
         for terminate in terminators:
             terminate()
 
     def check(self) -> None:
-        """Raise :class:`Cancelled` if the request was cancelled."""
+        """Raise :class:`Cancelled` (or :class:`DeadlineExceeded`) if the request was cancelled."""
         if self._cancelled.is_set():
-            raise Cancelled(self._reason)
+            raise self.stopped()
+
+    def stopped(self, when: str = "") -> Cancelled:
+        """The error that ends the work of a cancelled request (``when``: where it stopped)."""
+        return self._error(f"{self._reason} {when}".strip())
 
     def charge(self, forward: int = 0, backward: int = 0) -> None:
         """Count evaluations about to run; raise if they would exceed the budget."""

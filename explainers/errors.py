@@ -80,6 +80,12 @@ class Cancelled(OnnxplainError):
     reason = "CANCELLED"
 
 
+class DeadlineExceeded(Cancelled):
+    """The request's deadline passed; work stopped between batches (or its run was terminated)."""
+
+    reason = "DEADLINE_EXCEEDED"
+
+
 def check_range(field: str, value: float, low: float | None, high: float | None) -> None:
     """Raise :class:`InvalidArgument` unless ``low <= value <= high`` (``None`` = unbounded)."""
     if (low is not None and value < low) or (high is not None and value > high):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from functools import wraps
 
@@ -100,7 +101,8 @@ class ExplanationServicer(ex_grpc.ExplanationServiceServicer):
         # the deadline stops the work between batches even if the RPC's own cancellation is late
         deadline_timer = (
             None if remaining is None
-            else asyncio.get_running_loop().call_later(max(remaining, 0.0), run_context.cancel, "deadline exceeded")
+            else asyncio.get_running_loop().call_later(
+                max(remaining, 0.0), functools.partial(run_context.cancel, "deadline exceeded", deadline=True))
         )
         log.info("explain request_id=%s model=%s method=%s", request.request_id, request.model, request.method)
         try:

@@ -8,7 +8,7 @@ import onnx
 import pytest
 
 from explainers import ModelConfig, OnnxClassifier, RunContext
-from explainers.errors import Cancelled, InvalidArgument, InvalidModel, ResourceExhausted
+from explainers.errors import Cancelled, DeadlineExceeded, InvalidArgument, InvalidModel, ResourceExhausted
 from explainers.model import IMAGE
 
 RNG = np.random.default_rng(0)
@@ -146,6 +146,20 @@ def test_run_stops_between_chunks_when_cancelled():
             done.append(chunk.stop)
             context.cancel()
     assert done == [2] and context.forward == 2
+
+
+def test_a_passed_deadline_stops_the_run_as_deadline_exceeded_and_the_first_reason_wins():
+    classifier = OnnxClassifier(builders.linear(W), config=ModelConfig(max_batch=2))
+    x = RNG.standard_normal((10, 3, 8, 8)).astype(np.float32)
+    context = RunContext()
+    with pytest.raises(DeadlineExceeded, match="deadline exceeded"):
+        for _ in classifier.run(10, lambda a, b: {IMAGE: x[a:b]}, context=context):
+            context.cancel("deadline exceeded", deadline=True)
+            context.cancel("the client went away")  # later reasons do not replace the first
+    assert context.forward == 2
+    cancelled = RunContext()
+    cancelled.cancel()
+    assert type(cancelled.stopped()) is Cancelled
 
 
 def test_run_enforces_the_evaluation_budget():

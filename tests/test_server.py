@@ -215,6 +215,19 @@ def test_cancelled_stream_frees_its_work_slot(server, client, coffee_png):
     assert_still_serving(client, coffee_png)
 
 
+def test_stopped_work_maps_to_deadline_exceeded_or_cancelled():
+    """The server's own deadline timer may stop the work before the client's deadline fires: the
+    status must still say DEADLINE_EXCEEDED."""
+    from explainers import RunContext
+    from server.errors import status_code
+
+    expired, cancelled = RunContext(), RunContext()
+    expired.cancel("deadline exceeded", deadline=True)
+    cancelled.cancel()
+    assert status_code(expired.stopped()) == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert status_code(cancelled.stopped()) == grpc.StatusCode.CANCELLED
+
+
 def test_deadline_stops_the_work(server, coffee_png):
     with Client(server.address, timeout=1.5) as c:
         with pytest.raises(grpc.RpcError) as info:

@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 
 from ..autodiff import CLASS_WEIGHTS, INPUT_GRAD, REFERENCE_INPUT, GradientModel, build_gradient_model
 from ..context import RunContext
-from ..errors import Cancelled, InvalidArgument, InvalidModel, NotFound
+from ..errors import InvalidArgument, InvalidModel, NotFound
 from ..graph.dynamic_batch import make_batch_dynamic
 from ..graph.expose import expose_outputs
 from ..graph.layers import Layer, candidate_layers, default_cam_layer
@@ -657,7 +657,7 @@ class OnnxClassifier:
             return session.run(names, {**feed, **(bound or {})}, options)
         except Exception as exc:
             if context.cancelled:
-                raise Cancelled("cancelled while a batch was running") from exc
+                raise context.stopped("while a batch was running") from exc
             raise
         finally:
             context.remove_terminator(terminate)
