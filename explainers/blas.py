@@ -6,12 +6,12 @@ onnxruntime's own thread pool they steal its cores: on 2 cores that cost Integra
 and RISE ~35% of their throughput (``bench/run.py``). The products a method does are small, so one
 BLAS thread loses nothing.
 
-The limit is counted: the first run to enter sets it, the last to leave restores what was there,
-so overlapping runs neither undo each other's limit nor leave it behind. It takes effect when set
-from the main thread (then every thread sees it); the OpenBLAS that numpy ships ignores a thread count
-set from another thread. So ``explain()`` called from the main thread limits itself, and the server,
-whose runs are on worker threads, holds the limit from its main thread for as long as it serves
-(``server.app.serve_forever``).
+The OpenBLAS that numpy ships takes a thread count only from the main thread (one set from another
+thread is ignored), and then every thread uses it. So the limit is the main thread's: there
+:func:`one_blas_thread` sets it and, when the outermost block ends, restores the counts from before;
+on other threads it does nothing. ``explain()`` wraps each step of a method in it (never holding it
+while the caller consumes an event), and the server, whose runs are on worker threads, holds it from
+its main thread for as long as it serves (``server.app.serve_forever``).
 """
 
 from __future__ import annotations
@@ -21,9 +21,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-_lock = threading.Lock()
-_users = 0
-_original = None  # the limiter of the first run in: it remembers the thread counts to restore
+_depth = 0  # nested blocks on the main thread
+_original = None  # the outermost block's limiter: it remembers the counts to restore
 
 
 @functools.cache
@@ -35,19 +34,20 @@ def _controller():
 
 @contextmanager
 def one_blas_thread() -> Iterator[None]:
-    """Keep BLAS to one thread inside the block (nestable, thread-safe). Every entry applies the
-    limit (whatever changed it since); the last exit restores the counts from before the first."""
-    global _users, _original
-    with _lock:
-        limiter = _controller().limit(limits=1, user_api="blas")
-        if _users == 0:
-            _original = limiter
-        _users += 1
+    """Keep BLAS to one thread inside the block (nestable); a no-op off the main thread. Every entry
+    applies the limit (whatever changed it since); the outermost exit restores the counts."""
+    global _depth, _original
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    limiter = _controller().limit(limits=1, user_api="blas")
+    if _depth == 0:
+        _original = limiter
+    _depth += 1
     try:
         yield
     finally:
-        with _lock:
-            _users -= 1
-            if _users == 0:
-                _original.restore_original_limits()
-                _original = None
+        _depth -= 1
+        if _depth == 0:
+            _original.restore_original_limits()
+            _original = None

@@ -32,7 +32,8 @@ def explain(
 
     ``params`` is the method's parameter dataclass or a mapping of its fields (paper defaults
     for the rest). The image is passed read-only: a method cannot mutate the caller's array.
-    While the run is open numpy's BLAS uses one thread (:mod:`explainers.blas`).
+    While the method works (not while the caller holds an event) numpy's BLAS uses one thread,
+    when iterated on the main thread (:mod:`explainers.blas`).
 
     Raises:
         NotFound: unknown method. InvalidArgument: bad parameter or image.
@@ -52,8 +53,16 @@ def explain(
     frozen = np.array(image, dtype=np.float32, copy=True)
     frozen.setflags(write=False)
     evaluator = Evaluator(classifier, context)
-    with one_blas_thread():  # onnxruntime owns the cores (explainers/blas.py)
-        yield from spec.explain(evaluator, frozen, objective, params, rng=np.random.default_rng(seed))
+    steps = spec.explain(evaluator, frozen, objective, params, rng=np.random.default_rng(seed))
+    try:
+        while True:
+            with one_blas_thread():  # onnxruntime owns the cores while the method works (explainers/blas.py)
+                event = next(steps, None)
+            if event is None:
+                return
+            yield event
+    finally:
+        steps.close()  # a caller that stops early (cancel, deadline) ends the method now
 
 
 def explain_once(*args: Any, **kwargs: Any) -> Explanation:

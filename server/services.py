@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
-from functools import wraps
+from functools import partial, wraps
 
 import numpy as np
 from onnxplain.v1 import explanation_service_pb2 as ex_pb2
@@ -102,7 +101,7 @@ class ExplanationServicer(ex_grpc.ExplanationServiceServicer):
         deadline_timer = (
             None if remaining is None
             else asyncio.get_running_loop().call_later(
-                max(remaining, 0.0), functools.partial(run_context.cancel, "deadline exceeded", deadline=True))
+                max(remaining, 0.0), partial(run_context.cancel, "deadline exceeded", deadline=True))
         )
         log.info("explain request_id=%s model=%s method=%s", request.request_id, request.model, request.method)
         try:

@@ -1,8 +1,7 @@
-"""numpy's BLAS runs on one thread while a method runs, and gets its thread count back after."""
+"""numpy's BLAS runs on one thread while a method works, and gets its thread count back after."""
 
 from __future__ import annotations
 
-import gc
 import threading
 
 import builders
@@ -12,6 +11,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 from explainers import Objective, OnnxClassifier, explain
 from explainers.blas import one_blas_thread
+from explainers.model import classifier as classifier_module
 
 
 def blas_threads() -> set[int]:
@@ -20,7 +20,6 @@ def blas_threads() -> set[int]:
 
 @pytest.fixture
 def two_blas_threads():
-    gc.collect()  # runs abandoned in earlier tests (suspended generators in reference cycles) end here
     if not blas_threads():
         pytest.skip("numpy has no BLAS library that threadpoolctl controls")
     with threadpool_limits(limits=2, user_api="blas"):
@@ -29,24 +28,30 @@ def two_blas_threads():
         yield
 
 
-def test_a_run_holds_blas_to_one_thread_until_it_ends(two_blas_threads):
+def test_onnxruntime_runs_with_one_blas_thread_and_the_caller_gets_its_threads_back(two_blas_threads, monkeypatch):
+    seen_in_runs = []
+    run_once = classifier_module.OnnxClassifier._run_once
+
+    def recording(*args, **kwargs):
+        seen_in_runs.append(blas_threads())
+        return run_once(*args, **kwargs)
+
+    monkeypatch.setattr(classifier_module.OnnxClassifier, "_run_once", staticmethod(recording))
     classifier = OnnxClassifier(builders.small_cnn())
     image = np.random.default_rng(0).standard_normal((3, 16, 16)).astype(np.float32)
-    events = explain(classifier, image, "saliency", Objective.for_classes([0], 3))
-    next(events)  # Planned: the run is open
-    assert blas_threads() == {1}
-    list(events)
-    assert blas_threads() == {2}
-    abandoned = explain(classifier, image, "saliency", Objective.for_classes([0], 3))
+    seen_between_events = [blas_threads() for _ in explain(classifier, image, "saliency", Objective.for_classes([0], 3))]
+    assert seen_in_runs and all(threads == {1} for threads in seen_in_runs)
+    assert all(threads == {2} for threads in seen_between_events) and blas_threads() == {2}
+    abandoned = explain(classifier, image, "smoothgrad", Objective.for_classes([0], 3), {"samples": 64})
     next(abandoned)
-    abandoned.close()  # a client that stops reading (cancel, deadline) releases it too
+    abandoned.close()  # a caller that stops reading (cancel, deadline)
     assert blas_threads() == {2}
 
 
-def test_nested_and_overlapping_runs_restore_only_when_the_last_one_leaves(two_blas_threads):
+def test_nested_blocks_restore_at_the_outermost_exit_and_other_threads_change_nothing(two_blas_threads):
     seen = []
 
-    def worker_run():  # the server's workers run inside the main thread's hold
+    def off_main_thread():
         with one_blas_thread():
             seen.append(blas_threads())
 
@@ -54,8 +59,12 @@ def test_nested_and_overlapping_runs_restore_only_when_the_last_one_leaves(two_b
         with one_blas_thread():
             seen.append(blas_threads())
         seen.append(blas_threads())
-        worker = threading.Thread(target=worker_run)
+        worker = threading.Thread(target=off_main_thread)  # a server worker inside the main thread's hold
         worker.start()
         worker.join()
         seen.append(blas_threads())
     assert seen == [{1}] * 4 and blas_threads() == {2}
+    worker = threading.Thread(target=off_main_thread)  # alone, it neither limits nor restores
+    worker.start()
+    worker.join()
+    assert seen[-1] == {2} and blas_threads() == {2}

@@ -65,7 +65,7 @@ def test_unfixable_batch_falls_back_to_one_sample_per_run():
     reshape = next(n for n in model.graph.node if n.op_type == "Reshape")
     reshape.attribute.append(onnx.helper.make_attribute("allowzero", 1))
     classifier = OnnxClassifier(model)
-    assert classifier.batch_mode == "per_sample" and classifier.max_batch == 1
+    assert classifier.batch_mode == "per_sample" and classifier.max_batch == classifier.gradient_max_batch == 1
     x = RNG.standard_normal((3, 3, 8, 8)).astype(np.float32)
     np.testing.assert_allclose(classifier.predict(x), np.einsum("kchw,nchw->nk", W, x), rtol=1e-5, atol=1e-5)
 

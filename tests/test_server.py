@@ -137,6 +137,14 @@ def test_nested_method_parameters_and_enums_reach_the_method(client):
         "samples": 2, "noise_level": 0.0, "inner": "integrated_gradients", "ig_steps": 3, "ig_rule": "trapezoid"})
     np.testing.assert_allclose(result.heatmaps[0], (weights[1] * x[0]).sum(0), atol=5e-5)
     assert (result.forward_evaluations, result.backward_evaluations) == (2 * 3 + 1, 2 * 3)
+    cnn = np.random.default_rng(3).standard_normal((1, 3, 16, 16)).astype(np.float32)
+    by_rule = [client.explain("cnn", cnn, "smoothgrad", classes=[0], params={
+        "samples": 1, "noise_level": 0.0, "inner": "integrated_gradients", "ig_steps": 4, "ig_rule": rule}).heatmaps
+        for rule in ("trapezoid", "riemann_left")]
+    assert not np.allclose(*by_rule)  # the enum reaches the method (a non-linear model tells the rules apart)
+    with pytest.raises(grpc.RpcError) as info:
+        client.explain("cnn", cnn, "smoothgrad", classes=[0], params={"ig_rule": "trapezoid"})
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "params.ig_rule" in info.value.details()
 
 
 @pytest.mark.parametrize("datatype, dtype", [("FP16", np.float16), ("UINT8", np.uint8)])

@@ -94,7 +94,8 @@ def attribute(
             for k in np.unique(owner):  # a float32 product per batch (no float64 copy of the gradients), float64 sums
                 mine = owner == k
                 weights = path.weights[nodes[mine]].astype(np.float32)
-                sums[int(k)] = sums.get(int(k), 0.0) + np.tensordot(weights, batch.input_grad[mine], 1)
+                part = np.tensordot(weights, batch.input_grad[mine], 1)
+                sums[int(k)] = np.add(sums.get(int(k), 0.0), part, dtype=np.float64)
             done = [k for k in sorted(sums) if (k + 1) * m <= batch.stop]
             grads = np.stack([sums.pop(k) for k in done]) if done else None
         ongoing = finish([k], sums[k][None], keep=True)[0] if partial and (k := max(sums, default=-1)) >= 0 else None

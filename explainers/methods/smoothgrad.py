@@ -62,11 +62,14 @@ class SmoothGradParams(MethodParams):
     samples: int = param(50, low=1, high=10000, doc="noisy copies n (× the inner method's passes)")
     noise_level: float = param(0.15, low=0.0, high=10.0, doc="noise σ as a fraction of the input's max − min")
     variant: str = param("mean", choices=VARIANTS, doc="mean (SmoothGrad), squared (SmoothGrad²) or vargrad (variance)")
-    inner: str = param("saliency", choices=tuple(INNER), doc="the wrapped gradient method, with its defaults")
+    inner: str = param("saliency", choices=tuple(INNER),
+                       doc="the wrapped gradient method, with its defaults (IG: zero baseline, ig_steps, ig_rule)")
     ig_steps: int = param(_IG.steps, low=2, high=1024,
-                          doc="path points of the wrapped integrated_gradients (only with that inner)")
+                          doc="path points of the wrapped integrated_gradients (another value than the default "
+                              "is rejected with other inners)")
     ig_rule: str = param(_IG.rule, choices=RULES,
-                         doc="quadrature of the wrapped integrated_gradients (only with that inner)")
+                         doc="quadrature of the wrapped integrated_gradients (another value than the default "
+                             "is rejected with other inners)")
 
     def check(self) -> None:
         if self.inner == "integrated_gradients":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import builders
 import numpy as np
 import onnx
@@ -9,7 +11,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
-from explainers import ModelConfig, OnnxClassifier, RunContext
+from explainers import Evaluator, ModelConfig, Objective, OnnxClassifier, RunContext
 from explainers.autodiff import (
     CLASS_WEIGHTS,
     INPUT_GRAD,
@@ -216,14 +218,10 @@ def test_the_gradient_leaving_every_relu_is_non_negative_on_real_nets(name, rule
     """Guided backprop and DeconvNet: what every ReLU passes down is ≥ 0 (what reaches it from the
     layer above, and the input gradient, need not be). VGG (conv, MaxPool, Linear–ReLU head) and
     ResNet (residual Adds): each ReLU input feeds only that ReLU, so its gradient is the ReLU's."""
-    from pathlib import Path
-
-    from explainers import Evaluator, Objective
-
     fixtures = Path(__file__).resolve().parents[1] / "fixtures"
     model = onnx.load(fixtures / f"{name}.onnx")
     relu_inputs = [node.input[0] for node in model.graph.node if node.op_type == "Relu"]
-    consumers = [sum(name in node.input for node in model.graph.node) for name in relu_inputs]
+    consumers = [sum(tensor in node.input for node in model.graph.node) for tensor in relu_inputs]
     assert len(relu_inputs) >= 4 and set(consumers) == {1}
     x = np.load(fixtures / f"{name}.npz")["x"][:2]
     classifier = OnnxClassifier(model, config=ModelConfig(max_batch=4))
