@@ -48,21 +48,23 @@ def run_explain(
     output = request.output
     interval = output.partial_interval_ms / 1000.0
     last_partial = -float("inf")
+    spent = context.forward + context.backward  # e.g. the forward that found the top-k classes
 
     for event in explain(classifier, image.tensor, spec.name, objective, params, seed=seed, context=context):
         if isinstance(event, Planned):
-            if event.total > limits.max_evaluations:
+            planned = spent + event.total
+            if planned > limits.max_evaluations:
                 raise ResourceExhausted(
-                    f"{spec.name} with these parameters plans {event.total} model evaluations; "
+                    f"{spec.name} with these parameters plans {planned} model evaluations; "
                     f"this server allows at most {limits.max_evaluations} per request"
                 )
             accepted = ex_pb2.Accepted(
-                model=classifier.name, method=spec.name, seed=seed, planned_evaluations=event.total, targets=targets,
+                model=classifier.name, method=spec.name, seed=seed, planned_evaluations=planned, targets=targets,
                 parameters={k: str(v) for k, v in params.as_dict().items()},
             )
             yield ex_pb2.ExplainResponse(request_id=rid, accepted=accepted)
         elif isinstance(event, Progress):
-            progress = ex_pb2.Progress(done=event.done, total=event.total)
+            progress = ex_pb2.Progress(done=event.done, total=spent + event.total)
             now = time.perf_counter()
             if interval > 0 and event.heatmaps is not None and now - last_partial >= interval:
                 progress.partial_heatmaps.CopyFrom(encode_heatmaps(event.heatmaps, output.heatmap_datatype))

@@ -86,3 +86,24 @@ def test_cli_reports_errors_without_a_traceback(served, tmp_path, chelsea_png):
     run = cli("explain", str(image), "--server", address, "--model", "efficientnet_lite0", "--param", "window=0")
     assert run.returncode == 1
     assert "INVALID_ARGUMENT" in run.stderr and "params.window" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_gradient_methods_take_typed_parameters_and_several_targets(served, tmp_path, coffee_png):
+    """SmoothGrad around Integrated Gradients (an int, a float, strings and an enum through --param)
+    for the two best classes; then Grad-CAM++ on a named layer."""
+    address, _ = served
+    image = tmp_path / "coffee.png"
+    image.write_bytes(coffee_png)
+    out = tmp_path / "out"
+    run = cli("explain", str(image), "--server", address, "--model", "efficientnet_lite0", "--method", "smoothgrad",
+              "--top-k", "2", "--param", "samples=2", "--param", "noise_level=0.1", "--param",
+              "inner=integrated_gradients", "--param", "ig_steps=4", "--param", "ig_rule=trapezoid", "-o", str(out))
+    assert run.returncode == 0, run.stderr
+    heatmaps = sorted(out.glob("coffee_smoothgrad_*[0-9].npy"))
+    assert len(heatmaps) == 2 and "coffee_smoothgrad_967.npy" in [path.name for path in heatmaps]
+    assert all(np.isfinite(np.load(path)).all() and np.load(path).shape == (224, 224) for path in heatmaps)
+    # 2 targets × 2 samples × 4 steps, + 1 forward for f(x) and 1 to find the top-2 classes: all planned
+    assert "34 evaluations planned" in run.stderr and "18 forward + 16 backward" in run.stderr
+    run = cli("explain", str(image), "--server", address, "--model", "efficientnet_lite0", "--method",
+              "grad_cam_plus_plus", "--param", "layer=/_swish_1/Clip_output_0", "-o", str(out))
+    assert run.returncode == 0, run.stderr and (out / "coffee_grad_cam_plus_plus_967.npy").exists()

@@ -110,14 +110,16 @@ def test_explain_stream_order_request_id_and_result(server, coffee_png):
     assert kinds[0] == "accepted" and kinds[-1] == "result" and set(kinds[1:-1]) == {"progress"}
     assert all(r.request_id == "req-42" for r in responses)
     accepted = responses[0].accepted
-    assert accepted.seed == 7 and accepted.planned_evaluations == 7 * 7 + 1
+    assert accepted.seed == 7 and accepted.planned_evaluations == 7 * 7 + 1 + 1  # + the forward finding the top-1
     assert accepted.targets[0].label == "espresso" and accepted.parameters["window"] == "32"
     assert any(r.progress.HasField("partial_heatmaps") for r in responses[1:-1])
     result = responses[-1].result
     assert list(result.heatmaps.shape) == [1, 224, 224] and list(result.original_heatmaps.shape) == [1, 400, 600]
     overlay = Image.open(io.BytesIO(result.targets[0].overlay_png))
     assert overlay.size == (600, 400)
-    assert result.forward_evaluations == 51  # 50 planned + 1 forward to find the top-1 class
+    assert result.forward_evaluations == 51 == accepted.planned_evaluations  # the forward finding the top-1 counts
+    assert [r.progress.total for r in responses[1:-1]] == [51] * (len(responses) - 2)
+    assert all(1 < r.progress.done <= 51 for r in responses[1:-1])  # done counts the top-1 forward too
 
 
 def test_explain_preprocessed_tensor_is_exact_on_a_linear_model(client):
