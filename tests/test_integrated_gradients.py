@@ -8,6 +8,7 @@ import builders
 import numpy as np
 import onnx
 import pytest
+from PIL import Image
 
 from explainers import Explanation, Objective, OnnxClassifier, Progress, explain, explain_once
 from explainers.errors import InvalidArgument
@@ -70,8 +71,30 @@ def test_path_baselines():
 
 
 # ---------------------------------------------------------------- analytic models
+@pytest.mark.parametrize("method", ["integrated_gradients", "deeplift"])
+def test_the_default_baseline_is_the_black_image_through_the_models_preprocessing(method):
+    """The IG paper's black image: pixel 0 normalised by the model's config, not 0 after
+    normalisation (the mean colour); on a linear model attributions are (x − x′) ⊙ w exactly."""
+    from explainers import ModelConfig, Preprocessing
+    from explainers.model import preprocess
+
+    w = RNG.standard_normal((2, 3, 8, 8)).astype(np.float32)
+    pre = Preprocessing(scale=1 / 255, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    classifier = OnnxClassifier(builders.linear(w), config=ModelConfig(preprocessing=pre))
+    photo_of_black, _ = preprocess(Image.new("RGB", (8, 8)), pre, size=(8, 8), channels=3)
+    np.testing.assert_allclose(classifier.black_image(), photo_of_black, rtol=1e-6)
+    np.testing.assert_allclose(classifier.black_image()[:, 0, 0], [-0.485 / 0.229, -0.456 / 0.224, -0.406 / 0.225],
+                               rtol=1e-6)
+    x = RNG.standard_normal((3, 8, 8)).astype(np.float32)
+    objective = Objective.for_classes([1], 2)
+    by_default = explain_once(classifier, x, method, objective).heatmaps[0]
+    np.testing.assert_allclose(by_default, ((x - classifier.black_image()) * w[1]).sum(0), rtol=1e-4, atol=1e-4)
+    zero = explain_once(classifier, x, method, objective, {"baseline": "zero"}).heatmaps[0]
+    np.testing.assert_allclose(zero, (x * w[1]).sum(0), rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("rule", RULES)
-@pytest.mark.parametrize("baseline", ["zero", "blur", "uniform_noise", "tensor"])
+@pytest.mark.parametrize("baseline", ["black", "zero", "blur", "uniform_noise", "tensor"])
 def test_linear_model_is_explained_exactly_by_every_rule_and_baseline(rule, baseline):
     w = RNG.standard_normal((3, 3, 8, 8)).astype(np.float32)
     classifier = OnnxClassifier(builders.linear(w, bias=np.array([0.5, -1, 2], np.float32)))
@@ -80,7 +103,7 @@ def test_linear_model_is_explained_exactly_by_every_rule_and_baseline(rule, base
     objective = Objective(np.stack([np.eye(3, dtype=np.float32)[0], [0, 1, -1]]), (0, 1))  # a class, a contrast
     params = {"rule": rule, "steps": 5, "baseline": baseline, "baseline_tensor": tensor}
     result = explain_once(classifier, x, "integrated_gradients", objective, params, seed=3)
-    reference = path_baseline(x, baseline, rng=np.random.default_rng(3), tensor=tensor)
+    reference = path_baseline(x, baseline, rng=np.random.default_rng(3), tensor=tensor, black=classifier.black_image())
     for t, weights in enumerate([w[0], w[1] - w[2]]):
         np.testing.assert_allclose(result.heatmaps[t], ((x - reference) * weights).sum(0), atol=3e-5)
         assert abs(result.extras[f"completeness_gap[{t}]"]) < 1e-4

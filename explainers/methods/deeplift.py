@@ -19,9 +19,10 @@ from .registry import Family, register
 
 @dataclass(frozen=True, kw_only=True)
 class DeepLiftParams(MethodParams):
-    baseline: str = param("zero", choices=PATH_BASELINES,
-                          doc="the reference input x′: zero (black for mean/std-normalised models), blur, "
-                              "uniform_noise (seeded) or tensor (baseline_tensor)")
+    baseline: str = param("black", choices=PATH_BASELINES,
+                          doc="the reference input x′: black (the all-black image through the model's "
+                              "preprocessing), zero (0 after normalisation: the mean colour of mean/std-normalised "
+                              "models), blur, uniform_noise (seeded) or tensor (baseline_tensor)")
     baseline_tensor: NDArray[np.float32] | None = param(
         None, doc="x′ when baseline is 'tensor': float32 [C, H, W] in the canonical layout of the preprocessed input")
 
@@ -52,7 +53,8 @@ def deeplift(
     products, LayerNorm and Softmax; extras report the gap (worst target, signed, and relative to
     |s_t(x) − s_t(x′)|). Passes: 2 F + 1 B per target (x and x′ forward in the same graph).
     """
-    reference = path_baseline(image, params.baseline, rng=rng, tensor=params.baseline_tensor)
+    reference = path_baseline(image, params.baseline, rng=rng, tensor=params.baseline_tensor,
+                              black=model.classifier.black_image())
     targets = objective.num_targets
     yield Planned(forward=2 * targets, backward=targets)
     (batch,) = model.gradients(1, lambda start, stop: image[None], objective, rules=RULE_SET, reference=reference)

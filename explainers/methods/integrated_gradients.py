@@ -124,7 +124,10 @@ def forward_scores_differentiated(model: Evaluator, objective: Objective) -> boo
 class IntegratedGradientsParams(MethodParams):
     steps: int = param(50, low=2, high=1024, doc="path points m (model evaluations per target)")
     rule: str = param("gauss_legendre", choices=RULES, doc="quadrature of the path integral")
-    baseline: str = param("zero", choices=PATH_BASELINES, doc="the reference input x′")
+    baseline: str = param("black", choices=PATH_BASELINES,
+                          doc="the reference input x′: black (the paper's: the all-black image through the model's "
+                              "preprocessing), zero (0 after normalisation: the mean colour of mean/std-normalised "
+                              "models), blur, uniform_noise (seeded) or tensor (baseline_tensor)")
     baseline_tensor: NDArray[np.float32] | None = param(
         None, doc="x′ when baseline is 'tensor': float32 [C, H, W], canonical layout, normalised space")
 
@@ -154,7 +157,8 @@ def integrated_gradients(
     ``completeness_gap_relative`` = |gap| / |f(x) − f(x′)| and ``score_difference`` f(x) − f(x′),
     for target 0 and as ``name[t]`` per target.
     """
-    reference = path_baseline(image, params.baseline, rng=rng, tensor=params.baseline_tensor)
+    reference = path_baseline(image, params.baseline, rng=rng, tensor=params.baseline_tensor,
+                              black=model.classifier.black_image())
     ig = integrated(quadrature(params.rule, params.steps), lambda x: np.broadcast_to(reference, x.shape))
     targets, m = objective.num_targets, len(ig.path)
     if forward_scores_differentiated(model, objective):  # path ends from the path, else one forward each

@@ -3,7 +3,7 @@
 from .classifier import IMAGE, PLAIN, Chunk, GradientChunk, ModelInfo, OnnxClassifier, available_providers
 from .config import ModelConfig, Preprocessing
 from .evaluator import Evaluator, GradientBatch
-from .preprocessing import Geometry, decode_image, preprocess, to_rgb_array
+from .preprocessing import Geometry, black_image, decode_image, preprocess, to_rgb_array
 
 __all__ = [
     "IMAGE",
@@ -20,5 +20,6 @@ __all__ = [
     "available_providers",
     "decode_image",
     "preprocess",
+    "black_image",
     "to_rgb_array",
 ]

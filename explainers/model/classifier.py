@@ -29,6 +29,7 @@ from ..graph.expose import expose_outputs
 from ..graph.layers import Layer, candidate_layers, default_cam_layer
 from ..graph.perturbation import SOURCE_BASELINE, SOURCE_IMAGE, MaskSource, prefixed_model
 from .config import ModelConfig
+from .preprocessing import black_image
 from .signature import Signature, read_signature
 
 IMAGE = "image"
@@ -261,6 +262,10 @@ class OnnxClassifier:
     @property
     def max_batch(self) -> int:
         return 1 if self.batch_mode == "per_sample" else self.config.max_batch
+
+    def black_image(self) -> NDArray[np.float32]:
+        """The all-black image as this model sees it (its preprocessing applied): canonical [C, H, W]."""
+        return black_image(self.config.preprocessing, (self.channels, self.height, self.width))
 
     @property
     def gradient_max_batch(self) -> int:

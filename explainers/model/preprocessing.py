@@ -85,6 +85,22 @@ class Geometry:
         return out
 
 
+def normalise(pixels: NDArray[np.floating], pre: Preprocessing) -> NDArray[np.float32]:
+    """``(pixel · scale − mean) / std`` for ``pixels`` [..., C] in 0..255 (a mean/std shorter than C
+    repeats its first value)."""
+    channels = pixels.shape[-1]
+    mean = np.asarray(pre.mean[:channels] if len(pre.mean) >= channels else pre.mean[:1] * channels, np.float32)
+    std = np.asarray(pre.std[:channels] if len(pre.std) >= channels else pre.std[:1] * channels, np.float32)
+    return (np.asarray(pixels, np.float32) * np.float32(pre.scale) - mean) / std
+
+
+def black_image(pre: Preprocessing, shape: tuple[int, int, int]) -> NDArray[np.float32]:
+    """An all-black image (every pixel 0) as the model sees it: canonical [C, H, W] = ``shape``."""
+    channels, height, width = shape
+    black = normalise(np.zeros((1, 1, channels), np.float32), pre)[0, 0]  # [C]
+    return np.ascontiguousarray(np.broadcast_to(black[:, None, None], shape), dtype=np.float32)
+
+
 def preprocess(
     image: Image.Image, pre: Preprocessing, *, size: tuple[int, int], channels: int
 ) -> tuple[NDArray[np.float32], Geometry]:
@@ -114,8 +130,6 @@ def preprocess(
         pixels = pixels[:, :, ::-1]
     if pixels.shape[2] != channels:
         raise InvalidArgument("image", f"the model expects {channels} channels; only 1 or 3 are supported")
-    mean = np.asarray(pre.mean[:channels] if len(pre.mean) >= channels else pre.mean[:1] * channels, np.float32)
-    std = np.asarray(pre.std[:channels] if len(pre.std) >= channels else pre.std[:1] * channels, np.float32)
-    tensor = (pixels * np.float32(pre.scale) - mean) / std
+    tensor = normalise(pixels, pre)
     geometry = Geometry((h0, w0), resized_hw, (top, left), (height, width))
     return np.ascontiguousarray(tensor.transpose(2, 0, 1), dtype=np.float32), geometry

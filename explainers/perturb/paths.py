@@ -15,7 +15,7 @@ from ..errors import InvalidArgument
 from .baselines import make_baseline
 
 RULES = ("gauss_legendre", "trapezoid", "riemann_left", "riemann_right", "riemann_middle")
-PATH_BASELINES = ("zero", "blur", "uniform_noise", "tensor")
+PATH_BASELINES = ("black", "zero", "blur", "uniform_noise", "tensor")
 
 
 @dataclass(frozen=True)
@@ -70,17 +70,24 @@ def path_baseline(
     *,
     rng: np.random.Generator,
     tensor: NDArray[np.float32] | None = None,
+    black: NDArray[np.float32] | None = None,
     field: str = "params.baseline_tensor",
 ) -> NDArray[np.float32]:
     """The reference input x′ [C, H, W] float32 for ``image`` [C, H, W].
 
-    ``zero``: 0 in the model's normalised space (black for mean/std-normalised models: the IG
-    paper's choice); ``blur``: a Gaussian blur (σ = 10% of the shorter side, as occlusion's);
-    ``uniform_noise``: U(min x, max x) per value, drawn from ``rng``; ``tensor``: ``tensor`` itself.
+    ``black``: ``black``, the all-black image through the model's preprocessing (the IG paper's
+    choice; :func:`explainers.model.black_image`); ``zero``: 0 in the model's normalised space (the
+    dataset mean colour for mean/std-normalised models; black only when the mean is 0);
+    ``blur``: a Gaussian blur (σ = 10% of the shorter side, as occlusion's); ``uniform_noise``:
+    U(min x, max x) per value, drawn from ``rng``; ``tensor``: ``tensor`` itself.
 
     Raises:
         InvalidArgument (``field``): ``tensor`` missing or not shaped like the image.
     """
+    if kind == "black":
+        if black is None:
+            raise ValueError("the black baseline needs the model's black image")
+        return np.asarray(black, np.float32)
     if kind in ("zero", "blur"):
         return make_baseline(image, kind)
     if kind == "uniform_noise":

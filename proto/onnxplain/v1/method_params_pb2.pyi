@@ -42,6 +42,7 @@ class PathBaseline(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PATH_BASELINE_BLUR: _ClassVar[PathBaseline]
     PATH_BASELINE_UNIFORM_NOISE: _ClassVar[PathBaseline]
     PATH_BASELINE_TENSOR: _ClassVar[PathBaseline]
+    PATH_BASELINE_BLACK: _ClassVar[PathBaseline]
 
 class IntegrationRule(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -78,6 +79,7 @@ PATH_BASELINE_ZERO: PathBaseline
 PATH_BASELINE_BLUR: PathBaseline
 PATH_BASELINE_UNIFORM_NOISE: PathBaseline
 PATH_BASELINE_TENSOR: PathBaseline
+PATH_BASELINE_BLACK: PathBaseline
 INTEGRATION_RULE_UNSPECIFIED: IntegrationRule
 INTEGRATION_RULE_GAUSS_LEGENDRE: IntegrationRule
 INTEGRATION_RULE_TRAPEZOID: IntegrationRule
