@@ -111,6 +111,26 @@ def test_one_noiseless_sample_is_the_wrapped_method(inner):
     np.testing.assert_allclose(wrapped.scores, alone.scores, rtol=1e-6)
 
 
+@pytest.mark.parametrize("inner", ["integrated_gradients", "deeplift"])
+def test_wrapped_path_methods_reference_the_models_black_image_as_they_do_alone(inner):
+    from explainers import ModelConfig, Preprocessing
+
+    pre = Preprocessing(scale=1 / 255, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    classifier = OnnxClassifier(builders.small_cnn(), config=ModelConfig(preprocessing=pre))
+    x = RNG.standard_normal((3, 16, 16)).astype(np.float32)
+    objective = Objective.for_classes([0, 2], 3)
+    alone = explain_once(classifier, x, inner, objective)
+    planned, *_, wrapped = explain(classifier, x, "smoothgrad", objective,
+                                   {"samples": 2, "noise_level": 0.0, "inner": inner})
+    np.testing.assert_allclose(wrapped.heatmaps, alone.heatmaps, rtol=1e-4, atol=1e-5)
+    zero = explain_once(classifier, x, inner, objective, {"baseline": "zero"})
+    assert not np.allclose(wrapped.heatmaps, zero.heatmaps, atol=1e-3)  # black is not 0 for this model
+    points = 2 * 2 * (50 if inner == "integrated_gradients" else 1)
+    reference_passes = points if inner == "deeplift" else 0
+    assert (wrapped.forward, wrapped.backward) == (points + reference_passes + 1, points)
+    assert (planned.forward, planned.backward) == (wrapped.forward, wrapped.backward)
+
+
 def test_different_seeds_draw_different_noise():
     classifier = OnnxClassifier(builders.small_cnn())
     x = RNG.standard_normal((3, 16, 16)).astype(np.float32)

@@ -33,7 +33,8 @@ class GradientAttribution:
     ``reduce(a)`` [T, H, W]. A plain gradient method is the one-node path α = 1 (saliency:
     finish = |G|, reduce = max over channels); Integrated Gradients is finish = (x − x′) ⊙ G.
     ``finish`` takes x, x′ [n, C, H, W] and G [n, T, C, H, W]; ``rules`` names the gradient
-    graph's rule set ("vanilla", "guided_backprop", "deconvnet").
+    graph's rule set ("vanilla", "guided_backprop", "deconvnet", "deeplift_rescale"). With
+    ``reference_pass`` the graph also evaluates x′ (the same for every input: DeepLIFT's rules read it).
     """
 
     finish: Callable[[NDArray, NDArray, NDArray], NDArray]
@@ -41,6 +42,7 @@ class GradientAttribution:
     path: Quadrature = ONE_POINT
     reference: Callable[[NDArray[np.float32]], NDArray[np.float32]] = np.zeros_like
     rules: str = "vanilla"
+    reference_pass: bool = False
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,8 @@ def attribute(
         return attribution.finish(np.stack([p[0][p[2]] for p in parts]), np.stack([p[1][p[2]] for p in parts]), sums)
 
     sums: dict[int, NDArray[np.float64]] = {}
-    for batch in model.gradients(count * m, images, objective, rules=attribution.rules):
+    fixed = attribution.reference(make_inputs(0, 1))[0] if attribution.reference_pass else None
+    for batch in model.gradients(count * m, images, objective, rules=attribution.rules, reference=fixed):
         rows = np.arange(batch.start, batch.stop)
         owner, nodes = rows // m, rows % m
         if m == 1:  # one node per input: nothing to accumulate

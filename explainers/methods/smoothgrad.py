@@ -12,11 +12,12 @@ Statistics are per channel before the reduction, as Captum's ``NoiseTunnel``.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import NDArray
 
+from ..autodiff.rules.deeplift import RULE_SET as DEEPLIFT_RULES
 from ..events import Event, Explanation, Planned, Progress
 from ..model import Evaluator
 from ..objectives import Objective
@@ -38,7 +39,6 @@ def max_channels(attribution: NDArray) -> NDArray[np.float32]:
 
 
 _IG = IntegratedGradientsParams()  # the wrapped IG's defaults: steps and rule (per request: ig_steps, ig_rule)
-# The wrapped IG's reference is 0 after normalisation for every noisy copy (Captum's NoiseTunnel(IG) default).
 
 INNER: dict[str, GradientAttribution] = {
     # Per-channel attributions as Captum's Saliency (abs=True) / InputXGradient / GuidedBackprop /
@@ -51,8 +51,12 @@ INNER: dict[str, GradientAttribution] = {
     "guided_backprop": GradientAttribution(finish=lambda x, ref, g: g, rules=GRADIENT_MAPS["guided_backprop"].rules),
     "deconvnet": GradientAttribution(finish=lambda x, ref, g: g, rules=GRADIENT_MAPS["deconvnet"].rules),
     "integrated_gradients": integrated(quadrature(_IG.rule, _IG.steps)),
+    "deeplift": GradientAttribution(finish=lambda x, ref, g: (x - ref)[:, None] * g, rules=DEEPLIFT_RULES,
+                                    reference_pass=True),
 }
-"""The gradient methods SmoothGrad wraps, as :class:`GradientAttribution` hooks (composed, not re-implemented)."""
+"""The gradient methods SmoothGrad wraps, as :class:`GradientAttribution` hooks (composed, not re-implemented).
+The path methods' entries (integrated_gradients, deeplift) reference 0; in a request they reference the
+model's black image, those methods' default (:meth:`SmoothGradParams.attribution`)."""
 
 VARIANTS = ("mean", "squared", "vargrad")
 
@@ -63,7 +67,8 @@ class SmoothGradParams(MethodParams):
     noise_level: float = param(0.15, low=0.0, high=10.0, doc="noise σ as a fraction of the input's max − min")
     variant: str = param("mean", choices=VARIANTS, doc="mean (SmoothGrad), squared (SmoothGrad²) or vargrad (variance)")
     inner: str = param("saliency", choices=tuple(INNER),
-                       doc="the wrapped gradient method, with its defaults (IG: zero baseline, ig_steps, ig_rule)")
+                       doc="the wrapped gradient method, with its defaults (integrated_gradients and deeplift: "
+                           "the black baseline; IG's steps and rule: ig_steps, ig_rule)")
     ig_steps: int = param(_IG.steps, low=2, high=1024,
                           doc="path points of the wrapped integrated_gradients (another value than the default "
                               "is rejected with other inners)")
@@ -78,11 +83,15 @@ class SmoothGradParams(MethodParams):
             if getattr(self, name) != default:
                 self.fail(name, f"only used when inner is 'integrated_gradients' (inner is {self.inner!r})")
 
-    def attribution(self) -> GradientAttribution:
-        """The wrapped method's hook: :data:`INNER`'s, or IG with this request's steps and rule."""
+    def attribution(self, black: NDArray[np.float32]) -> GradientAttribution:
+        """The wrapped method's hook: :data:`INNER`'s; the path methods' with the reference ``black``
+        [C, H, W] (the model's black image) and, for IG, this request's steps and rule."""
+        hook = INNER[self.inner]
         if self.inner == "integrated_gradients":
-            return integrated(quadrature(self.ig_rule, self.ig_steps))
-        return INNER[self.inner]
+            hook = integrated(quadrature(self.ig_rule, self.ig_steps))
+        if self.inner in ("integrated_gradients", "deeplift"):
+            hook = replace(hook, reference=lambda x: np.broadcast_to(black, x.shape))
+        return hook
 
 
 @register(
@@ -102,10 +111,10 @@ def smoothgrad(
     reduced over channels as the inner method does (saliency: max of |∇|; the others: sum, signed).
     Noise sample k is drawn from its own seed (drawn from ``rng``), so results do not depend on the
     batch size.
-    Passes: samples × the inner method's F+B per target (IG: × its ig_steps), batched, + 1 forward
-    for the scores f(x). Extras: ``sigma``.
+    Passes: samples × the inner method's F+B per target (IG: × its ig_steps; DeepLIFT: + 1 F for
+    x′), batched, + 1 forward for the scores f(x). Extras: ``sigma``.
     """
-    inner = params.attribution()
+    inner = params.attribution(model.classifier.black_image())
     sigma = params.noise_level * float(image.max() - image.min())
     seeds = rng.integers(0, 2**63 - 1, size=params.samples)
 
@@ -118,7 +127,8 @@ def smoothgrad(
         return out
 
     points = params.samples * len(inner.path) * objective.num_targets
-    planned = Planned(forward=points + 1, backward=points)  # + 1: f(x) itself, for the scores
+    reference_passes = points if inner.reference_pass else 0  # DeepLIFT: x′ beside every point
+    planned = Planned(forward=points + reference_passes + 1, backward=points)  # + 1: f(x) itself, for the scores
     yield planned
     scores = objective_values(model, image[None], objective)[0]
     moments = Moments(params.variant)
