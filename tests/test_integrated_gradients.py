@@ -234,3 +234,22 @@ def _config(**kwargs):
     from explainers import ModelConfig
 
     return ModelConfig(**kwargs)
+
+
+@pytest.mark.parametrize(("gradient_max_batch", "targets", "progress_events"), [(4, 1, 3), (4, 3, 10), (None, 1, 1)])
+def test_path_points_run_in_chunks_of_gradient_max_batch_holding_whole_images(gradient_max_batch, targets,
+                                                                               progress_events):
+    """One Progress per gradient chunk: 10 points in chunks of 4 rows; with 3 targets a chunk holds
+    one point's 3 rows (4 // 3 · 3); unset, the forward max_batch (16) holds all 10."""
+    from explainers import ModelConfig
+
+    config = ModelConfig(max_batch=16, gradient_max_batch=gradient_max_batch)
+    classifier = OnnxClassifier(builders.small_cnn(), config=config)
+    x = RNG.standard_normal((3, 16, 16)).astype(np.float32)
+    events = list(explain(classifier, x, "integrated_gradients", Objective.for_classes(list(range(targets)), 3),
+                          {"steps": 10}))
+    assert sum(isinstance(event, Progress) for event in events) == progress_events
+    chunked = events[-1].heatmaps
+    whole = explain_once(OnnxClassifier(builders.small_cnn(), config=ModelConfig(max_batch=64)), x,
+                         "integrated_gradients", Objective.for_classes(list(range(targets)), 3), {"steps": 10})
+    np.testing.assert_allclose(chunked, whole.heatmaps, rtol=1e-5, atol=1e-6)
