@@ -64,7 +64,9 @@ def run_explain(
             )
             yield ex_pb2.ExplainResponse(request_id=rid, accepted=accepted)
         elif isinstance(event, Progress):
-            progress = ex_pb2.Progress(done=event.done, total=spent + event.total)
+            # the request's own count (methods count their own work or the context's): done ends at total
+            progress = ex_pb2.Progress(done=min(context.forward + context.backward, spent + event.total),
+                                       total=spent + event.total)
             now = time.perf_counter()
             if interval > 0 and event.heatmaps is not None and now - last_partial >= interval:
                 progress.partial_heatmaps.CopyFrom(encode_heatmaps(event.heatmaps, output.heatmap_datatype))

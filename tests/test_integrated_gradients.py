@@ -253,3 +253,20 @@ def test_path_points_run_in_chunks_of_gradient_max_batch_holding_whole_images(gr
     whole = explain_once(OnnxClassifier(builders.small_cnn(), config=ModelConfig(max_batch=64)), x,
                          "integrated_gradients", Objective.for_classes(list(range(targets)), 3), {"steps": 10})
     np.testing.assert_allclose(chunked, whole.heatmaps, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(("layout", "channels"), [("NHWC", 3), ("NCHW", 1)])
+def test_black_follows_the_config_for_nhwc_and_single_channel_models(layout, channels):
+    from explainers import ModelConfig, Preprocessing
+
+    w = RNG.standard_normal((2, channels, 8, 8)).astype(np.float32)
+    pre = Preprocessing(mean=(120.0, 110.0, 100.0)[:channels], std=(60.0, 50.0, 40.0)[:channels], channel_order="BGR")
+    classifier = OnnxClassifier(builders.linear(w, layout=layout), config=ModelConfig(preprocessing=pre))
+    expected = -np.array([120 / 60, 110 / 50, 100 / 40][:channels], np.float32)  # pixel 0 in every channel
+    np.testing.assert_allclose(classifier.black_image(), np.broadcast_to(expected[:, None, None], (channels, 8, 8)),
+                               rtol=1e-6)
+    x = RNG.standard_normal((channels, 8, 8)).astype(np.float32)
+    heatmap = explain_once(classifier, x, "integrated_gradients", Objective.for_classes([0], 2)).heatmaps[0]
+    np.testing.assert_allclose(heatmap, ((x - classifier.black_image()) * w[0]).sum(0), rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="black image"):
+        path_baseline(x, "black", rng=np.random.default_rng(0))

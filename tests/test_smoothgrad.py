@@ -84,7 +84,8 @@ def test_integrated_gradients_inside_smoothgrad_composes_and_counts_its_steps():
     w, classifier, x = linear_case(classes=2)
     planned, *_, result = explain(classifier, x, "smoothgrad", Objective.for_classes([1], 2),
                                   {"samples": 3, "noise_level": 0.0, "inner": "integrated_gradients"})
-    np.testing.assert_allclose(result.heatmaps[0], (x * w[1]).sum(0), rtol=1e-4, atol=1e-5)  # IG, zero baseline
+    # IG from the black baseline, which is 0 for a model without preprocessing config
+    np.testing.assert_allclose(result.heatmaps[0], (x * w[1]).sum(0), rtol=1e-4, atol=1e-5)
     assert (result.forward, result.backward) == (3 * 50 + 1, 3 * 50) == (planned.forward, planned.backward)
 
 

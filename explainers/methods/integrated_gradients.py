@@ -34,7 +34,8 @@ class GradientAttribution:
     finish = |G|, reduce = max over channels); Integrated Gradients is finish = (x − x′) ⊙ G.
     ``finish`` takes x, x′ [n, C, H, W] and G [n, T, C, H, W]; ``rules`` names the gradient
     graph's rule set ("vanilla", "guided_backprop", "deconvnet", "deeplift_rescale"). With
-    ``reference_pass`` the graph also evaluates x′ (the same for every input: DeepLIFT's rules read it).
+    ``reference_pass`` the graph also evaluates x′ for DeepLIFT's rules; it is fed once per request,
+    so ``reference`` must then not depend on x (a fixed baseline, broadcast).
     """
 
     finish: Callable[[NDArray, NDArray, NDArray], NDArray]

@@ -76,7 +76,7 @@ def path_baseline(
     """The reference input x′ [C, H, W] float32 for ``image`` [C, H, W].
 
     ``black``: ``black``, the all-black image through the model's preprocessing (the IG paper's
-    choice; :func:`explainers.model.black_image`); ``zero``: 0 in the model's normalised space (the
+    choice; :func:`explainers.model.black_image`; 0 for a model whose config sets no mean); ``zero``: 0 in the model's normalised space (the
     dataset mean colour for mean/std-normalised models; black only when the mean is 0);
     ``blur``: a Gaussian blur (σ = 10% of the shorter side, as occlusion's); ``uniform_noise``:
     U(min x, max x) per value, drawn from ``rng``; ``tensor``: ``tensor`` itself.
