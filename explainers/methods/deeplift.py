@@ -12,25 +12,13 @@ from ..autodiff.rules.deeplift import RULE_SET
 from ..events import Event, Explanation, Planned
 from ..model import Evaluator
 from ..objectives import Objective
-from ..params import MethodParams, param
-from ..perturb.paths import PATH_BASELINES, path_baseline
+from .reference_input import ReferenceParams
 from .registry import Family, register
 
 
 @dataclass(frozen=True, kw_only=True)
-class DeepLiftParams(MethodParams):
-    baseline: str = param("black", choices=PATH_BASELINES,
-                          doc="the reference input x′: black (the all-black image through the model's "
-                              "preprocessing), zero (0 after normalisation: the mean colour of mean/std-normalised "
-                              "models), blur, uniform_noise (seeded) or tensor (baseline_tensor)")
-    baseline_tensor: NDArray[np.float32] | None = param(
-        None, doc="x′ when baseline is 'tensor': float32 [C, H, W] in the canonical layout of the preprocessed input")
-
-    def check(self) -> None:
-        if self.baseline == "tensor" and self.baseline_tensor is None:
-            self.fail("baseline_tensor", "required when baseline is 'tensor'")
-        if self.baseline != "tensor" and self.baseline_tensor is not None:
-            self.fail("baseline_tensor", f"only used when baseline is 'tensor' (baseline is {self.baseline!r})")
+class DeepLiftParams(ReferenceParams):
+    """DeepLIFT's parameters: its reference input."""
 
 
 @register(
@@ -53,8 +41,7 @@ def deeplift(
     products, LayerNorm and Softmax; extras report the gap (worst target, signed, and relative to
     |s_t(x) − s_t(x′)|). Passes: 2 F + 1 B per target (x and x′ forward in the same graph).
     """
-    reference = path_baseline(image, params.baseline, rng=rng, tensor=params.baseline_tensor,
-                              black=model.classifier.black_image())
+    reference = params.reference(model, image, rng)
     targets = objective.num_targets
     yield Planned(forward=2 * targets, backward=targets)
     (batch,) = model.gradients(1, lambda start, stop: image[None], objective, rules=RULE_SET, reference=reference)

@@ -12,8 +12,9 @@ from numpy.typing import NDArray
 from ..events import Event, Explanation, Planned, Progress
 from ..model import Evaluator
 from ..objectives import Objective
-from ..params import MethodParams, param
-from ..perturb.paths import PATH_BASELINES, RULES, Quadrature, path_baseline, quadrature, straight_path
+from ..params import param
+from ..perturb.paths import RULES, Quadrature, quadrature, straight_path
+from .reference_input import ReferenceParams
 from .registry import Family, register
 
 ONE_POINT = Quadrature(np.ones(1), np.ones(1))
@@ -125,20 +126,9 @@ def forward_scores_differentiated(model: Evaluator, objective: Objective) -> boo
 
 
 @dataclass(frozen=True, kw_only=True)
-class IntegratedGradientsParams(MethodParams):
+class IntegratedGradientsParams(ReferenceParams):
     steps: int = param(50, low=2, high=1024, doc="path points m (model evaluations per target)")
     rule: str = param("gauss_legendre", choices=RULES, doc="quadrature of the path integral")
-    baseline: str = param("black", choices=PATH_BASELINES,
-                          doc="the reference input x′: black (the paper's: the all-black image through the model's "
-                              "preprocessing), zero (0 after normalisation: the mean colour of mean/std-normalised "
-                              "models), blur, uniform_noise (seeded) or tensor (baseline_tensor)")
-    baseline_tensor: NDArray[np.float32] | None = param(
-        None, doc="x′ when baseline is 'tensor': float32 [C, H, W], canonical layout, normalised space")
-
-    def check(self) -> None:
-        if (self.baseline == "tensor") != (self.baseline_tensor is not None):
-            self.fail("baseline_tensor", "required when, and only when, baseline is 'tensor'"
-                      f" (baseline is {self.baseline!r})")
 
 
 @register(
@@ -161,8 +151,7 @@ def integrated_gradients(
     ``completeness_gap_relative`` = |gap| / |f(x) − f(x′)| and ``score_difference`` f(x) − f(x′),
     for target 0 and as ``name[t]`` per target.
     """
-    reference = path_baseline(image, params.baseline, rng=rng, tensor=params.baseline_tensor,
-                              black=model.classifier.black_image())
+    reference = params.reference(model, image, rng)
     ig = integrated(quadrature(params.rule, params.steps), lambda x: np.broadcast_to(reference, x.shape))
     targets, m = objective.num_targets, len(ig.path)
     if forward_scores_differentiated(model, objective):  # path ends from the path, else one forward each
