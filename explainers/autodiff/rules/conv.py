@@ -216,14 +216,24 @@ def conv(ctx: VjpContext, node, grads):
         grad_x = transpose_conv_to(ctx, g, w, sizes=sizes, target=target, kernel=kernel, strides=strides,
                                    pads=pads, dilations=dilations, group=group)
     if ctx.wants(w):
-        rank = 2 + len(kernel)
-        pairs = ctx.op("Conv", _channels_first(ctx, x, rank), _channels_first(ctx, g, rank), pads=pads,
-                       strides=dilations, dilations=strides)  # [C, M, ≥k...]
-        pairs = _channels_first(ctx, _kernel_crop(ctx, pairs, kernel), rank)  # [M, C, k...]
-        grad_w = _block_diagonal(ctx, pairs, node, w, group)
+        grad_w = _weight_grad(ctx, node, w, x, g, pads=pads, kernel=kernel, strides=strides, dilations=dilations,
+                              group=group)
     if b and ctx.wants(b):
         grad_b = _bias_grad(ctx, g)
     return [grad_x, grad_w, grad_b][: len(node.input)]
+
+
+def _weight_grad(ctx: VjpContext, node, w: str, data: str, other: str, *, pads, kernel, strides, dilations,
+                 group: int) -> str:
+    """A weight gradient as a convolution over the batch: Conv(dataᵀ, otherᵀ; pads, strides = the
+    dilations, dilations = the strides) [A, B, ≥k...], cropped to the kernel, transposed to
+    [B, A, k...] and made block diagonal for ``group`` groups. Conv: data = X, other = g
+    (→ [M, C/G, k]); ConvTranspose: data = g_F, other = X (→ [C, M/G, k])."""
+    rank = 2 + len(kernel)
+    pairs = ctx.op("Conv", _channels_first(ctx, data, rank), _channels_first(ctx, other, rank), pads=pads,
+                   strides=dilations, dilations=strides)
+    pairs = _channels_first(ctx, _kernel_crop(ctx, pairs, kernel), rank)
+    return _block_diagonal(ctx, pairs, node, w, group)
 
 
 def _transpose_pads(ctx: VjpContext, node, x: str, kernel, strides, dilations) -> list[int]:
@@ -289,11 +299,8 @@ def conv_transpose(ctx: VjpContext, node, grads):
             grad_x = ctx.op("Slice", grad_x, ctx.ints([0] * len(kernel)), spatial_shape(ctx, x),
                             ctx.ints(list(range(2, 2 + len(kernel)))))
     if ctx.wants(w):
-        rank = 2 + len(kernel)
-        pairs = ctx.op("Conv", _channels_first(ctx, g_full, rank), _channels_first(ctx, x, rank), pads=conv_pads,
-                       strides=dilations, dilations=strides)  # [M, C, ≥k...]
-        pairs = _channels_first(ctx, _kernel_crop(ctx, pairs, kernel), rank)  # [C, M, k...]
-        grad_w = _block_diagonal(ctx, pairs, node, w, group)
+        grad_w = _weight_grad(ctx, node, w, g_full, x, pads=conv_pads, kernel=kernel, strides=strides,
+                              dilations=dilations, group=group)
     if b and ctx.wants(b):
         grad_b = _bias_grad(ctx, g)
     return [grad_x, grad_w, grad_b][: len(node.input)]
