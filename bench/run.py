@@ -131,24 +131,31 @@ def occlusion(bench: Bench, max_batch: int | None) -> dict:
     return row(max(chunks), passes, times)
 
 
+def gradient_step(bench: Bench, batch: int, layers: list[str]) -> Callable[[], object]:
+    """One run of the gradient graph (input gradient + ``layers``' gradients) on ``batch`` copies of
+    the image, seeded with the espresso class (coffee's top-1)."""
+    classifier = bench.classifier()
+    seeds = np.zeros((batch, classifier.num_classes), np.float32)
+    seeds[:, 967] = 1
+    variant, graph = classifier.gradient_model(layers=layers)
+    session = classifier.session(variant, lambda: graph.model)
+    names = [graph.score_output, graph.input_grad, *(name for layer in layers for name in graph.layers[layer])]
+    feed = {classifier.signature.input_name: np.ascontiguousarray(np.repeat(bench.image[None], batch, axis=0)),
+            "class_weights": seeds}
+    return lambda: session.run(names, feed)
+
+
 def gradient(bench: Bench, batch: int, cam_layer: bool = True) -> dict:
     """One forward+backward through the gradient graph (input gradient, + the CAM layer's with
     ``cam_layer``), ``batch`` samples per run; ``vs_forward`` = its time ÷ the plain forward's time at
     the same batch."""
     classifier = bench.classifier()
-    images = np.ascontiguousarray(np.repeat(bench.image[None], batch, axis=0))
-    seeds = np.zeros((batch, classifier.num_classes), np.float32)
-    seeds[:, 967] = 1
-    layers = [classifier.cam_layer] if cam_layer else []
-    variant, graph = classifier.gradient_model(layers=layers)
-    session = classifier.session(variant, lambda: graph.model)
-    names = [graph.score_output, graph.input_grad, *(name for layer in layers for name in graph.layers[layer])]
-    grad_feed = {classifier.signature.input_name: images, "class_weights": seeds}
+    step = gradient_step(bench, batch, [classifier.cam_layer] if cam_layer else [])
     plain = classifier.session(PLAIN, lambda: classifier.model)
-    plain_feed = {classifier.signature.input_name: images}
-    warmup = walls(lambda: session.run(names, grad_feed), 2) + walls(lambda: plain.run(None, plain_feed), 2)
+    plain_feed = {classifier.signature.input_name: np.ascontiguousarray(np.repeat(bench.image[None], batch, axis=0))}
+    warmup = walls(step, 2) + walls(lambda: plain.run(None, plain_feed), 2)
     reps = max(1, round(bench.raw_seconds / max(warmup)))
-    grad_times = walls(lambda: [session.run(names, grad_feed) for _ in range(reps)], bench.runs)
+    grad_times = walls(lambda: [step() for _ in range(reps)], bench.runs)
     forward_times = walls(lambda: [plain.run(None, plain_feed) for _ in range(reps)], bench.runs)
     result = row(batch, batch * reps, grad_times)
     result["vs_forward"] = round(statistics.median(grad_times) / statistics.median(forward_times), 2)
@@ -310,21 +317,14 @@ def input_gradient_samples(bench: Bench, samples: int) -> Callable[[], float]:
         bench.shared["fb_best_batch"] = min(rows, key=lambda b: rows[b]["wall_s"] / rows[b]["passes"])
         bench.shared["fb_per_sample"] = min(r["wall_s"] / r["passes"] for r in rows.values())
     batch = bench.shared["fb_best_batch"]
-    classifier = bench.classifier()
-    variant, graph = classifier.gradient_model()
-    session = classifier.session(variant, lambda: graph.model)
-    seeds = np.zeros((batch, classifier.num_classes), np.float32)
-    seeds[:, 967] = 1
-    feed = {classifier.signature.input_name: np.ascontiguousarray(np.repeat(bench.image[None], batch, axis=0)),
-            "class_weights": seeds}
-    names = [graph.score_output, graph.input_grad]
+    step = gradient_step(bench, batch, [])
     runs = -(-samples // batch)  # whole batches: at least ``samples`` samples
 
     def timed() -> float:
         """Seconds for ``samples`` samples (whole batches run, scaled to ``samples``)."""
         start = time.perf_counter()
         for _ in range(runs):
-            session.run(names, feed)
+            step()
         return (time.perf_counter() - start) * samples / (runs * batch)
 
     return timed
