@@ -47,11 +47,11 @@ import onnxruntime as ort
 import skimage.data
 from PIL import Image
 
-from explainers.events import Progress
-from explainers.explain import explain
-from explainers.methods import get_method
-from explainers.model import PLAIN, ModelConfig, OnnxClassifier, preprocess
-from explainers.objectives import Objective
+from onnxplain.explainers.events import Progress
+from onnxplain.explainers.explain import explain
+from onnxplain.explainers.methods import get_method
+from onnxplain.explainers.model import PLAIN, ModelConfig, OnnxClassifier, preprocess
+from onnxplain.explainers.objectives import Objective
 
 MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "efficientnet_lite0"
 COLUMNS = ("case", "batch", "passes", "wall_s", "passes_per_s", "efficiency", "vs_forward", "vs_passes", "notes")
@@ -164,7 +164,7 @@ def gradient(bench: Bench, batch: int, cam_layer: bool = True) -> dict:
 
 def gradient_build(bench: Bench) -> dict:
     """Building the gradient graph of the bundled model (456 nodes) from scratch, without compiling it."""
-    from explainers.autodiff import build_gradient_model
+    from onnxplain.explainers.autodiff import build_gradient_model
 
     classifier = bench.classifier()
     hints = classifier.tensor_shapes()
@@ -197,7 +197,7 @@ def rise_aggregation(bench: Bench, masks: int = 4000, batch: int = 16) -> dict:
     """The numpy side of RISE alone on a 224x224 input, on recorded scores: per-shift sums of ``masks`` grids
     added ``batch`` at a time, a partial map rendered every 1% of the masks as the method does; notes: the
     same with full-resolution masks built per chunk (the direct way)."""
-    from explainers.perturb.rise_masks import GridMaskSum, GridSampler, GridTables
+    from onnxplain.explainers.perturb.rise_masks import GridMaskSum, GridSampler, GridTables
 
     tables = GridTables.build(224, 224, 7)
     grids, shifts = GridSampler(masks, 7, 0.5, tables.cells, "random", np.random.default_rng(0)).take(0, masks)

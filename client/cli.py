@@ -1,4 +1,4 @@
-"""The ``onnxplain`` command line: serve, models, methods, predict, explain."""
+"""The ``onnxplain`` client commands: models, methods, predict, explain (``serve`` is the server's own CLI)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from pathlib import Path
 
 import grpc
 import numpy as np
+
+from onnxplain import __version__
 from onnxplain.v1 import model_service_pb2 as model_pb2
 
 from .client import DEFAULT_ADDRESS, Accepted, Client, Progress, Result
@@ -33,27 +35,6 @@ def _default_model(client: Client) -> str:
     if not ready:
         raise SystemExit("the server has no ready model; pass --model")
     return ready[0]
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from server.app import TlsFiles, serve_forever
-    from server.limits import ServerLimits
-
-    limits = ServerLimits(
-        max_concurrent=args.max_concurrent, max_queue=args.max_queue, max_evaluations=args.max_evaluations,
-        max_image_pixels=args.max_image_pixels, allow_uploads=args.allow_uploads, grace_seconds=args.grace,
-    )
-    tls = TlsFiles(cert=Path(args.tls_cert), key=Path(args.tls_key),
-                   client_ca=Path(args.tls_client_ca) if args.tls_client_ca else None) if args.tls_cert else None
-    providers = {"auto": None, "cpu": ["CPUExecutionProvider"],
-                 "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}[args.providers]
-    asyncio.run(serve_forever(
-        Path(args.models), address=f"{args.host}:{args.port}", limits=limits, threads=args.threads,
-        providers=providers, token=args.token, tls=tls,
-    ))
-    return 0
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -137,25 +118,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="onnxplain", description="Explain ONNX image classifiers over gRPC.")
+    parser.add_argument("--version", action="version", version=f"onnxplain {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="run the server on a model repository")
-    serve.add_argument("--models", default="models", help="model repository: <dir>/<name>/model.onnx (+ config.json)")
-    serve.add_argument("--host", default="0.0.0.0")
-    serve.add_argument("--port", type=int, default=50051)
-    serve.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0 = all cores)")
-    serve.add_argument("--providers", choices=("auto", "cpu", "cuda"), default="auto")
-    serve.add_argument("--max-concurrent", type=int, default=2, help="explanations computed at once")
-    serve.add_argument("--max-queue", type=int, default=16, help="explanations waiting beyond those")
-    serve.add_argument("--max-evaluations", type=int, default=200_000, help="model evaluations per request")
-    serve.add_argument("--max-image-pixels", type=int, default=40_000_000)
-    serve.add_argument("--allow-uploads", action="store_true", help="let LoadModel accept model bytes")
-    serve.add_argument("--grace", type=float, default=30.0, help="seconds to finish work on SIGTERM")
-    serve.add_argument("--token", help="require 'authorization: Bearer TOKEN' (health is exempt)")
-    serve.add_argument("--tls-cert", help="PEM certificate chain (enables TLS)")
-    serve.add_argument("--tls-key", help="PEM private key")
-    serve.add_argument("--tls-client-ca", help="PEM CA bundle: require client certificates (mutual TLS)")
-    serve.set_defaults(func=cmd_serve)
+    # Listed for --help only: the `onnxplain` dispatcher (onnxplain.cli) hands `serve` to the server's own CLI.
+    sub.add_parser("serve", help="run the server on a model repository (`onnxplain serve --help` lists its flags)")
 
     def client_command(name: str, help_text: str, func) -> argparse.ArgumentParser:
         command = sub.add_parser(name, help=help_text)

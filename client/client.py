@@ -22,13 +22,13 @@ import numpy as np
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 from numpy.typing import NDArray
+
 from onnxplain.v1 import explanation_service_pb2 as ex_pb2
 from onnxplain.v1 import explanation_service_pb2_grpc as ex_grpc
 from onnxplain.v1 import model_service_pb2 as model_pb2
 from onnxplain.v1 import model_service_pb2_grpc as model_grpc
 from onnxplain.v1 import tensor_pb2
-
-from .tensors import from_tensor, to_tensor
+from onnxplain.v1.wire import enum_short_names, from_tensor, to_tensor
 
 DEFAULT_ADDRESS = "localhost:50051"
 DEFAULT_TIMEOUT = 600.0
@@ -107,10 +107,9 @@ def fill_params(message: Message, values: Mapping[str, Any]) -> None:
             getattr(message, name).extend(float(item) for item in items)
             continue
         if descriptor.enum_type is not None:
-            prefix = "".join("_" + c if c.isupper() else c.upper() for c in descriptor.enum_type.name).lstrip("_") + "_"
-            choices = {v.name.removeprefix(prefix).lower(): v.number for v in descriptor.enum_type.values}
+            choices = enum_short_names(descriptor.enum_type)
             if str(value).lower() not in choices:
-                raise ValueError(f"{name}: {value!r}; allowed: {', '.join(c for c in choices if c != 'unspecified')}")
+                raise ValueError(f"{name}: {value!r}; allowed: {', '.join(choices)}")
             value = choices[str(value).lower()]
         elif descriptor.type == FieldDescriptor.TYPE_BOOL and isinstance(value, str):
             value = value.lower() in ("1", "true", "yes", "on")

@@ -11,13 +11,13 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+
+from onnxplain.explainers.blas import one_blas_thread
+from onnxplain.explainers.errors import Unauthenticated
 from onnxplain.v1 import explanation_service_pb2 as ex_pb2
 from onnxplain.v1 import explanation_service_pb2_grpc as ex_grpc
 from onnxplain.v1 import model_service_pb2 as model_pb2
 from onnxplain.v1 import model_service_pb2_grpc as model_grpc
-
-from explainers.blas import one_blas_thread
-from explainers.errors import Unauthenticated
 
 from .errors import to_status
 from .limits import ServerLimits

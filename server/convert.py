@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import numpy as np
 from google.protobuf.message import Message
 from numpy.typing import NDArray
+
+from onnxplain.explainers import Family, OnnxClassifier
+from onnxplain.explainers.methods import MethodSpec
+from onnxplain.explainers.model import ModelInfo
 from onnxplain.v1 import explanation_service_pb2 as ex_pb2
 from onnxplain.v1 import model_service_pb2 as model_pb2
-
-from client.tensors import from_tensor, to_tensor
-from explainers import Family, OnnxClassifier
-from explainers.methods import MethodSpec
-from explainers.model import ModelInfo
+from onnxplain.v1.wire import enum_short_name, from_tensor, to_tensor
 
 from .repository import Entry, State
 
@@ -105,10 +104,6 @@ def method_info(spec: MethodSpec) -> ex_pb2.MethodInfo:
     return message
 
 
-def _enum_prefix(enum_name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", enum_name).upper() + "_"
-
-
 def params_from_proto(message: Message) -> dict[str, Any]:
     """Set fields of a typed params message → library keyword arguments.
 
@@ -120,8 +115,7 @@ def params_from_proto(message: Message) -> dict[str, Any]:
         if field.enum_type is not None:
             if value == 0:
                 continue
-            name = field.enum_type.values_by_number[value].name
-            values[field.name] = name.removeprefix(_enum_prefix(field.enum_type.name)).lower()
+            values[field.name] = enum_short_name(field.enum_type, value)
         elif field.message_type is not None and field.message_type.full_name == "onnxplain.v1.Tensor":
             values[field.name] = from_tensor(value, field=f"params.{field.name}")
         elif field.is_repeated:

@@ -13,8 +13,8 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from client.tensors import TensorError
-from explainers import errors
+from onnxplain.explainers import errors
+from onnxplain.v1.wire import TensorError
 
 DOMAIN = "onnxplain.v1"
 log = logging.getLogger("onnxplain.server")

@@ -12,11 +12,11 @@ import time
 from collections.abc import Iterator
 
 import numpy as np
-from onnxplain.v1 import explanation_service_pb2 as ex_pb2
 
-from explainers import Explanation, Planned, Progress, RunContext, explain, get_method
-from explainers.errors import InvalidArgument, ResourceExhausted
-from explainers.render import overlay, png_bytes
+from onnxplain.explainers import Explanation, Planned, Progress, RunContext, explain, get_method
+from onnxplain.explainers.errors import InvalidArgument, ResourceExhausted
+from onnxplain.explainers.render import overlay, png_bytes
+from onnxplain.v1 import explanation_service_pb2 as ex_pb2
 
 from .convert import PARAMS_ONEOF, encode_heatmaps, params_field, params_from_proto
 from .limits import ServerLimits

@@ -1,31 +1,54 @@
-"""Server limits and switches, with production defaults."""
+"""Server limits and switches, with production defaults — and the command-line flags made from them.
+
+Every bound is declared once, here: :func:`add_limit_flags` turns each field into a ``--flag`` (named
+after the field, or its ``flag`` metadata) so the CLI, the docs and the defaults cannot drift apart.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import argparse
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
 
 MIB = 1024 * 1024
+
+
+def _limit(default: Any, help: str, *, flag: str | None = None) -> Any:
+    return field(default=default, metadata={"help": help, "flag": flag})
 
 
 @dataclass(frozen=True, kw_only=True)
 class ServerLimits:
     """Every bound the server enforces. Defaults suit one CPU host; raise them for a GPU box."""
 
-    max_message_bytes: int = 64 * MIB
-    """gRPC send/receive limit on both sides (the 4 MiB default is too small for images/heatmaps)."""
-    max_image_pixels: int = 40_000_000
-    """Largest decoded image accepted (width × height)."""
-    max_evaluations: int = 200_000
-    """Largest number of model evaluations one request may plan."""
-    max_concurrent: int = 2
-    """Explanations computed at once (worker threads)."""
-    max_queue: int = 16
-    """Explanations admitted to wait for a worker; beyond it requests get RESOURCE_EXHAUSTED."""
-    max_concurrent_rpcs: int = 256
-    """gRPC's own cap on in-flight RPCs of all kinds."""
-    max_targets: int = 16
-    """Most targets (heatmaps) per request."""
-    allow_uploads: bool = False
-    """Whether LoadModel accepts serialized models from clients."""
-    grace_seconds: float = 30.0
-    """On SIGTERM, how long running explanations may take to finish."""
+    max_message_bytes: int = _limit(
+        64 * MIB, "gRPC send/receive limit in bytes, both sides (the 4 MiB gRPC default is too small for images)")
+    max_image_pixels: int = _limit(40_000_000, "largest decoded image accepted (width × height)")
+    max_evaluations: int = _limit(200_000, "most model evaluations one request may plan")
+    max_concurrent: int = _limit(2, "explanations computed at once (worker threads)")
+    max_queue: int = _limit(16, "explanations admitted to wait for a worker; beyond it RESOURCE_EXHAUSTED")
+    max_concurrent_rpcs: int = _limit(256, "gRPC's own cap on in-flight RPCs of all kinds")
+    max_targets: int = _limit(16, "most targets (heatmaps) per request")
+    allow_uploads: bool = _limit(False, "let LoadModel accept serialized models from clients")
+    grace_seconds: float = _limit(30.0, "on SIGTERM, seconds running explanations may take to finish", flag="--grace")
+
+
+def _flag(f: dataclasses.Field) -> str:
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+def add_limit_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per :class:`ServerLimits` field, with its default and help."""
+    for f in dataclasses.fields(ServerLimits):
+        if f.type in (bool, "bool"):
+            parser.add_argument(_flag(f), dest=f.name, action="store_true", help=f.metadata["help"])
+        else:
+            kind = {"int": int, "float": float}[f.type if isinstance(f.type, str) else f.type.__name__]
+            parser.add_argument(_flag(f), dest=f.name, type=kind, default=f.default,
+                                help=f"{f.metadata['help']} (default {f.default})")
+
+
+def limits_from_args(args: argparse.Namespace) -> ServerLimits:
+    """The :class:`ServerLimits` that :func:`add_limit_flags`' flags describe."""
+    return ServerLimits(**{f.name: getattr(args, f.name) for f in dataclasses.fields(ServerLimits)})

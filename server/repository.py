@@ -17,8 +17,8 @@ from pathlib import Path
 import onnx
 from onnx.external_data_helper import uses_external_data
 
-from explainers import ModelConfig, OnnxClassifier
-from explainers.errors import (
+from onnxplain.explainers import ModelConfig, OnnxClassifier
+from onnxplain.explainers.errors import (
     FailedPrecondition,
     InvalidArgument,
     InvalidModel,

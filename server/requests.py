@@ -10,14 +10,14 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
+
+from onnxplain.explainers import Objective, OnnxClassifier, RunContext, top_classes
+from onnxplain.explainers.errors import InvalidArgument
+from onnxplain.explainers.model import Geometry, decode_image, preprocess, to_rgb_array
+from onnxplain.explainers.render import canvas_from_tensor
 from onnxplain.v1 import explanation_service_pb2 as ex_pb2
 from onnxplain.v1 import tensor_pb2
-
-from client.tensors import from_tensor
-from explainers import Objective, OnnxClassifier, RunContext, top_classes
-from explainers.errors import InvalidArgument
-from explainers.model import Geometry, decode_image, preprocess, to_rgb_array
-from explainers.render import canvas_from_tensor
+from onnxplain.v1.wire import from_tensor
 
 
 @dataclass(frozen=True)

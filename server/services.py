@@ -7,13 +7,13 @@ import logging
 from functools import partial, wraps
 
 import numpy as np
+
+from onnxplain.explainers import RunContext, list_methods
+from onnxplain.explainers.objectives import softmax
 from onnxplain.v1 import explanation_service_pb2 as ex_pb2
 from onnxplain.v1 import explanation_service_pb2_grpc as ex_grpc
 from onnxplain.v1 import model_service_pb2 as model_pb2
 from onnxplain.v1 import model_service_pb2_grpc as model_grpc
-
-from explainers import RunContext, list_methods
-from explainers.objectives import softmax
 
 from .convert import fill_layers, method_info, model_info
 from .errors import abort

@@ -16,8 +16,8 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from explainers import RunContext
-from explainers.errors import ResourceExhausted
+from onnxplain.explainers import RunContext
+from onnxplain.explainers.errors import ResourceExhausted
 
 T = TypeVar("T")
 _END = object()

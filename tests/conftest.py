@@ -12,7 +12,7 @@ import pytest
 from builders import png
 from skimage import data
 
-from explainers import ModelConfig, OnnxClassifier
+from onnxplain.explainers import ModelConfig, OnnxClassifier
 
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLED = ROOT / "models" / "efficientnet_lite0"

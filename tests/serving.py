@@ -14,7 +14,7 @@ class ServerThread:
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
-        from server.app import create_server
+        from onnxplain.server.app import create_server
 
         self.app = self.run(create_server(models, **kwargs))
         self.address = f"127.0.0.1:{self.app.port}"

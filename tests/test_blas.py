@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from explainers import Objective, OnnxClassifier, explain
-from explainers.blas import one_blas_thread
-from explainers.model import classifier as classifier_module
+from onnxplain.explainers import Objective, OnnxClassifier, explain
+from onnxplain.explainers.blas import one_blas_thread
+from onnxplain.explainers.model import classifier as classifier_module
 
 
 def blas_threads() -> set[int]:

@@ -6,9 +6,9 @@ import numpy as np
 from builders import png
 from skimage import data
 
-from explainers import Objective, explain_once
-from explainers.model import decode_image, preprocess
-from explainers.objectives import softmax
+from onnxplain.explainers import Objective, explain_once
+from onnxplain.explainers.model import decode_image, preprocess
+from onnxplain.explainers.objectives import softmax
 
 CATS = {"tiger cat", "Egyptian cat", "tabby"}
 

@@ -15,13 +15,13 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from explainers import Objective, OnnxClassifier, explain, explain_once
-from explainers.errors import FailedPrecondition, NotFound
-from explainers.graph.perturbation import bilinear_matrix
-from explainers.methods.cam_base import layer_gradients
-from explainers.methods.grad_cam import grad_cam_weights
-from explainers.methods.grad_cam_plus_plus import grad_cam_plus_plus_weights
-from explainers.model import Evaluator
+from onnxplain.explainers import Objective, OnnxClassifier, explain, explain_once
+from onnxplain.explainers.errors import FailedPrecondition, NotFound
+from onnxplain.explainers.graph.perturbation import bilinear_matrix
+from onnxplain.explainers.methods.cam_base import layer_gradients
+from onnxplain.explainers.methods.grad_cam import grad_cam_weights
+from onnxplain.explainers.methods.grad_cam_plus_plus import grad_cam_plus_plus_weights
+from onnxplain.explainers.model import Evaluator
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CAMS = ("cam", "grad_cam", "guided_grad_cam", "grad_cam_plus_plus")

@@ -7,9 +7,9 @@ import numpy as np
 import onnx
 import pytest
 
-from explainers import ModelConfig, OnnxClassifier, RunContext
-from explainers.errors import Cancelled, DeadlineExceeded, InvalidArgument, InvalidModel, ResourceExhausted
-from explainers.model import IMAGE
+from onnxplain.explainers import ModelConfig, OnnxClassifier, RunContext
+from onnxplain.explainers.errors import Cancelled, DeadlineExceeded, InvalidArgument, InvalidModel, ResourceExhausted
+from onnxplain.explainers.model import IMAGE
 
 RNG = np.random.default_rng(0)
 W = RNG.standard_normal((5, 3, 8, 8)).astype(np.float32)

@@ -13,8 +13,17 @@ import builders
 import numpy as np
 import pytest
 
-from explainers import Explanation, ModelConfig, Objective, OnnxClassifier, Planned, Progress, explain, list_methods
-from explainers.errors import InvalidArgument
+from onnxplain.explainers import (
+    Explanation,
+    ModelConfig,
+    Objective,
+    OnnxClassifier,
+    Planned,
+    Progress,
+    explain,
+    list_methods,
+)
+from onnxplain.explainers.errors import InvalidArgument
 
 # Cheaper-than-default parameters so the suite stays fast on a 16x16 model (one line per method).
 FAST = {
@@ -85,7 +94,7 @@ def test_input_is_not_mutated(method):
 
 @pytest.mark.parametrize("method", METHODS)
 def test_out_of_range_parameters_are_rejected_by_name(method):
-    from explainers import get_method
+    from onnxplain.explainers import get_method
 
     spec = get_method(method)
     for p in spec.params.describe():
@@ -104,7 +113,7 @@ def test_out_of_range_parameters_are_rejected_by_name(method):
 
 @pytest.mark.parametrize("method", METHODS)
 def test_parameters_are_frozen_keyword_only_dataclasses(method):
-    from explainers import get_method
+    from onnxplain.explainers import get_method
 
     params_type = get_method(method).params
     params = params_type()

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from onnxplain.v1 import explanation_service_pb2 as ex_pb2
 
-from explainers import list_methods
+from onnxplain.explainers import list_methods
+from onnxplain.v1 import explanation_service_pb2 as ex_pb2
 
 ROOT = Path(__file__).resolve().parent.parent
 GENERATED = ROOT / "proto" / "onnxplain" / "v1"
@@ -32,36 +32,68 @@ def test_committed_stubs_match_a_fresh_generation(tmp_path):
         )
 
 
-def imports(package: str) -> dict[Path, set[str]]:
+def imports(folder: str) -> dict[Path, set[str]]:
+    """Absolute module names each file under ``folder`` imports, at any depth of the code (lazy ones too)."""
     found = {}
-    for path in (ROOT / package).rglob("*.py"):
+    for path in (ROOT / folder).rglob("*.py"):
+        if "_pb2" in path.name:
+            continue
         names = set()
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
-                names |= {alias.name.split(".")[0] for alias in node.names}
+                names |= {alias.name for alias in node.names}
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names.add(node.module.split(".")[0])
+                names.add(node.module)
         found[path.relative_to(ROOT)] = names
     return found
 
 
+def imports_any(names: set[str], banned: set[str]) -> set[str]:
+    """The imported names that are, or live under, a banned module."""
+    return {n for n in names if any(n == b or n.startswith(b + ".") for b in banned)}
+
+
 def test_explainers_knows_nothing_about_grpc_and_only_model_imports_onnxruntime():
     for path, names in imports("explainers").items():
-        assert not names & {"grpc", "server", "client", "onnxplain", "torch"}, path
-        if "onnxruntime" in names:
+        assert not imports_any(names, {"grpc", "onnxplain.v1", "onnxplain.server", "onnxplain.client", "torch"}), path
+        if imports_any(names, {"onnxruntime"}):
             assert path.parts[:2] == ("explainers", "model"), path
 
 
-def test_client_is_thin():
+def test_client_is_thin_and_never_imports_the_server():
+    banned = {"onnxruntime", "onnx", "onnxplain.explainers", "onnxplain.server", "torch", "skimage", "sklearn", "PIL"}
     for path, names in imports("client").items():
-        allowed_lazy = {"server"} if path.name == "cli.py" else set()  # `onnxplain serve` imports it lazily
-        assert not names & ({"onnxruntime", "onnx", "explainers", "torch", "skimage", "sklearn", "PIL"} - allowed_lazy), path
+        assert not imports_any(names, banned), path
+
+
+def test_server_never_imports_the_client():
+    for path, names in imports("server").items():
+        assert not imports_any(names, {"onnxplain.client"}), path
+
+
+def test_the_contract_package_imports_only_numpy_and_protobuf_at_module_level():
+    """``onnxplain`` and ``onnxplain.v1`` load on a thin install; only the CLI dispatcher reaches further (lazily)."""
+    for path in (ROOT / "proto" / "onnxplain").rglob("*.py"):
+        if "_pb2" in path.name or path.name in ("cli.py", "__main__.py"):
+            continue
+        top_level = [n for n in ast.parse(path.read_text()).body if isinstance(n, ast.Import | ast.ImportFrom)]
+        names = {a.name for n in top_level if isinstance(n, ast.Import) for a in n.names}
+        names |= {n.module for n in top_level if isinstance(n, ast.ImportFrom) and n.module}
+        assert imports_any(names, {"numpy", "google", "onnxplain", "__future__"}) == names, path
+
+
+@pytest.mark.parametrize("folder", ["explainers", "server", "client", "proto", "tests", "tools", "bench"])
+def test_no_bare_top_level_names(folder):
+    """Everything imports through ``onnxplain.*``: a bare ``explainers``/``server``/``client`` import would load a
+    second copy of each module (two method registries, two classes per exception) from the working directory."""
+    for path, names in imports(folder).items():
+        assert not imports_any(names, {"explainers", "server", "client"}), path
 
 
 def test_nothing_imports_torch_at_run_time():
-    for package in ("explainers", "server", "client"):
+    for package in ("explainers", "server", "client", "proto"):
         for path, names in imports(package).items():
-            assert "torch" not in names, path
+            assert not imports_any(names, {"torch"}), path
 
 
 def test_method_names_are_the_contract_names():
@@ -82,10 +114,14 @@ def test_every_parameter_has_a_proto_field(spec):
 
 
 def test_every_package_is_listed_in_pyproject():
+    """The four folders map into one ``onnxplain`` namespace; a new sub-package must be listed to ship."""
     import tomllib
 
-    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
-    found = {str(p.parent.relative_to(ROOT)).replace("/", ".") for top in ("explainers", "server", "client")
-             for p in (ROOT / top).rglob("__init__.py")}
-    found |= {str(p.parent.relative_to(ROOT / "proto")).replace("/", ".") for p in (ROOT / "proto").rglob("__init__.py")}
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(setuptools["packages"])
+    found = set()
+    for package, folder in setuptools["package-dir"].items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            relative = init.parent.relative_to(ROOT / folder)
+            found.add(".".join((package, *relative.parts)))
     assert found == listed

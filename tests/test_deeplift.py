@@ -11,9 +11,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from explainers import ModelConfig, Objective, OnnxClassifier, Planned, explain
-from explainers.errors import InvalidArgument
-from explainers.explain import explain_once
+from onnxplain.explainers import ModelConfig, Objective, OnnxClassifier, Planned, explain
+from onnxplain.explainers.errors import InvalidArgument
+from onnxplain.explainers.explain import explain_once
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 RNG = np.random.default_rng(7)
@@ -247,7 +247,7 @@ def test_each_rule_sums_to_delta_and_tends_to_the_gradient(case):
     x′ → x (equal to it at x′ = x, where the rules fall back to the derivative)."""
     import onnxruntime as ort
 
-    from explainers.autodiff import CLASS_WEIGHTS, INPUT_GRAD, REFERENCE_INPUT, build_gradient_model
+    from onnxplain.explainers.autodiff import CLASS_WEIGHTS, INPUT_GRAD, REFERENCE_INPUT, build_gradient_model
 
     nodes, opset, initializers = RULE_TABLE[case]
     model = _op_model(nodes, opset, initializers)

@@ -9,12 +9,12 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from explainers import ModelConfig, Objective, OnnxClassifier, Planned, Progress, explain, explain_once
-from explainers.autodiff import CLASS_WEIGHTS, INPUT_GRAD
-from explainers.context import RunContext
-from explainers.errors import FailedPrecondition, InvalidArgument
-from explainers.perturb.baselines import blur
-from explainers.perturb.extremal import (
+from onnxplain.explainers import ModelConfig, Objective, OnnxClassifier, Planned, Progress, explain, explain_once
+from onnxplain.explainers.autodiff import CLASS_WEIGHTS, INPUT_GRAD
+from onnxplain.explainers.context import RunContext
+from onnxplain.explainers.errors import FailedPrecondition, InvalidArgument
+from onnxplain.explainers.perturb.baselines import blur
+from onnxplain.explainers.perturb.extremal import (
     Adam,
     SmoothMask,
     antithetic_gradient,

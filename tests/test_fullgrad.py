@@ -11,10 +11,10 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
-from explainers import Objective, OnnxClassifier
-from explainers.autodiff import CLASS_WEIGHTS, INPUT_GRAD, build_gradient_model
-from explainers.explain import explain_once
-from explainers.methods.fullgrad import bias_terms, normalised, upsampled
+from onnxplain.explainers import Objective, OnnxClassifier
+from onnxplain.explainers.autodiff import CLASS_WEIGHTS, INPUT_GRAD, build_gradient_model
+from onnxplain.explainers.explain import explain_once
+from onnxplain.explainers.methods.fullgrad import bias_terms, normalised, upsampled
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 RNG = np.random.default_rng(3)

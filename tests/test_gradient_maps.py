@@ -10,8 +10,17 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from explainers import Evaluator, Family, Objective, OnnxClassifier, Planned, explain, explain_once, get_method
-from explainers.errors import FailedPrecondition, InvalidArgument
+from onnxplain.explainers import (
+    Evaluator,
+    Family,
+    Objective,
+    OnnxClassifier,
+    Planned,
+    explain,
+    explain_once,
+    get_method,
+)
+from onnxplain.explainers.errors import FailedPrecondition, InvalidArgument
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 RNG = np.random.default_rng(7)

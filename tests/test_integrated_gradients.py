@@ -10,10 +10,10 @@ import onnx
 import pytest
 from PIL import Image
 
-from explainers import Explanation, Objective, OnnxClassifier, Progress, explain, explain_once
-from explainers.errors import InvalidArgument
-from explainers.perturb.baselines import make_baseline
-from explainers.perturb.paths import RULES, check_baseline_tensor, path_baseline, quadrature, straight_path
+from onnxplain.explainers import Explanation, Objective, OnnxClassifier, Progress, explain, explain_once
+from onnxplain.explainers.errors import InvalidArgument
+from onnxplain.explainers.perturb.baselines import make_baseline
+from onnxplain.explainers.perturb.paths import RULES, check_baseline_tensor, path_baseline, quadrature, straight_path
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 RNG = np.random.default_rng(17)
@@ -75,8 +75,8 @@ def test_path_baselines():
 def test_the_default_baseline_is_the_black_image_through_the_models_preprocessing(method):
     """The IG paper's black image: pixel 0 normalised by the model's config, not 0 after
     normalisation (the mean colour); on a linear model attributions are (x − x′) ⊙ w exactly."""
-    from explainers import ModelConfig, Preprocessing
-    from explainers.model import preprocess
+    from onnxplain.explainers import ModelConfig, Preprocessing
+    from onnxplain.explainers.model import preprocess
 
     w = RNG.standard_normal((2, 3, 8, 8)).astype(np.float32)
     pre = Preprocessing(scale=1 / 255, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
@@ -231,7 +231,7 @@ def test_bad_parameters_are_rejected_by_name(params, field):
 
 
 def _config(**kwargs):
-    from explainers import ModelConfig
+    from onnxplain.explainers import ModelConfig
 
     return ModelConfig(**kwargs)
 
@@ -241,7 +241,7 @@ def test_path_points_run_in_chunks_of_gradient_max_batch_holding_whole_images(gr
                                                                                progress_events):
     """One Progress per gradient chunk: 10 points in chunks of 4 rows; with 3 targets a chunk holds
     one point's 3 rows (4 // 3 · 3); unset, the forward max_batch (16) holds all 10."""
-    from explainers import ModelConfig
+    from onnxplain.explainers import ModelConfig
 
     config = ModelConfig(max_batch=16, gradient_max_batch=gradient_max_batch)
     classifier = OnnxClassifier(builders.small_cnn(), config=config)
@@ -257,7 +257,7 @@ def test_path_points_run_in_chunks_of_gradient_max_batch_holding_whole_images(gr
 
 @pytest.mark.parametrize(("layout", "channels"), [("NHWC", 3), ("NCHW", 1)])
 def test_black_follows_the_config_for_nhwc_and_single_channel_models(layout, channels):
-    from explainers import ModelConfig, Preprocessing
+    from onnxplain.explainers import ModelConfig, Preprocessing
 
     w = RNG.standard_normal((2, channels, 8, 8)).astype(np.float32)
     pre = Preprocessing(mean=(120.0, 110.0, 100.0)[:channels], std=(60.0, 50.0, 40.0)[:channels], channel_order="BGR")

@@ -8,12 +8,12 @@ import builders
 import numpy as np
 import pytest
 
-from explainers import Objective, OnnxClassifier, explain, explain_once
-from explainers.errors import InvalidArgument
-from explainers.events import Progress
-from explainers.perturb import superpixels as sp
-from explainers.perturb.baselines import make_baseline
-from explainers.perturb.surrogate import WeightedRidge, exponential_kernel, fit_weighted_ridge
+from onnxplain.explainers import Objective, OnnxClassifier, explain, explain_once
+from onnxplain.explainers.errors import InvalidArgument
+from onnxplain.explainers.events import Progress
+from onnxplain.explainers.perturb import superpixels as sp
+from onnxplain.explainers.perturb.baselines import make_baseline
+from onnxplain.explainers.perturb.surrogate import WeightedRidge, exponential_kernel, fit_weighted_ridge
 
 GOLDEN = Path(__file__).parent / "fixtures" / "lime_golden.npz"  # tools/fixtures/golden_lime.py
 RNG = np.random.default_rng(5)
@@ -119,7 +119,7 @@ def test_all_heat_falls_in_the_quadrant_the_model_looks_at(baseline):
 
 
 def test_partial_heatmaps_stream_while_samples_arrive():
-    from explainers import ModelConfig
+    from onnxplain.explainers import ModelConfig
 
     classifier = OnnxClassifier(builders.small_cnn(), config=ModelConfig(max_batch=16))
     events = list(explain(classifier, smooth_image(), "lime", Objective.for_classes([0], 3),

@@ -6,9 +6,9 @@ import builders
 import numpy as np
 import pytest
 
-from explainers import Objective, OnnxClassifier, explain_once
-from explainers.errors import InvalidArgument
-from explainers.perturb.baselines import make_baseline
+from onnxplain.explainers import Objective, OnnxClassifier, explain_once
+from onnxplain.explainers.errors import InvalidArgument
+from onnxplain.explainers.perturb.baselines import make_baseline
 
 RNG = np.random.default_rng(3)
 

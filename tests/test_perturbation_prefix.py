@@ -8,8 +8,8 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from explainers import ModelConfig, OnnxClassifier, RunContext
-from explainers.graph.perturbation import (
+from onnxplain.explainers import ModelConfig, OnnxClassifier, RunContext
+from onnxplain.explainers.graph.perturbation import (
     MASK,
     grid_masks,
     prefixed_model,

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from builders import png
 
-from explainers.errors import InvalidArgument, ResourceExhausted
-from explainers.model import Preprocessing, decode_image, preprocess
+from onnxplain.explainers.errors import InvalidArgument, ResourceExhausted
+from onnxplain.explainers.model import Preprocessing, decode_image, preprocess
 
 
 def test_resize_crop_normalise_matches_a_hand_computation():

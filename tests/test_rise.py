@@ -9,11 +9,11 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from explainers import ModelConfig, Objective, OnnxClassifier, Planned, Progress, explain, explain_once
-from explainers.errors import InvalidArgument
-from explainers.graph.perturbation import MASK, bilinear_matrix, grid_masks, prefixed_model
-from explainers.perturb.baselines import make_baseline
-from explainers.perturb.rise_masks import GridMaskSum, GridSampler, GridTables
+from onnxplain.explainers import ModelConfig, Objective, OnnxClassifier, Planned, Progress, explain, explain_once
+from onnxplain.explainers.errors import InvalidArgument
+from onnxplain.explainers.graph.perturbation import MASK, bilinear_matrix, grid_masks, prefixed_model
+from onnxplain.explainers.perturb.baselines import make_baseline
+from onnxplain.explainers.perturb.rise_masks import GridMaskSum, GridSampler, GridTables
 
 RNG = np.random.default_rng(5)
 

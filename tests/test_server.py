@@ -18,9 +18,9 @@ from onnx.external_data_helper import set_external_data
 from PIL import Image
 from serving import ServerThread
 
-from client import Accepted, Client, Progress, Result
-from explainers import list_methods
-from server.limits import ServerLimits
+from onnxplain.client import Accepted, Client, Progress, Result
+from onnxplain.explainers import list_methods
+from onnxplain.server.limits import ServerLimits
 
 LONG = {"window": 4, "stride": 2}  # 12,545 evaluations on the bundled model: ~a minute on 2 cores
 
@@ -229,8 +229,8 @@ def test_cancelled_stream_frees_its_work_slot(server, client, coffee_png):
 def test_stopped_work_maps_to_deadline_exceeded_or_cancelled():
     """The server's own deadline timer may stop the work before the client's deadline fires: the
     status must still say DEADLINE_EXCEEDED."""
-    from explainers import RunContext
-    from server.errors import status_code
+    from onnxplain.explainers import RunContext
+    from onnxplain.server.errors import status_code
 
     expired, cancelled = RunContext(), RunContext()
     expired.cancel("deadline exceeded", deadline=True)
@@ -289,7 +289,7 @@ def test_uploads_and_bearer_token(tmp_path, coffee_png):
 
 
 def test_onnx_model_file_in_repository_with_bad_external_data_is_refused(tmp_path):
-    from server.repository import ModelRepository, State
+    from onnxplain.server.repository import ModelRepository, State
 
     model = builders.linear(np.ones((2, 1, 4, 4), np.float32))
     (tmp_path / "escape").mkdir()

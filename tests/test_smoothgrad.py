@@ -9,9 +9,9 @@ import numpy as np
 import onnx
 import pytest
 
-from explainers import Objective, OnnxClassifier, explain, explain_once
-from explainers.errors import InvalidArgument
-from explainers.methods.smoothgrad import INNER
+from onnxplain.explainers import Objective, OnnxClassifier, explain, explain_once
+from onnxplain.explainers.errors import InvalidArgument
+from onnxplain.explainers.methods.smoothgrad import INNER
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 RNG = np.random.default_rng(23)
@@ -114,7 +114,7 @@ def test_one_noiseless_sample_is_the_wrapped_method(inner):
 
 @pytest.mark.parametrize("inner", ["integrated_gradients", "deeplift"])
 def test_wrapped_path_methods_reference_the_models_black_image_as_they_do_alone(inner):
-    from explainers import ModelConfig, Preprocessing
+    from onnxplain.explainers import ModelConfig, Preprocessing
 
     pre = Preprocessing(scale=1 / 255, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
     classifier = OnnxClassifier(builders.small_cnn(), config=ModelConfig(preprocessing=pre))

@@ -29,7 +29,7 @@ from ..graph.expose import expose_outputs
 from ..graph.layers import Layer, candidate_layers, default_cam_layer
 from ..graph.perturbation import SOURCE_BASELINE, SOURCE_IMAGE, MaskSource, prefixed_model
 from .config import ModelConfig
-from .preprocessing import black_image
+from .preprocessing import DEFAULT_MAX_PIXELS, Geometry, black_image, decode_image, preprocess
 from .signature import Signature, read_signature
 
 IMAGE = "image"
@@ -544,6 +544,14 @@ class OnnxClassifier:
         if self._dtype == np.uint8:
             images = np.clip(np.rint(images), 0, 255)
         return np.ascontiguousarray(images, dtype=self._dtype)
+
+    def preprocess(self, photo: bytes | str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS
+                   ) -> tuple[NDArray[np.float32], Geometry]:
+        """A photo (encoded PNG/JPEG bytes or a file path) → (canonical tensor [C, H, W], :class:`Geometry`),
+        through this model's configured preprocessing; ``Geometry.to_original`` maps heatmaps back."""
+        data = Path(photo).read_bytes() if isinstance(photo, str | Path) else bytes(photo)
+        decoded = decode_image(data, max_pixels=max_pixels)
+        return preprocess(decoded, self.config.preprocessing, size=(self.height, self.width), channels=self.channels)
 
     def canonical_tensor(self, tensor: NDArray, *, field: str = "image.tensor") -> NDArray[np.float32]:
         """Check a client's preprocessed tensor ([1,]·model layout) and return it as [C, H, W] float32."""

@@ -116,7 +116,9 @@ class ModelConfig:
         return cls(**values)
 
     @classmethod
-    def from_file(cls, path: Path) -> ModelConfig:
+    def from_file(cls, path: str | Path) -> ModelConfig:
+        """Read a ``config.json``; a ``labels`` file name is relative to its folder."""
+        path = Path(path)
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:

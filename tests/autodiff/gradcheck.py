@@ -20,7 +20,7 @@ import onnxruntime as ort
 from onnx import numpy_helper
 from onnx.reference import ReferenceEvaluator
 
-from explainers.autodiff import CLASS_WEIGHTS, INPUT_GRAD, build_gradient_model
+from onnxplain.explainers.autodiff import CLASS_WEIGHTS, INPUT_GRAD, build_gradient_model
 
 _TYPE = {np.float64: "double", np.float32: "float"}
 

@@ -8,8 +8,8 @@ import numpy as np
 from builders import png
 from skimage import data
 
-from explainers import RunContext
-from explainers.model import decode_image, preprocess
+from onnxplain.explainers import RunContext
+from onnxplain.explainers.model import decode_image, preprocess
 
 GOLDEN = Path(__file__).resolve().parent.parent / "fixtures" / "bundled_efficientnet_lite0.npz"
 

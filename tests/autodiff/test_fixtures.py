@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from explainers import ModelConfig, OnnxClassifier, RunContext
+from onnxplain.explainers import ModelConfig, OnnxClassifier, RunContext
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 NAMES = sorted(Path(name).stem for name in json.loads((FIXTURES / "manifest.json").read_text())["fixtures"])

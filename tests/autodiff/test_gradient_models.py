@@ -11,8 +11,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
-from explainers import Evaluator, ModelConfig, Objective, OnnxClassifier, RunContext
-from explainers.autodiff import (
+from onnxplain.explainers import Evaluator, ModelConfig, Objective, OnnxClassifier, RunContext
+from onnxplain.explainers.autodiff import (
     CLASS_WEIGHTS,
     INPUT_GRAD,
     REFERENCE_INPUT,

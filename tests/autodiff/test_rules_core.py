@@ -39,7 +39,7 @@ def test_guided_and_deconvnet_relu_match_literal_definitions():
     from gradcheck import build_model, case_input
     from onnx.reference import ReferenceEvaluator
 
-    from explainers.autodiff import CLASS_WEIGHTS, INPUT_GRAD, build_gradient_model
+    from onnxplain.explainers.autodiff import CLASS_WEIGHTS, INPUT_GRAD, build_gradient_model
 
     case = CASES[-1]
     x = case_input(case)

@@ -15,8 +15,15 @@ import pytest
 from gradcheck import Case, build_model, case_input, check, finite_difference
 from onnx.reference import ReferenceEvaluator
 
-from explainers.autodiff import CLASS_WEIGHTS, INPUT_GRAD, GradientError, VjpContext, build_gradient_model, rule_set
-from explainers.autodiff.rules.resize import interpolation_matrix
+from onnxplain.explainers.autodiff import (
+    CLASS_WEIGHTS,
+    INPUT_GRAD,
+    GradientError,
+    VjpContext,
+    build_gradient_model,
+    rule_set,
+)
+from onnxplain.explainers.autodiff.rules.resize import interpolation_matrix
 
 R = np.random.default_rng(11)
 BIG = 2**63 - 1

@@ -15,7 +15,14 @@ from gradcheck import Case, build_model, case_input, check, finite_difference
 from onnx import helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
-from explainers.autodiff import CLASS_WEIGHTS, INPUT_GRAD, GradientError, VjpContext, build_gradient_model, rule_set
+from onnxplain.explainers.autodiff import (
+    CLASS_WEIGHTS,
+    INPUT_GRAD,
+    GradientError,
+    VjpContext,
+    build_gradient_model,
+    rule_set,
+)
 
 R = np.random.default_rng(11)
 

@@ -34,7 +34,7 @@ import pytest
 from gradcheck import Case, build_model, case_input, check, finite_difference
 from onnx.reference import ReferenceEvaluator
 
-from explainers.autodiff import CLASS_WEIGHTS, INPUT_GRAD, GradientError, build_gradient_model
+from onnxplain.explainers.autodiff import CLASS_WEIGHTS, INPUT_GRAD, GradientError, build_gradient_model
 
 R = np.random.default_rng(13)
 

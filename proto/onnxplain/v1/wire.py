@@ -1,12 +1,17 @@
-"""numpy ↔ ``onnxplain.v1.Tensor`` (OIP datatype strings, row-major little-endian bytes).
+"""The wire codec beside the contract: numpy ↔ ``onnxplain.v1.Tensor`` and enum value names.
 
-The wire codec lives with the thin client (numpy + protobuf only); the server reuses it.
+Tensors travel as OIP datatype strings, a shape and row-major little-endian bytes. Enum values are
+named on the wire-free side (CLI, library) by their short lower-case name: ``BASELINE_BLUR`` of enum
+``Baseline`` is ``"blur"``. Client and server both use this module (numpy + protobuf only), so
+neither imports the other.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from google.protobuf.descriptor import EnumDescriptor
 from numpy.typing import NDArray
+
 from onnxplain.v1 import tensor_pb2
 
 DATATYPES: dict[str, np.dtype] = {
@@ -59,3 +64,22 @@ def from_tensor(tensor: tensor_pb2.Tensor, *, field: str = "tensor") -> NDArray:
             f"{len(tensor.raw_contents)} bytes for {tensor.datatype} {list(shape)}; expected {expected}",
         )
     return np.frombuffer(tensor.raw_contents, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def enum_prefix(enum: EnumDescriptor) -> str:
+    """The prefix every value of ``enum`` carries by buf's rule: ``HeatmapDatatype`` → ``HEATMAP_DATATYPE_``."""
+    return "".join("_" + c if c.isupper() else c.upper() for c in enum.name).lstrip("_") + "_"
+
+
+def enum_short_names(enum: EnumDescriptor) -> dict[str, int]:
+    """Short lower-case value names → numbers, without the ``_UNSPECIFIED`` zero value."""
+    prefix = enum_prefix(enum)
+    return {v.name.removeprefix(prefix).lower(): v.number for v in enum.values if v.number != 0}
+
+
+def enum_short_name(enum: EnumDescriptor, number: int) -> str | None:
+    """The short lower-case name of value ``number``; None for the zero value or a number ``enum`` lacks."""
+    value = enum.values_by_number.get(number)
+    if value is None or number == 0:
+        return None
+    return value.name.removeprefix(enum_prefix(enum)).lower()
