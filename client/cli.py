@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -27,7 +28,12 @@ def _progress_bar(done: int, total: int, width: int = 32) -> None:
 
 def _client(args: argparse.Namespace) -> Client:
     root = Path(args.tls_ca).read_bytes() if args.tls_ca else None
-    return Client(args.server, token=args.token, root_certificates=root, timeout=args.timeout)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise SystemExit("--tls-cert and --tls-key go together (a client certificate for mutual TLS)")
+    identity = (Path(args.tls_key).read_bytes(), Path(args.tls_cert).read_bytes()) if args.tls_cert else None
+    token = args.token or os.environ.get("ONNXPLAIN_TOKEN") or None
+    return Client(args.server, token=token, root_certificates=root, client_certificate=identity,
+                  timeout=args.timeout)
 
 
 def _default_model(client: Client) -> str:
@@ -116,6 +122,22 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _request_id(error: grpc.RpcError) -> str:
+    """The request_id the server echoed in the error's google.rpc.ErrorInfo, or ''."""
+    try:
+        from google.rpc import error_details_pb2, status_pb2  # googleapis-common-protos: not in a thin install
+    except ImportError:
+        return ""
+
+    for key, value in (error.trailing_metadata() or ()) if hasattr(error, "trailing_metadata") else ():
+        if key == "grpc-status-details-bin":
+            for detail in status_pb2.Status.FromString(value).details:
+                info = error_details_pb2.ErrorInfo()
+                if detail.Unpack(info):
+                    return info.metadata.get("request_id", "")
+    return ""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="onnxplain", description="Explain ONNX image classifiers over gRPC.")
     parser.add_argument("--version", action="version", version=f"onnxplain {__version__}")
@@ -127,8 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
     def client_command(name: str, help_text: str, func) -> argparse.ArgumentParser:
         command = sub.add_parser(name, help=help_text)
         command.add_argument("--server", default=DEFAULT_ADDRESS, help="HOST:PORT of the server")
-        command.add_argument("--token", help="bearer token")
+        command.add_argument("--token", help="bearer token (default: $ONNXPLAIN_TOKEN)")
         command.add_argument("--tls-ca", help="PEM root certificates: connect with TLS")
+        command.add_argument("--tls-cert", help="PEM client certificate chain, for servers that require mutual TLS")
+        command.add_argument("--tls-key", help="PEM private key of --tls-cert")
         command.add_argument("--timeout", type=float, default=600.0, help="deadline in seconds")
         command.set_defaults(func=func)
         return command
@@ -159,7 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except grpc.RpcError as exc:
-        print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        request_id = _request_id(exc)
+        print(f"error: {exc.code().name}: {exc.details()}" + (f" (request_id {request_id})" if request_id else ""),
+              file=sys.stderr)
         return 1
 
 

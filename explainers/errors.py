@@ -8,6 +8,25 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+MAX_LISTED = 20
+"""How many names an error lists before it says how many more there are (error text travels in gRPC
+trailers, whose size clients cap at 8 KiB)."""
+MAX_ECHO = 80
+"""How many characters of a client-chosen name an error echoes."""
+
+
+def shorten(text: str, limit: int = MAX_ECHO) -> str:
+    """``text`` cut to ``limit`` characters (with '…' and the full length when cut)."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} chars)"
+
+
+def listing(names: list[str]) -> str:
+    """The first :data:`MAX_LISTED` names, then how many more: "a, b, … and 89 more"."""
+    if not names:
+        return "none"
+    shown = ", ".join(shorten(n) for n in names[:MAX_LISTED])
+    return shown if len(names) <= MAX_LISTED else f"{shown}, … and {len(names) - MAX_LISTED} more"
+
 
 class OnnxplainError(Exception):
     """Base class. ``reason`` is a stable UPPER_SNAKE identifier for machines (google.rpc.ErrorInfo)."""
@@ -51,8 +70,7 @@ class NotFound(OnnxplainError, LookupError):
 
     def __init__(self, kind: str, name: str, available: Iterable[str]):
         names = sorted(available)
-        listing = ", ".join(names) if names else "none"
-        super().__init__(f"unknown {kind} {name!r}; available: {listing}")
+        super().__init__(f"unknown {kind} {shorten(name)!r}; available: {listing(names)}")
         self.kind, self.name, self.available = kind, name, names
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,24 +15,28 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from onnxplain.explainers.blas import one_blas_thread
-from onnxplain.explainers.errors import Unauthenticated
+from onnxplain.explainers.errors import FailedPrecondition
+from onnxplain.explainers.model import available_providers
 from onnxplain.v1 import explanation_service_pb2 as ex_pb2
-from onnxplain.v1 import explanation_service_pb2_grpc as ex_grpc
 from onnxplain.v1 import model_service_pb2 as model_pb2
-from onnxplain.v1 import model_service_pb2_grpc as model_grpc
 
-from .errors import to_status
+from .handlers import add_service
 from .limits import ServerLimits
 from .repository import ModelRepository, State
+from .security import BearerTokenInterceptor, OpenStreamBudget
 from .services import ExplanationServicer, ModelServicer
-from .workers import WorkPool
+from .workers import Loader, WorkPool
 
 log = logging.getLogger("onnxplain.server")
 SERVICE_NAMES = (
     ex_pb2.DESCRIPTOR.services_by_name["ExplanationService"].full_name,
     model_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
 )
-_UNAUTHENTICATED_METHODS = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+LIVENESS = "liveness"
+"""Health service name that is SERVING while the process runs (a liveness probe); "" and the service
+names are readiness: SERVING only while some model is READY and the server is not draining."""
+MODEL_HEALTH_PREFIX = "model/"
+"""Per-model readiness: health service ``model/<name>`` is SERVING while that model is READY."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,58 +48,54 @@ class TlsFiles:
     client_ca: Path | None = None
 
 
-class _BearerTokenInterceptor(grpc.aio.ServerInterceptor):
-    """Requires ``authorization: Bearer <token>`` on every RPC except health and reflection."""
-
-    def __init__(self, token: str):
-        self._expected = f"Bearer {token}"
-
-    async def intercept_service(self, continuation, details):
-        if details.method.startswith(_UNAUTHENTICATED_METHODS):
-            return await continuation(details)
-        metadata = dict(details.invocation_metadata or ())
-        if metadata.get("authorization") == self._expected:
-            return await continuation(details)
-        status = to_status(Unauthenticated("missing or wrong bearer token in the 'authorization' metadata"))
-
-        async def deny(request, context):
-            await context.abort_with_status(status)
-
-        handler = await continuation(details)
-        if handler is None:
-            return None
-        if handler.response_streaming:
-            return grpc.unary_stream_rpc_method_handler(deny)
-        return grpc.unary_unary_rpc_method_handler(deny)
-
-
 class OnnxplainServer:
     """A running server. ``port`` is the bound port (useful with port 0 in tests)."""
 
     def __init__(self, server: grpc.aio.Server, port: int, repository: ModelRepository, pool: WorkPool,
-                 health_servicer: health.aio.HealthServicer, limits: ServerLimits):
-        self.server, self.port, self.repository, self.pool = server, port, repository, pool
+                 loader: Loader, health_servicer: health.aio.HealthServicer, limits: ServerLimits):
+        self.server, self.port, self.repository, self.pool, self.loader = server, port, repository, pool, loader
         self.health, self.limits = health_servicer, limits
+        self.draining = False
 
-    async def set_serving(self, serving: bool) -> None:
-        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+    async def refresh_health(self) -> None:
+        """Readiness from the models' states: overall SERVING iff a model is READY and we are not draining."""
+        serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
+        ready = set()
+        for entry in self.repository.entries():
+            is_ready = entry.state is State.READY and not self.draining
+            ready |= {entry.name} if is_ready else set()
+            await self.health.set(MODEL_HEALTH_PREFIX + entry.name, serving if is_ready else not_serving)
         for name in ("", *SERVICE_NAMES):
-            await self.health.set(name, status)
+            await self.health.set(name, serving if ready else not_serving)
 
     async def load_all(self) -> None:
         """Load every repository model; failures are recorded on the model, never raised."""
         for name in self.repository.names():
             try:
-                await self.pool.call(self.repository.load, name)
+                await self.loader.run(self.repository.load, name)
                 log.info("model %s ready", name)
             except Exception as exc:
                 log.warning("model %s failed to load: %s", name, exc)
+        await self.refresh_health()
 
-    async def stop(self, grace: float | None = None) -> None:
-        """Stop accepting, report NOT_SERVING, let running work finish within ``grace`` seconds."""
-        await self.set_serving(False)
-        await self.server.stop(self.limits.grace_seconds if grace is None else grace)
+    async def stop(self, grace: float | None = None, *, drain: float = 0.0) -> None:
+        """Drain, then stop: readiness turns NOT_SERVING at once and queued work is refused (UNAVAILABLE),
+        health keeps answering for ``drain`` seconds so load balancers see it, running work may finish
+        within ``grace`` seconds of the call, then every RPC still open is cancelled."""
+        started = time.monotonic()
+        grace = self.limits.grace_seconds if grace is None else grace
+        self.draining = True
+        refused = self.pool.drain()
+        self.loader.draining = True
+        await self.refresh_health()
+        log.info("draining: %d queued requests refused, %d running", refused, self.pool.admitted)
+        await asyncio.sleep(drain)
+        while self.pool.admitted and time.monotonic() - started < grace:
+            await asyncio.sleep(0.05)
+        await self.health.set(LIVENESS, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.server.stop(0)
         self.pool.shutdown()
+        self.loader.shutdown()
 
 
 async def create_server(
@@ -104,49 +106,74 @@ async def create_server(
     threads: int = 0,
     providers: list[str] | None = None,
     token: str | None = None,
+    admin_token: str | None = None,
     tls: TlsFiles | None = None,
     load: bool = True,
 ) -> OnnxplainServer:
     """Build, bind and start a server; with ``load`` every repository model is loaded first.
 
-    Returns once the server is accepting; health reports SERVING once loading has finished.
+    Returns once the server is accepting; readiness reports SERVING once a model is READY.
+
+    Raises:
+        OSError: the address is in use or cannot be bound. FailedPrecondition: ``providers`` names an
+            execution provider this onnxruntime build lacks (e.g. CUDA on a CPU-only install).
     """
     limits = limits or ServerLimits()
-    repository = ModelRepository(models, providers=providers, threads=threads, allow_uploads=limits.allow_uploads)
+    check_providers(providers)
+    repository = ModelRepository(models, providers=providers, threads=threads, allow_uploads=limits.allow_uploads,
+                                 max_tensor_bytes=limits.max_tensor_bytes)
     pool = WorkPool(max_concurrent=limits.max_concurrent, max_queue=limits.max_queue)
+    loader = Loader(max_pending=limits.max_pending_loads)
     options = [
+        ("grpc.so_reuseport", 0),  # a second server on a busy port must fail, not share it silently
         ("grpc.max_send_message_length", limits.max_message_bytes),
         ("grpc.max_receive_message_length", limits.max_message_bytes),
         ("grpc.max_connection_age_ms", 30 * 60 * 1000),
         ("grpc.max_connection_age_grace_ms", 60 * 1000),
     ]
-    interceptors = [_BearerTokenInterceptor(token)] if token else []
+    streams = OpenStreamBudget()
+    interceptors = [streams, *([BearerTokenInterceptor(token, admin_token)] if token else [])]
     server = grpc.aio.server(
         interceptors=interceptors, options=options, maximum_concurrent_rpcs=limits.max_concurrent_rpcs
     )
-    ex_grpc.add_ExplanationServiceServicer_to_server(ExplanationServicer(repository, pool, limits), server)
-    model_grpc.add_ModelServiceServicer_to_server(ModelServicer(repository, pool, limits), server)
+    add_service(server, ExplanationServicer(repository, pool, limits), ex_pb2.DESCRIPTOR.services_by_name["ExplanationService"])
+    models_servicer = ModelServicer(repository, pool, loader, limits)
+    add_service(server, models_servicer, model_pb2.DESCRIPTOR.services_by_name["ModelService"])
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    if tls is None:
-        port = server.add_insecure_port(address)
-    else:
-        credentials = grpc.ssl_server_credentials(
-            [(tls.key.read_bytes(), tls.cert.read_bytes())],
-            root_certificates=tls.client_ca.read_bytes() if tls.client_ca else None,
-            require_client_auth=tls.client_ca is not None,
-        )
-        port = server.add_secure_port(address, credentials)
+    try:
+        if tls is None:
+            port = server.add_insecure_port(address)
+        else:
+            credentials = grpc.ssl_server_credentials(
+                [(tls.key.read_bytes(), tls.cert.read_bytes())],
+                root_certificates=tls.client_ca.read_bytes() if tls.client_ca else None,
+                require_client_auth=tls.client_ca is not None,
+            )
+            port = server.add_secure_port(address, credentials)
+    except RuntimeError as exc:
+        raise OSError(f"cannot bind {address}: address already in use or not available") from exc
     if port == 0:
-        raise OSError(f"cannot bind {address}")
-    app = OnnxplainServer(server, port, repository, pool, health_servicer, limits)
-    await app.set_serving(False)
+        raise OSError(f"cannot bind {address}: address already in use or not available")
+    app = OnnxplainServer(server, port, repository, pool, loader, health_servicer, limits)
+    app.streams = streams
+    models_servicer.health_changed = app.refresh_health
+    await health_servicer.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
+    await app.refresh_health()
     await server.start()
     if load:
         await app.load_all()
-    await app.set_serving(True)
     return app
+
+
+def check_providers(providers: list[str] | None) -> None:
+    """Fail loudly when asked for an execution provider this onnxruntime build lacks."""
+    missing = [p for p in providers or () if p not in available_providers()]
+    if missing:
+        raise FailedPrecondition(f"execution provider {', '.join(missing)} is not available in this onnxruntime "
+                                 f"build (available: {', '.join(available_providers())}); on a CUDA host install "
+                                 "'onnxplain[gpu]', or use --providers cpu")
 
 
 async def serve_forever(models: Path | None, **kwargs) -> None:
@@ -169,5 +196,9 @@ async def _serve(models: Path | None, **kwargs) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    log.info("draining (grace %.0f s)", app.limits.grace_seconds)
-    await app.stop()
+    log.info("draining (%.0f s drain window, grace %.0f s)", app.limits.drain_seconds, app.limits.grace_seconds)
+    await app.stop(drain=app.limits.drain_seconds)
+    if app.loader.pending or app.pool.admitted:  # a model load cannot be interrupted: do not wait for it
+        log.warning("exiting with %d loads and %d requests still running", app.loader.pending, app.pool.admitted)
+        logging.shutdown()
+        os._exit(0)

@@ -8,8 +8,11 @@ import logging
 import sys
 from pathlib import Path
 
+from onnxplain.explainers.errors import OnnxplainError
+
 from .app import TlsFiles, serve_forever
 from .limits import add_limit_flags, limits_from_args
+from .security import read_secret
 
 PROVIDERS = {"auto": None, "cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
 
@@ -21,7 +24,12 @@ def build_parser(prog: str = "onnxplain-server") -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=50051)
     parser.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0 = all cores)")
     parser.add_argument("--providers", choices=tuple(PROVIDERS), default="auto")
-    parser.add_argument("--token", help="require 'authorization: Bearer TOKEN' (health is exempt)")
+    parser.add_argument("--token", help="require 'authorization: Bearer TOKEN' on every RPC but health (visible in "
+                                        "`ps`: prefer --token-file or ONNXPLAIN_TOKEN)")
+    parser.add_argument("--token-file", help="read the token from this file's first line")
+    parser.add_argument("--admin-token", help="a separate token for LoadModel/UnloadModel (or --admin-token-file, "
+                                              "ONNXPLAIN_ADMIN_TOKEN); the explain token is then refused for them")
+    parser.add_argument("--admin-token-file", help="read the admin token from this file's first line")
     parser.add_argument("--tls-cert", help="PEM certificate chain (enables TLS)")
     parser.add_argument("--tls-key", help="PEM private key")
     parser.add_argument("--tls-client-ca", help="PEM CA bundle: require client certificates (mutual TLS)")
@@ -31,15 +39,27 @@ def build_parser(prog: str = "onnxplain-server") -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None, *, prog: str = "onnxplain-server") -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    args = build_parser(prog).parse_args(argv)
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    try:
+        token = read_secret(args.token, args.token_file, "ONNXPLAIN_TOKEN")
+        admin_token = read_secret(args.admin_token, args.admin_token_file, "ONNXPLAIN_ADMIN_TOKEN")
+    except (OSError, ValueError) as exc:
+        parser.error(f"cannot read a token: {exc}")
+    if admin_token and not token:
+        parser.error("--admin-token needs --token as well (the explain token)")
     tls = None
     if args.tls_cert:
         tls = TlsFiles(cert=Path(args.tls_cert), key=Path(args.tls_key),
                        client_ca=Path(args.tls_client_ca) if args.tls_client_ca else None)
-    asyncio.run(serve_forever(
-        Path(args.models), address=f"{args.host}:{args.port}", limits=limits_from_args(args), threads=args.threads,
-        providers=PROVIDERS[args.providers], token=args.token, tls=tls,
-    ))
+    try:
+        asyncio.run(serve_forever(
+            Path(args.models), address=f"{args.host}:{args.port}", limits=limits_from_args(args), threads=args.threads,
+            providers=PROVIDERS[args.providers], token=token, admin_token=admin_token, tls=tls,
+        ))
+    except (OSError, OnnxplainError) as exc:  # a busy port, a missing provider, an unreadable repository
+        print(f"onnxplain serve: error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -17,7 +17,16 @@ from onnxplain.explainers import errors
 from onnxplain.v1.wire import TensorError
 
 DOMAIN = "onnxplain.v1"
+MAX_MESSAGE_CHARS = 1024
+"""Longest status message sent: the message and its details travel in trailers (clients cap them at 8 KiB)."""
+MAX_REQUEST_ID_CHARS = 128
 log = logging.getLogger("onnxplain.server")
+
+
+def sanitize(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """``text`` safe for trailers and log lines: control characters escaped, at most ``limit`` characters."""
+    escaped = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return escaped if len(escaped) <= limit else escaped[: limit - 1] + "…"
 
 STATUS_OF: list[tuple[type[Exception], grpc.StatusCode]] = [
     (errors.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
@@ -44,16 +53,18 @@ def to_status(exc: BaseException, *, request_id: str = "") -> grpc.Status:
     """A ``grpc.Status`` for ``exc``; unknown exceptions become INTERNAL and are logged."""
     code = status_code(exc)
     if code is grpc.StatusCode.INTERNAL:
-        log.exception("internal error (request_id=%r)", request_id, exc_info=exc)
+        log.error("internal error (request_id=%r)", request_id[:MAX_REQUEST_ID_CHARS], exc_info=exc)
         message = f"internal error ({type(exc).__name__}); this is a bug, please report it with the request_id"
         reason = "INTERNAL"
     else:
-        message = str(exc)
+        message = sanitize(str(exc))
         reason = getattr(exc, "reason", "INVALID_ARGUMENT")
+    request_id = sanitize(request_id, MAX_REQUEST_ID_CHARS)
     details = [error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN, metadata={"request_id": request_id})]
     field = getattr(exc, "field", None)
     if field:
-        violation = error_details_pb2.BadRequest.FieldViolation(field=field, description=getattr(exc, "description", message))
+        violation = error_details_pb2.BadRequest.FieldViolation(
+            field=sanitize(field, 200), description=sanitize(getattr(exc, "description", message)))
         details.append(error_details_pb2.BadRequest(field_violations=[violation]))
     packed = []
     for detail in details:

@@ -30,7 +30,14 @@ class ServerLimits:
     max_queue: int = _limit(16, "explanations admitted to wait for a worker; beyond it RESOURCE_EXHAUSTED")
     max_concurrent_rpcs: int = _limit(256, "gRPC's own cap on in-flight RPCs of all kinds")
     max_targets: int = _limit(16, "most targets (heatmaps) per request")
+    max_tensor_bytes: int = _limit(
+        2**30, "largest tensor a model may declare at batch 1 (static shapes); refuses models that would exhaust memory")
     allow_uploads: bool = _limit(False, "let LoadModel accept serialized models from clients")
+    load_timeout_seconds: float = _limit(300.0, "longest a LoadModel may take; a slower load is abandoned")
+    max_pending_loads: int = _limit(2, "model loads running or waiting at once; beyond it RESOURCE_EXHAUSTED")
+    drain_seconds: float = _limit(
+        5.0, "on SIGTERM, seconds health reports NOT_SERVING (and new work is refused) before the server stops, "
+             "so load balancers see it")
     grace_seconds: float = _limit(30.0, "on SIGTERM, seconds running explanations may take to finish", flag="--grace")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -19,6 +20,7 @@ from onnx.external_data_helper import uses_external_data
 
 from onnxplain.explainers import ModelConfig, OnnxClassifier
 from onnxplain.explainers.errors import (
+    Cancelled,
     FailedPrecondition,
     InvalidArgument,
     InvalidModel,
@@ -27,6 +29,8 @@ from onnxplain.explainers.errors import (
     PermissionDenied,
     Unavailable,
 )
+
+from .model_guard import all_tensors, check_external_data_confined, check_tensor_sizes, refuse_external_data
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 MODEL_FILE = "model.onnx"
@@ -49,6 +53,8 @@ class Entry:
     state: State = State.UNLOADED
     error: str = ""
     classifier: OnnxClassifier | None = None
+    loading: bool = False
+    """A (re)load is under way; a READY model keeps serving its current version meanwhile."""
 
 
 def check_name(name: str, field: str = "model") -> str:
@@ -57,15 +63,24 @@ def check_name(name: str, field: str = "model") -> str:
     return name
 
 
+def parse_model(data: bytes, what: str = "the uploaded bytes") -> onnx.ModelProto:
+    """Bytes → ModelProto without reading any external data."""
+    try:
+        return onnx.load_model_from_string(data)
+    except Exception as exc:
+        raise InvalidModel(f"not an ONNX model: cannot parse {what} ({type(exc).__name__})") from exc
+
+
 class ModelRepository:
     """Thread-safe registry of models. Loading is blocking: call it from a worker thread."""
 
     def __init__(self, root: Path | None, *, providers: list[str] | None = None, threads: int = 0,
-                 allow_uploads: bool = False):
+                 allow_uploads: bool = False, max_tensor_bytes: int = 2**30):
         self.root = root.resolve() if root else None
         self.providers = providers
         self.threads = threads
         self.allow_uploads = allow_uploads
+        self.max_tensor_bytes = max_tensor_bytes
         self._entries: dict[str, Entry] = {}
         self._lock = threading.Lock()
         self.scan()
@@ -98,27 +113,32 @@ class ModelRepository:
             return entry
 
     def get(self, name: str) -> OnnxClassifier:
-        """The READY classifier ``name``, or an error saying why it cannot serve."""
+        """The READY classifier ``name`` (its current version while a reload runs), or an error saying why
+        it cannot serve."""
         entry = self.entry(name)
-        if entry.state is State.READY and entry.classifier is not None:
-            return entry.classifier
+        classifier = entry.classifier
+        if entry.state is State.READY and classifier is not None:
+            return classifier
         if entry.state is State.LOADING:
             raise Unavailable(f"model {name!r} is still loading; retry shortly")
         if entry.state is State.FAILED:
             raise FailedPrecondition(f"model {name!r} failed to load: {entry.error}")
         raise FailedPrecondition(f"model {name!r} is not loaded; call LoadModel first")
 
-    def load(self, name: str) -> Entry:
-        """(Re)load ``name`` from the repository; on failure the entry is FAILED with the reason."""
+    def load(self, name: str, *, abandoned: Callable[[], bool] = lambda: False) -> Entry:
+        """(Re)load ``name`` from the repository; on failure the entry is FAILED with the reason (a READY
+        model keeps serving its current version). ``abandoned`` is asked once the new version is built:
+        when it says so (the caller went away), nothing is swapped in."""
         check_name(name)
         if self.root is not None and name not in self.names():
             self.scan()
         entry = self.entry(name)
         if entry.directory is None:
             raise FailedPrecondition(f"model {name!r} was uploaded; upload it again to reload it")
-        return self._load(entry, lambda: self._read_from_directory(entry.directory))
+        return self._load(entry, lambda: self._read_from_directory(entry.directory), abandoned)
 
-    def load_bytes(self, name: str, data: bytes, config_json: str = "") -> Entry:
+    def load_bytes(self, name: str, data: bytes, config_json: str = "", *,
+                   abandoned: Callable[[], bool] = lambda: False) -> Entry:
         """Register uploaded model bytes under ``name`` (only when uploads are enabled)."""
         if not self.allow_uploads:
             raise PermissionDenied("model uploads are disabled on this server (start it with --allow-uploads)")
@@ -140,10 +160,13 @@ class ModelRepository:
                 if not isinstance(raw, dict):
                     raise InvalidArgument("config_json", "must be a JSON object")
                 config = ModelConfig.from_dict(raw)
-            return OnnxClassifier.load(data, config=config, name=name, providers=self.providers, threads=self.threads)
+            model = parse_model(data)
+            refuse_external_data(model)
+            check_tensor_sizes(model, self.max_tensor_bytes)
+            return OnnxClassifier(model, config=config, name=name, providers=self.providers, threads=self.threads)
 
         try:
-            return self._load(entry, build)
+            return self._load(entry, build, abandoned)
         except Exception:
             if fresh:  # a failed first upload leaves nothing behind
                 with self._lock:
@@ -158,43 +181,44 @@ class ModelRepository:
             if entry.directory is None:
                 del self._entries[name]
 
-    def _load(self, entry: Entry, build) -> Entry:
+    def _load(self, entry: Entry, build: Callable[[], OnnxClassifier], abandoned: Callable[[], bool]) -> Entry:
+        """Build a new version off the lock, then swap it in atomically; a failure keeps a serving version."""
         with self._lock:
-            if entry.state is State.LOADING:
+            if entry.loading:
                 raise Unavailable(f"model {entry.name!r} is already loading")
-            previous_state = entry.state
-            entry.state = State.LOADING
+            entry.loading = True
+            if entry.classifier is None:
+                entry.state = State.LOADING
         try:
             classifier = build()
-        except OnnxplainError as exc:
+            if abandoned():
+                raise Cancelled(f"loading {entry.name!r} was abandoned (the caller cancelled or its deadline "
+                                "passed); nothing was swapped in")
+        except Exception as exc:
+            error = exc if isinstance(exc, OnnxplainError) else InvalidModel(f"{type(exc).__name__}: {exc}")
             with self._lock:
-                # a failed reload of a serving model keeps the old version serving
-                entry.state = State.READY if previous_state is State.READY and entry.classifier else State.FAILED
-                entry.error = str(exc)
-            raise
-        except Exception as exc:  # e.g. MemoryError inside onnxruntime: report, keep serving
-            with self._lock:
-                entry.state, entry.error = State.FAILED, f"{type(exc).__name__}: {exc}"
-            raise InvalidModel(entry.error) from exc
+                entry.loading = False
+                if entry.classifier is not None:  # a failed reload keeps the old version serving
+                    entry.state, entry.error = State.READY, f"the last reload failed: {error}"
+                elif isinstance(exc, Cancelled):
+                    entry.state, entry.error = State.UNLOADED, ""
+                else:
+                    entry.state, entry.error = State.FAILED, str(error)
+            if error is exc:
+                raise
+            raise error from exc
         with self._lock:
-            entry.classifier, entry.state, entry.error = classifier, State.READY, ""
+            entry.classifier, entry.state, entry.error, entry.loading = classifier, State.READY, "", False
         return entry
 
     def _read_from_directory(self, directory: Path) -> OnnxClassifier:
         model_dir = self._confined(directory)
         model_path = self._confined(model_dir / MODEL_FILE)
-        try:
-            model = onnx.load(str(model_path), load_external_data=False)
-        except Exception as exc:
-            raise InvalidModel(f"not an ONNX model: cannot parse {MODEL_FILE} ({exc})") from exc
-        for tensor in model.graph.initializer:
-            if uses_external_data(tensor):
-                location = next((e.value for e in tensor.external_data if e.key == "location"), "")
-                target = (model_dir / location).resolve()
-                if not target.is_relative_to(model_dir):
-                    raise InvalidModel(f"external data {location!r} of {tensor.name!r} points outside the model directory")
-        if any(uses_external_data(t) for t in model.graph.initializer):
+        model = parse_model(model_path.read_bytes(), MODEL_FILE)
+        check_external_data_confined(model, model_dir)
+        if any(uses_external_data(t) for t in all_tensors(model.graph)):
             onnx.load_external_data_for_model(model, str(model_dir))
+        check_tensor_sizes(model, self.max_tensor_bytes)
         config_path = model_dir / CONFIG_FILE
         config = ModelConfig.from_file(self._confined(config_path)) if config_path.exists() else ModelConfig()
         return OnnxClassifier(model, config=config, name=directory.name, providers=self.providers, threads=self.threads)

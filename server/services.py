@@ -21,7 +21,7 @@ from .explain_job import run_explain
 from .limits import ServerLimits
 from .repository import ModelRepository, check_name
 from .requests import prepare_image
-from .workers import WorkPool
+from .workers import Loader, WorkPool
 
 log = logging.getLogger("onnxplain.server")
 DEFAULT_TOP_K = 5
@@ -40,9 +40,14 @@ def _unary(handler):
     return wrapped
 
 
+async def _nothing() -> None:
+    return None
+
+
 class ModelServicer(model_grpc.ModelServiceServicer):
-    def __init__(self, repository: ModelRepository, pool: WorkPool, limits: ServerLimits):
-        self.repository, self.pool, self.limits = repository, pool, limits
+    def __init__(self, repository: ModelRepository, pool: WorkPool, loader: Loader, limits: ServerLimits):
+        self.repository, self.pool, self.loader, self.limits = repository, pool, loader, limits
+        self.health_changed = _nothing  # the server sets this: readiness follows the models' states
 
     @_unary
     async def ListModels(self, request, context):
@@ -59,16 +64,23 @@ class ModelServicer(model_grpc.ModelServiceServicer):
 
     @_unary
     async def LoadModel(self, request, context):
+        remaining = context.time_remaining()
+        timeout = self.limits.load_timeout_seconds if remaining is None else min(remaining, self.limits.load_timeout_seconds)
         if request.onnx_model:
-            entry = await self.pool.call(self.repository.load_bytes, request.name, request.onnx_model, request.config_json)
+            load = partial(self.repository.load_bytes, request.name, request.onnx_model, request.config_json)
         else:
-            entry = await self.pool.call(self.repository.load, request.name)
+            load = partial(self.repository.load, request.name)
+        try:
+            entry = await self.loader.run(load, timeout=timeout)
+        finally:
+            await self.health_changed()
         log.info("model %s loaded (%s)", entry.name, entry.state.value)
         return model_pb2.LoadModelResponse(model=model_info(entry))
 
     @_unary
     async def UnloadModel(self, request, context):
         self.repository.unload(check_name(request.name, "name"))
+        await self.health_changed()
         return model_pb2.UnloadModelResponse()
 
     @_unary

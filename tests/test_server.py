@@ -268,9 +268,13 @@ def test_uploads_and_bearer_token(tmp_path, coffee_png):
             with pytest.raises(grpc.RpcError) as info:
                 anonymous.list_models()
             assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
-        with grpc.insecure_channel(running.address) as channel:  # health needs no token
-            status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5).status
-            assert status == health_pb2.HealthCheckResponse.SERVING
+        def health(service: str = "") -> int:  # health needs no token
+            with grpc.insecure_channel(running.address) as channel:
+                stub = health_pb2_grpc.HealthStub(channel)
+                return stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status
+
+        serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
+        assert (health(), health("liveness")) == (not_serving, serving)  # alive, but nothing to serve yet
         with Client(running.address, token="s3cret") as c:
             with pytest.raises(grpc.RpcError) as info:
                 c.load_model("bad", onnx_model=b"garbage bytes")
@@ -282,8 +286,10 @@ def test_uploads_and_bearer_token(tmp_path, coffee_png):
             x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
             result = c.explain("tiny", x, "occlusion", classes=[1], params={"window": 1, "stride": 1})
             np.testing.assert_allclose(result.heatmaps[0], x[0, 0], atol=1e-5)
+            assert (health(), health("model/tiny")) == (serving, serving)
             c.unload_model("tiny")
             assert [m.name for m in c.list_models()] == []
+            assert health() == not_serving
     finally:
         running.stop()
 

@@ -101,7 +101,11 @@ class ModelConfig:
         if isinstance(labels, str):
             if base_dir is None:
                 raise InvalidArgument("config.labels", "a labels file needs a model directory")
-            values["labels"] = read_labels(base_dir / labels)
+            path = (base_dir / labels).resolve()
+            if not path.is_relative_to(base_dir.resolve()):
+                raise InvalidArgument("config.labels", f"{labels[:80]!r} is outside the model's folder; allowed: a file "
+                                                       "name inside it")
+            values["labels"] = read_labels(path)
         elif labels is not None:
             values["labels"] = tuple(str(label) for label in labels)
         if "preprocessing" in values:

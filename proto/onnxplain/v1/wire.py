@@ -8,6 +8,8 @@ neither imports the other.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from google.protobuf.descriptor import EnumDescriptor
 from numpy.typing import NDArray
@@ -24,6 +26,8 @@ DATATYPES: dict[str, np.dtype] = {
     "INT64": np.dtype("<i8"),
     "BOOL": np.dtype("?"),
 }
+MAX_RANK = 8
+"""Most dimensions a Tensor may have."""
 _BY_DTYPE = {dtype.newbyteorder("<") if dtype.itemsize > 1 else dtype: name for name, dtype in DATATYPES.items()}
 
 
@@ -55,9 +59,11 @@ def from_tensor(tensor: tensor_pb2.Tensor, *, field: str = "tensor") -> NDArray:
             f"{field}.datatype", f"unknown datatype {tensor.datatype!r}; allowed: {', '.join(DATATYPES)}"
         )
     shape = tuple(int(d) for d in tensor.shape)
+    if len(shape) > MAX_RANK:
+        raise TensorError(f"{field}.shape", f"{len(shape)} dimensions; allowed: at most {MAX_RANK}")
     if any(d < 0 for d in shape):
         raise TensorError(f"{field}.shape", f"negative dimension in {list(shape)}")
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize  # Python ints: a shape like [2**62, 4] cannot overflow
     if len(tensor.raw_contents) != expected:
         raise TensorError(
             f"{field}.raw_contents",
