@@ -122,3 +122,9 @@ class PermissionDenied(OnnxplainError):
     """Valid credentials, operation not allowed (e.g. uploads disabled)."""
 
     reason = "PERMISSION_DENIED"
+
+
+class NonFiniteResult(OnnxplainError):
+    """A method produced NaN or infinite values from finite input: a bug (or a model that overflows), never OK."""
+
+    reason = "NON_FINITE_RESULT"

@@ -39,6 +39,7 @@ STATUS_OF: list[tuple[type[Exception], grpc.StatusCode]] = [
     (errors.Cancelled, grpc.StatusCode.CANCELLED),
     (errors.PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (errors.Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
+    (errors.NonFiniteResult, grpc.StatusCode.INTERNAL),  # a bug, said in words instead of returning OK
 ]
 
 
@@ -52,7 +53,7 @@ def status_code(exc: BaseException) -> grpc.StatusCode:
 def to_status(exc: BaseException, *, request_id: str = "") -> grpc.Status:
     """A ``grpc.Status`` for ``exc``; unknown exceptions become INTERNAL and are logged."""
     code = status_code(exc)
-    if code is grpc.StatusCode.INTERNAL:
+    if code is grpc.StatusCode.INTERNAL and not isinstance(exc, errors.OnnxplainError):
         log.error("internal error (request_id=%r)", request_id[:MAX_REQUEST_ID_CHARS], exc_info=exc)
         message = f"internal error ({type(exc).__name__}); this is a bug, please report it with the request_id"
         reason = "INTERNAL"

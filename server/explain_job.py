@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from onnxplain.explainers import Explanation, Planned, Progress, RunContext, explain, get_method
-from onnxplain.explainers.errors import InvalidArgument, ResourceExhausted
+from onnxplain.explainers.errors import InvalidArgument, NonFiniteResult, ResourceExhausted
 from onnxplain.explainers.render import overlay, png_bytes
 from onnxplain.v1 import explanation_service_pb2 as ex_pb2
 
@@ -46,6 +46,7 @@ def run_explain(
         for c in objective.classes
     ]
     output = request.output
+    check_result_size(len(targets), (classifier.height, classifier.width), image, output, limits.max_message_bytes)
     interval = output.partial_interval_ms / 1000.0
     last_partial = -float("inf")
     spent = context.forward + context.backward  # e.g. the forward that found the top-k classes
@@ -73,8 +74,32 @@ def run_explain(
                 last_partial = now
             yield ex_pb2.ExplainResponse(request_id=rid, progress=progress)
         elif isinstance(event, Explanation):
+            if not np.all(np.isfinite(event.heatmaps)):
+                raise NonFiniteResult(f"{spec.name} produced NaN or infinite heatmap values from a finite input "
+                                      "(a bug, or a model whose scores overflow); nothing is returned as OK")
             result = _result(event, targets, image, output, started)
             yield ex_pb2.ExplainResponse(request_id=rid, result=result)
+
+
+BYTES_PER_VALUE = {ex_pb2.HEATMAP_DATATYPE_FP16: 2, ex_pb2.HEATMAP_DATATYPE_UINT8: 1}
+
+
+def check_result_size(targets: int, size: tuple[int, int], image, output: ex_pb2.OutputOptions, limit: int) -> None:
+    """Refuse before any work a result that could not be sent: heatmaps T × H × W (+ the original grid and
+    overlays on the photo's own grid, an overlay counted at its raw size 3 × h × w, which PNG never exceeds by
+    much) must fit the message limit."""
+    per_value = BYTES_PER_VALUE.get(output.heatmap_datatype, 4)
+    total = targets * size[0] * size[1] * per_value
+    original = image.geometry.original if image.geometry is not None else size
+    if output.original_grid and image.geometry is not None:
+        total += targets * original[0] * original[1] * per_value
+    if output.overlay_png:
+        total += targets * original[0] * original[1] * 3
+    if total > 0.95 * limit:
+        raise ResourceExhausted(
+            f"the result would be about {total / 2**20:,.0f} MiB ({targets} targets on a {original[1]}x{original[0]} "
+            f"photo); this server sends at most {limit / 2**20:,.0f} MiB per message: ask for UINT8 or FP16 heatmaps, "
+            "fewer targets, no original_grid or no overlay_png, or send a smaller photo")
 
 
 def _result(event: Explanation, targets, image, output: ex_pb2.OutputOptions, started: float) -> ex_pb2.Result:

@@ -31,7 +31,8 @@ class ServerLimits:
     max_concurrent_rpcs: int = _limit(256, "gRPC's own cap on in-flight RPCs of all kinds")
     max_targets: int = _limit(16, "most targets (heatmaps) per request")
     max_tensor_bytes: int = _limit(
-        2**30, "largest tensor a model may declare at batch 1 (static shapes); refuses models that would exhaust memory")
+        256 * MIB, "largest intermediate tensor a model may declare at batch 1 (static shapes; weights excluded): "
+                   "refuses a model that would exhaust memory when loaded or probed")
     allow_uploads: bool = _limit(False, "let LoadModel accept serialized models from clients")
     load_timeout_seconds: float = _limit(300.0, "longest a LoadModel may take; a slower load is abandoned")
     max_pending_loads: int = _limit(2, "model loads running or waiting at once; beyond it RESOURCE_EXHAUSTED")

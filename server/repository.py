@@ -75,7 +75,7 @@ class ModelRepository:
     """Thread-safe registry of models. Loading is blocking: call it from a worker thread."""
 
     def __init__(self, root: Path | None, *, providers: list[str] | None = None, threads: int = 0,
-                 allow_uploads: bool = False, max_tensor_bytes: int = 2**30):
+                 allow_uploads: bool = False, max_tensor_bytes: int = 256 * 2**20):
         self.root = root.resolve() if root else None
         self.providers = providers
         self.threads = threads

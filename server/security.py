@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import hmac
+import inspect
 import os
 from collections import Counter
 from pathlib import Path
@@ -99,7 +100,7 @@ class OpenStreamBudget(grpc.aio.ServerInterceptor):
         inner = handler.stream_stream or handler.unary_stream
         budget = self
 
-        async def counted(request, context):
+        async def admit(context) -> str:
             peer = context.peer().rsplit(":", 1)[0]
             if budget._open[peer] >= budget.per_peer or budget.open >= budget.total:
                 error = ResourceExhausted(f"too many open health/reflection streams ({budget._open[peer]} from "
@@ -107,13 +108,28 @@ class OpenStreamBudget(grpc.aio.ServerInterceptor):
                                           f"{budget.total}); use Check, or close a stream")
                 await context.abort_with_status(to_status(error))
             budget._open[peer] += 1
-            try:
-                async for response in inner(request, context):
-                    yield response
-            finally:
-                budget._open[peer] -= 1
-                if budget._open[peer] <= 0:
-                    del budget._open[peer]
+            return peer
+
+        def leave(peer: str) -> None:
+            budget._open[peer] -= 1
+            if budget._open[peer] <= 0:
+                del budget._open[peer]
+
+        if inspect.isasyncgenfunction(inner):  # yields its responses
+            async def counted(request, context):
+                peer = await admit(context)
+                try:
+                    async for response in inner(request, context):
+                        yield response
+                finally:
+                    leave(peer)
+        else:  # writes its responses with context.write (grpc's own health servicer)
+            async def counted(request, context):
+                peer = await admit(context)
+                try:
+                    return await inner(request, context)
+                finally:
+                    leave(peer)
 
         make = grpc.stream_stream_rpc_method_handler if handler.request_streaming else grpc.unary_stream_rpc_method_handler
         return make(counted, request_deserializer=handler.request_deserializer,

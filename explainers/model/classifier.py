@@ -551,7 +551,8 @@ class OnnxClassifier:
         through this model's configured preprocessing; ``Geometry.to_original`` maps heatmaps back."""
         data = Path(photo).read_bytes() if isinstance(photo, str | Path) else bytes(photo)
         decoded = decode_image(data, max_pixels=max_pixels)
-        return preprocess(decoded, self.config.preprocessing, size=(self.height, self.width), channels=self.channels)
+        return preprocess(decoded, self.config.preprocessing, size=(self.height, self.width), channels=self.channels,
+                          max_pixels=max_pixels)
 
     def canonical_tensor(self, tensor: NDArray, *, field: str = "image.tensor") -> NDArray[np.float32]:
         """Check a client's preprocessed tensor ([1,]·model layout) and return it as [C, H, W] float32."""

@@ -23,6 +23,7 @@ against 16 for its forward passes; ``bench/run.py`` measures both).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,10 @@ class Preprocessing:
             value = getattr(self, name)
             if value is not None and not (isinstance(value, int) and value > 0):
                 raise InvalidArgument(f"preprocessing.{name}", f"{value!r}; allowed: a positive integer or null")
+        for name in ("mean", "std", "scale"):
+            values = getattr(self, name)
+            if not all(math.isfinite(float(v)) for v in (values if isinstance(values, tuple | list) else [values])):
+                raise InvalidArgument(f"preprocessing.{name}", f"{values!r}; every value must be a finite number")
         if any(s == 0 for s in self.std):
             raise InvalidArgument("preprocessing.std", "must not contain 0")
         object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))

@@ -8,6 +8,7 @@ model-input pixels can be mapped back onto the original image (inverting resize 
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +19,7 @@ from ..errors import InvalidArgument, ResourceExhausted
 from .config import Preprocessing
 
 DEFAULT_MAX_PIXELS = 40_000_000
+_OBJECT_REPR = re.compile(r"<[^<>]* at 0x[0-9a-fA-F]+>")
 
 
 def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, field: str = "image.encoded") -> Image.Image:
@@ -38,8 +40,9 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, field: st
             )
         image.load()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        reason = _OBJECT_REPR.sub("the bytes", str(exc))[:200]  # PIL names the in-memory file by its address
         raise InvalidArgument(
-            field, f"cannot decode image ({exc}); expected PNG, JPEG, BMP, GIF, TIFF or WebP bytes"
+            field, f"cannot decode image ({reason}); expected PNG, JPEG, BMP, GIF, TIFF or WebP bytes"
         ) from exc
     return image
 
@@ -102,11 +105,17 @@ def black_image(pre: Preprocessing, shape: tuple[int, int, int]) -> NDArray[np.f
 
 
 def preprocess(
-    image: Image.Image, pre: Preprocessing, *, size: tuple[int, int], channels: int
+    image: Image.Image, pre: Preprocessing, *, size: tuple[int, int], channels: int,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> tuple[NDArray[np.float32], Geometry]:
     """Apply ``pre`` to a decoded image for a model whose input is ``size`` (H, W) × ``channels``.
 
     Returns the canonical tensor [channels, H, W] float32 and the :class:`Geometry` to invert it.
+    Memory stays within what ``max_pixels`` allows: the resized image may not exceed it (a 4000×1
+    strip resized to a short side of 256 would be 256×1,024,000), and only the crop becomes float.
+
+    Raises:
+        InvalidArgument: the crop does not fit the model, or the image's aspect ratio is too extreme.
     """
     height, width = size
     if pre.center_crop is not None and pre.center_crop != min(height, width):
@@ -120,10 +129,14 @@ def preprocess(
     else:  # torchvision's Resize(int): the long side is truncated, as in every pretrained recipe
         short = min(h0, w0)
         resized_hw = (max(height, int(h0 * pre.resize / short)), max(width, int(w0 * pre.resize / short)))
+    if resized_hw[0] * resized_hw[1] > max_pixels:
+        raise InvalidArgument("image", f"{w0}x{h0} is too elongated: resizing its short side to {pre.resize} makes "
+                                       f"it {resized_hw[1]}x{resized_hw[0]}, over the limit of {max_pixels} pixels; "
+                                       "crop it nearer to the model's aspect ratio first")
     resized = converted.resize((resized_hw[1], resized_hw[0]), Image.BILINEAR)
     # torchvision's CenterCrop offsets: int(round((size − crop) / 2))
     top, left = int(round((resized_hw[0] - height) / 2)), int(round((resized_hw[1] - width) / 2))
-    pixels = np.asarray(resized, np.float32)[top : top + height, left : left + width]
+    pixels = np.asarray(resized.crop((left, top, left + width, top + height)), np.float32)
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
     if channels == 3 and pre.channel_order == "BGR":
