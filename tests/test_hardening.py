@@ -18,7 +18,6 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from onnx import TensorProto, helper
 from onnx.external_data_helper import set_external_data
-from PIL import Image
 from serving import ServerThread
 from skimage import data
 from test_server import details
