@@ -9,6 +9,7 @@ import asyncio
 import threading
 import time
 import tracemalloc
+from pathlib import Path
 
 import builders
 import grpc
@@ -463,3 +464,49 @@ def test_a_strictly_sequential_client_is_never_refused(server, client):
     """--max-concurrent 1 --max-queue 0: 4 of 60 sequential calls got RESOURCE_EXHAUSTED."""
     for _ in range(40):
         client.explain("linear", small_image(), "occlusion", params={"window": 8, "stride": 8})
+
+
+# 9 and 11, as an operator sees them: a real process, SIGTERM, a second server on the same port -------
+
+
+def test_sigterm_drains_visibly_and_exits_by_the_grace_period(repository):
+    """On SIGTERM, health was refused within 50 ms (load balancers never saw NOT_SERVING), and a server
+    busy loading exited 25.6 s after the signal with --grace 5."""
+    import signal
+    import subprocess
+    import sys
+
+    from test_cli import free_port
+
+    port = free_port()
+    command = [str(Path(sys.executable).parent / "onnxplain"), "serve", "--models", str(repository), "--host",
+               "127.0.0.1", "--port", str(port), "--drain-seconds", "1", "--grace", "2"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    address = f"127.0.0.1:{port}"
+    try:
+        assert wait_until(lambda: _serving(address), timeout=90), "the server did not become ready"
+        clash = subprocess.run([*command[:-4]], capture_output=True, text=True, timeout=90)
+        assert clash.returncode == 1 and "already in use" in clash.stderr
+        with Client(address, timeout=60) as c:
+            stream = c.explain_stream("efficientnet_lite0", small_image_224(), "occlusion",
+                                      params={"window": 4, "stride": 2})
+            next(stream)  # accepted: the work is running
+            process.send_signal(signal.SIGTERM)
+            signalled = time.monotonic()
+            time.sleep(0.3)
+            assert health(address) == health_pb2.HealthCheckResponse.NOT_SERVING  # answered during the drain
+            with pytest.raises(grpc.RpcError):
+                for _ in stream:
+                    pass
+        assert process.wait(timeout=15) == 0
+        assert time.monotonic() - signalled < 1 + 2 + 2.5  # drain + grace + a margin for the interpreter's exit
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def _serving(address: str) -> bool:
+    try:
+        return health(address) == health_pb2.HealthCheckResponse.SERVING
+    except grpc.RpcError:
+        return False
