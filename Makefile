@@ -4,6 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 EXTRA ?= cpu
 STAMP := $(VENV)/.installed-$(EXTRA)
+# Triton's own client for the Open Inference Protocol tests: it pins protobuf < 7, so it lives apart.
+TRITON_VENV := .venv-tritonclient
+TRITON_STAMP := $(TRITON_VENV)/.installed
 PORT ?= 50051
 
 .PHONY: setup proto serve demo test bench lint clean
@@ -25,7 +28,12 @@ serve: setup
 demo: setup
 	$(BIN)/python tools/demo.py --port $(PORT) --out out
 
-test: setup
+$(TRITON_STAMP):
+	test -x $(TRITON_VENV)/bin/python || $(PYTHON) -m venv $(TRITON_VENV)
+	$(TRITON_VENV)/bin/python -m pip install --quiet "tritonclient[grpc]==2.73.0"
+	touch $@
+
+test: setup $(TRITON_STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: setup
@@ -35,4 +43,4 @@ lint: setup
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) out .pytest_cache
+	rm -rf $(VENV) $(TRITON_VENV) out .pytest_cache

@@ -1,4 +1,5 @@
-"""Server assembly: services, health, reflection, auth, TLS, limits, graceful shutdown."""
+"""Server assembly: onnxplain's services and the Open Inference Protocol, health, reflection, auth, TLS,
+limits, graceful shutdown."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from onnxplain.v1 import model_service_pb2 as model_pb2
 
 from .handlers import add_service
 from .limits import ServerLimits
+from .oip import SERVICE as OIP_SERVICE
+from .oip import InferenceServicer
 from .repository import ModelRepository, State
 from .security import BearerTokenInterceptor, OpenStreamBudget
 from .services import ExplanationServicer, ModelServicer
@@ -139,9 +142,12 @@ async def create_server(
     add_service(server, ExplanationServicer(repository, pool, limits), ex_pb2.DESCRIPTOR.services_by_name["ExplanationService"])
     models_servicer = ModelServicer(repository, pool, loader, limits)
     add_service(server, models_servicer, model_pb2.DESCRIPTOR.services_by_name["ModelService"])
+    inference = InferenceServicer(repository, pool, limits)
+    add_service(server, inference, OIP_SERVICE)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, OIP_SERVICE.full_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     try:
         if tls is None:
             port = server.add_insecure_port(address)
@@ -159,6 +165,7 @@ async def create_server(
     app = OnnxplainServer(server, port, repository, pool, loader, health_servicer, limits)
     app.streams = streams
     models_servicer.health_changed = app.refresh_health
+    inference._server_ready = lambda: not app.draining
     await health_servicer.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
     await app.refresh_health()
     await server.start()

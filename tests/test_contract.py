@@ -24,7 +24,7 @@ SERVICE_MD_NAMES = {
 def test_committed_stubs_match_a_fresh_generation(tmp_path):
     subprocess.run([sys.executable, str(ROOT / "tools" / "gen_proto.py"), "--out", str(tmp_path)], check=True)
     fresh = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*.py*"))
-    committed = sorted(p.relative_to(GENERATED.parent.parent) for p in GENERATED.glob("*_pb2*.py*"))
+    committed = sorted(p.relative_to(GENERATED.parent.parent) for p in GENERATED.parent.parent.rglob("*_pb2*.py*"))
     assert fresh == committed, "run `make proto` and commit the stubs"
     for path in fresh:
         assert (tmp_path / path).read_text() == (GENERATED.parent.parent / path).read_text(), (

@@ -14,10 +14,12 @@ from grpc_tools import protoc
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "proto"
+PACKAGES = ("onnxplain/v1", "onnxplain/oip")  # folders of .proto files, each a Python package of stubs
 
 
 def generate(out: Path) -> None:
-    sources = sorted(str(p.relative_to(PROTO_ROOT)) for p in (PROTO_ROOT / "onnxplain" / "v1").glob("*.proto"))
+    sources = sorted(str(p.relative_to(PROTO_ROOT)) for package in PACKAGES
+                     for p in (PROTO_ROOT / package).glob("*.proto"))
     include = Path(protoc.__file__).parent / "_proto"
     args = ["protoc", f"-I{PROTO_ROOT}", f"-I{include}", f"--python_out={out}", f"--pyi_out={out}",
             f"--grpc_python_out={out}", *sources]
