@@ -76,6 +76,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_health(args: argparse.Namespace) -> int:
+    """Exit 0 when the server reports SERVING for ``--service`` (a container or script probe)."""
+    try:
+        from grpc_health.v1 import health_pb2, health_pb2_grpc  # grpcio-health-checking
+    except ImportError:
+        raise SystemExit("`onnxplain health` needs grpcio-health-checking: pip install grpcio-health-checking") from None
+    with _client(args) as client:
+        stub = health_pb2_grpc.HealthStub(client.channel)
+        response = stub.Check(health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout,
+                              metadata=client.metadata)
+    status = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+    print(f"{args.service or 'server'}: {status}")
+    return 0 if response.status == health_pb2.HealthCheckResponse.SERVING else 1
+
+
 def _parse_params(pairs: list[str]) -> dict[str, str]:
     params = {}
     for pair in pairs:
@@ -159,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     client_command("models", "list the server's models", cmd_models)
     client_command("methods", "list the explanation methods and their parameters", cmd_methods)
+    health = client_command("health", "exit 0 when the server is SERVING (readiness; --service liveness)", cmd_health)
+    health.add_argument("--service", default="", help="'' readiness, 'liveness', or 'model/NAME'")
     predict = client_command("predict", "classify an image", cmd_predict)
     predict.add_argument("image")
     predict.add_argument("--model")

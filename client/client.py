@@ -11,6 +11,7 @@ Needs only grpcio, protobuf and numpy (never onnxruntime)::
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,30 @@ from onnxplain.v1.wire import enum_short_names, from_tensor, to_tensor
 DEFAULT_ADDRESS = "localhost:50051"
 DEFAULT_TIMEOUT = 600.0
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+RETRY_POLICY = {  # gRPC service config (gRFC A6): retried before any response arrives, with jittered backoff
+    "maxAttempts": 5,
+    "initialBackoff": "0.2s",
+    "maxBackoff": "5s",
+    "backoffMultiplier": 2,
+    "retryableStatusCodes": ["UNAVAILABLE", "RESOURCE_EXHAUSTED"],
+}
+"""A busy server (RESOURCE_EXHAUSTED: queue full) or a draining or restarting one (UNAVAILABLE) is
+tried again; the server marks a RESOURCE_EXHAUSTED that a retry cannot cure (a limit the request
+itself exceeds) with ``grpc-retry-pushback-ms: -1``, which stops the retries."""
+
+
+def channel_options(*, retries: bool = True) -> list[tuple[str, Any]]:
+    """Channel options every onnxplain client uses: message limits and (by default) the retry policy."""
+    options: list[tuple[str, Any]] = [
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.enable_retries", int(retries)),
+    ]
+    if retries:
+        services = [{"service": "onnxplain.v1.ExplanationService"}, {"service": "onnxplain.v1.ModelService"}]
+        config = {"methodConfig": [{"name": services, "retryPolicy": RETRY_POLICY}]}
+        options.append(("grpc.service_config", json.dumps(config)))
+    return options
 ImageLike = bytes | str | Path | NDArray
 
 
@@ -121,7 +146,9 @@ def fill_params(message: Message, values: Mapping[str, Any]) -> None:
 
 
 class Client:
-    """A connection to an onnxplain server. Every call has a deadline (``timeout`` seconds)."""
+    """A connection to an onnxplain server. Every call has a deadline (``timeout`` seconds); busy or
+    unavailable servers are retried with backoff (:data:`RETRY_POLICY`) unless ``retries=False``.
+    :class:`onnxplain.client.aio.AsyncClient` is the same API for asyncio."""
 
     def __init__(
         self,
@@ -132,11 +159,9 @@ class Client:
         root_certificates: bytes | None = None,
         client_certificate: tuple[bytes, bytes] | None = None,
         secure: bool = False,
+        retries: bool = True,
     ):
-        options = [
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-        ]
+        options = channel_options(retries=retries)
         if secure or root_certificates or client_certificate:
             key, chain = client_certificate or (None, None)
             credentials = grpc.ssl_channel_credentials(root_certificates, key, chain)
@@ -147,6 +172,16 @@ class Client:
         self._metadata = [("authorization", f"Bearer {token}")] if token else []
         self.models = model_grpc.ModelServiceStub(self._channel)
         self.explanations = ex_grpc.ExplanationServiceStub(self._channel)
+
+    @property
+    def channel(self) -> grpc.Channel:
+        """The underlying channel (for other services on the same server, e.g. health)."""
+        return self._channel
+
+    @property
+    def metadata(self) -> list[tuple[str, str]]:
+        """The call metadata every request carries (the bearer token, when set)."""
+        return list(self._metadata)
 
     def close(self) -> None:
         self._channel.close()
@@ -180,15 +215,14 @@ class Client:
 
     def predict(self, model: str, image: ImageLike, top_k: int = 5) -> list[Prediction]:
         request = model_pb2.PredictRequest(model=model, image=image_input(image), top_k=top_k)
-        response = self._call(self.models.Predict, request)
-        return [Prediction(c.index, c.label, c.score, c.probability) for c in response.classes]
+        return predictions(self._call(self.models.Predict, request))
 
     # ----------------------------------------------------------------- explanations
     def list_methods(self) -> list[ex_pb2.MethodInfo]:
         return list(self._call(self.explanations.ListMethods, ex_pb2.ListMethodsRequest()).methods)
 
+    @staticmethod
     def explain_request(
-        self,
         model: str,
         image: ImageLike,
         method: str,
@@ -248,20 +282,9 @@ class Client:
         accepted = None
         try:
             for response in call:
-                kind = response.WhichOneof("event")
-                if kind == "accepted":
-                    a = response.accepted
-                    accepted = Accepted(
-                        a.model, a.method, a.seed, a.planned_evaluations,
-                        [(t.class_index, t.label) for t in a.targets], dict(a.parameters),
-                    )
-                    yield accepted
-                elif kind == "progress":
-                    p = response.progress
-                    partial = from_tensor(p.partial_heatmaps) if p.HasField("partial_heatmaps") else None
-                    yield Progress(p.done, p.total, partial)
-                elif kind == "result":
-                    yield _result(response.result, accepted)
+                event = parse_event(response, accepted)
+                accepted = event if isinstance(event, Accepted) else accepted
+                yield event
         finally:
             call.cancel()
 
@@ -271,6 +294,23 @@ class Client:
             if isinstance(event, Result):
                 return event
         raise RuntimeError("the server closed the stream without a result")
+
+
+def parse_event(response: ex_pb2.ExplainResponse, accepted: Accepted | None) -> Accepted | Progress | Result:
+    """One streamed ExplainResponse → its event (``accepted``: the stream's Accepted, for the Result)."""
+    kind = response.WhichOneof("event")
+    if kind == "accepted":
+        a = response.accepted
+        return Accepted(a.model, a.method, a.seed, a.planned_evaluations,
+                        [(t.class_index, t.label) for t in a.targets], dict(a.parameters))
+    if kind == "progress":
+        p = response.progress
+        return Progress(p.done, p.total, from_tensor(p.partial_heatmaps) if p.HasField("partial_heatmaps") else None)
+    return _result(response.result, accepted)
+
+
+def predictions(response: model_pb2.PredictResponse) -> list[Prediction]:
+    return [Prediction(c.index, c.label, c.score, c.probability) for c in response.classes]
 
 
 def _result(r: ex_pb2.Result, accepted: Accepted | None) -> Result:

@@ -81,9 +81,17 @@ class FailedPrecondition(OnnxplainError):
 
 
 class ResourceExhausted(OnnxplainError):
-    """Over a configured limit: queue full, too many model evaluations, image too large."""
+    """Over a configured limit: queue full, too many model evaluations, image too large.
+
+    ``retryable`` says whether the same request may succeed later (a full queue) or never will on this
+    server (a limit the request itself exceeds); clients' automatic retries follow it.
+    """
 
     reason = "RESOURCE_EXHAUSTED"
+
+    def __init__(self, message: str, *, retryable: bool = False, reason: str | None = None):
+        super().__init__(message, reason=reason)
+        self.retryable = retryable
 
 
 class Unavailable(OnnxplainError):

@@ -20,6 +20,7 @@ DOMAIN = "onnxplain.v1"
 MAX_MESSAGE_CHARS = 1024
 """Longest status message sent: the message and its details travel in trailers (clients cap them at 8 KiB)."""
 MAX_REQUEST_ID_CHARS = 128
+NO_RETRY = ("grpc-retry-pushback-ms", "-1")
 log = logging.getLogger("onnxplain.server")
 
 
@@ -73,7 +74,11 @@ def to_status(exc: BaseException, *, request_id: str = "") -> grpc.Status:
         wrapper.Pack(detail)
         packed.append(wrapper)
     status = status_pb2.Status(code=getattr(code_pb2, code.name), message=message, details=packed)
-    return rpc_status.to_status(status)
+    converted = rpc_status.to_status(status)
+    if code is grpc.StatusCode.RESOURCE_EXHAUSTED and not getattr(exc, "retryable", False):
+        # a limit this request itself exceeds: clients' retry policies (gRFC A6) must not try again
+        converted = converted._replace(trailing_metadata=(*converted.trailing_metadata, NO_RETRY))
+    return converted
 
 
 async def abort(context: grpc.aio.ServicerContext, exc: BaseException, *, request_id: str = "") -> None:

@@ -55,7 +55,8 @@ class WorkPool:
                 raise Unavailable(DRAINING)
             if self._admitted >= self.limit:
                 raise ResourceExhausted(
-                    f"server busy: {self._admitted} requests running or queued (limit {self.limit}); retry later"
+                    f"server busy: {self._admitted} requests running or queued (limit {self.limit}); retry later",
+                    retryable=True,
                 )
             self._admitted += 1
 
@@ -226,7 +227,7 @@ class Loader:
                 raise Unavailable(DRAINING)
             if self._pending >= self.max_pending:
                 raise ResourceExhausted(f"{self._pending} model loads are running or waiting (limit "
-                                        f"{self.max_pending}); retry later")
+                                        f"{self.max_pending}); retry later", retryable=True)
             self._pending += 1
         abandoned = threading.Event()
         future = self._executor.submit(lambda: fn(*args, abandoned=abandoned.is_set))
