@@ -13,7 +13,6 @@ import os
 import re
 import subprocess
 import sys
-import sysconfig
 import tarfile
 import zipfile
 from importlib import metadata
@@ -28,7 +27,6 @@ from skimage import data
 import onnxplain
 
 ROOT = Path(__file__).resolve().parent.parent
-SITE_PACKAGES = Path(sysconfig.get_paths()["purelib"])
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +48,8 @@ def dist(tmp_path_factory) -> dict[str, Path]:
 
 
 def thin_dependency_closure() -> set[str]:
-    """Top-level names installed by onnxplain's requirements without extras, and theirs, recursively."""
+    """Paths of the top-level names installed by onnxplain's requirements without extras, and theirs,
+    recursively (each from wherever its distribution is installed)."""
     seen, names, todo = set(), set(), [r for r in metadata.requires("onnxplain") if "extra ==" not in r]
     while todo:
         project = re.match(r"[A-Za-z0-9._-]+", todo.pop())[0].lower()
@@ -58,9 +57,15 @@ def thin_dependency_closure() -> set[str]:
             continue
         seen.add(project)
         dist = metadata.distribution(project)
-        names |= {f.parts[0] for f in dist.files or () if f.parts[0] not in ("..", "__pycache__")}
+        site = Path(dist.locate_file(""))
+        names |= {str(site / f.parts[0]) for f in dist.files or () if f.parts[0] not in ("..", "__pycache__")}
         todo += [r for r in dist.requires or () if "extra ==" not in r]
     return names
+
+
+def installed_site_dirs() -> set[Path]:
+    """Every directory some installed distribution lives in (the test environment's dependencies)."""
+    return {Path(dist.locate_file("")) for dist in metadata.distributions() if dist.metadata["Name"] != "onnxplain"}
 
 
 def fresh_venv(root: Path, wheel: Path, dependency_dirs: list[Path]) -> Path:
@@ -108,9 +113,9 @@ def test_the_thin_install_has_no_server_and_says_what_to_install(dist, tmp_path)
     deps = tmp_path / "thin-deps"
     deps.mkdir()
     closure = thin_dependency_closure()
-    assert not {"onnxruntime", "onnx", "PIL", "skimage"} & closure
-    for name in closure:
-        (deps / name).symlink_to(SITE_PACKAGES / name)
+    assert not {"onnxruntime", "onnx", "PIL", "skimage"} & {Path(p).name for p in closure}
+    for path in closure:
+        (deps / Path(path).name).symlink_to(path)
     bin_dir = fresh_venv(tmp_path / "venv", dist["wheel"], [deps])
     env = {**os.environ, "PYTHONPATH": ""}
     version = subprocess.run([bin_dir / "onnxplain", "--version"], cwd=tmp_path, env=env, capture_output=True, text=True)
@@ -125,7 +130,7 @@ def test_the_thin_install_has_no_server_and_says_what_to_install(dist, tmp_path)
 
 
 def test_the_installed_wheel_serves_a_repository_and_the_cli_explains(dist, tmp_path):
-    bin_dir = fresh_venv(tmp_path / "venv", dist["wheel"], [SITE_PACKAGES])
+    bin_dir = fresh_venv(tmp_path / "venv", dist["wheel"], sorted(installed_site_dirs()))
     models = tmp_path / "models"
     (models / "linear").mkdir(parents=True)
     weights = np.random.default_rng(0).standard_normal((3, 3, 16, 16)).astype(np.float32)
