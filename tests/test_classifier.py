@@ -8,8 +8,9 @@ import onnx
 import pytest
 
 from onnxplain.explainers import ModelConfig, OnnxClassifier, RunContext
+from onnxplain.explainers.autodiff import INPUT_GRAD
 from onnxplain.explainers.errors import Cancelled, DeadlineExceeded, InvalidArgument, InvalidModel, ResourceExhausted
-from onnxplain.explainers.model import IMAGE
+from onnxplain.explainers.model import IMAGE, Evaluator, canonical_tensor
 
 RNG = np.random.default_rng(0)
 W = RNG.standard_normal((5, 3, 8, 8)).astype(np.float32)
@@ -122,10 +123,10 @@ def test_gradient_graphs_run_in_chunks_of_gradient_max_batch(config, forward_chu
     x = RNG.standard_normal((10, 3, 8, 8)).astype(np.float32)
     seeds = np.eye(5, dtype=np.float32)[np.arange(10) % 5]
     forward = list(classifier.run(10, lambda a, b: {IMAGE: x[a:b]}, context=RunContext()))
-    backward = list(classifier.gradients(10, lambda a, b: (x[a:b], seeds[a:b]), context=RunContext()))
+    backward = list(Evaluator(classifier).gradient_rows(10, lambda a, b: (x[a:b], seeds[a:b])))
     assert [c.stop - c.start for c in forward] == forward_chunks
     assert [c.stop - c.start for c in backward] == gradient_chunks
-    np.testing.assert_allclose(np.concatenate([c.input_grad for c in backward]), W[np.arange(10) % 5], rtol=1e-6)
+    np.testing.assert_allclose(np.concatenate([c.outputs[INPUT_GRAD] for c in backward]), W[np.arange(10) % 5], rtol=1e-6)
     assert classifier.info.gradient_max_batch == gradient_chunks[0]
 
 
@@ -172,10 +173,10 @@ def test_run_enforces_the_evaluation_budget():
 def test_preprocessed_tensor_is_checked():
     classifier = OnnxClassifier(builders.linear(W, layout="NHWC"))
     good = RNG.standard_normal((1, 8, 8, 3)).astype(np.float32)
-    np.testing.assert_array_equal(classifier.canonical_tensor(good), good[0].transpose(2, 0, 1))
+    np.testing.assert_array_equal(canonical_tensor(good, classifier.model_input), good[0].transpose(2, 0, 1))
     with pytest.raises(InvalidArgument, match=r"shape \[1, 3, 8, 8\].*allowed: \[8, 8, 3\]"):
-        classifier.canonical_tensor(RNG.standard_normal((1, 3, 8, 8)).astype(np.float32))
+        canonical_tensor(RNG.standard_normal((1, 3, 8, 8)).astype(np.float32), classifier.model_input)
     with pytest.raises(InvalidArgument, match="datatype float64.*allowed: float32"):
-        classifier.canonical_tensor(good.astype(np.float64))
+        canonical_tensor(good.astype(np.float64), classifier.model_input)
     with pytest.raises(InvalidArgument, match="NaN"):
-        classifier.canonical_tensor(np.full((8, 8, 3), np.nan, np.float32))
+        canonical_tensor(np.full((8, 8, 3), np.nan, np.float32), classifier.model_input)
