@@ -98,6 +98,32 @@ def test_invalid_graph_is_rejected_by_the_checker():
         OnnxClassifier(model)
 
 
+def lying_model(real_shape: list[int]) -> onnx.ModelProto:
+    """Declares logits [N, 10] but reshapes its Gemm output to ``real_shape`` (0 keeps the batch)."""
+    helper = onnx.helper
+    nodes = [
+        helper.make_node("Flatten", ["x"], ["flat"]),
+        helper.make_node("Gemm", ["flat", "W"], ["scores"], transB=1),
+        helper.make_node("Reshape", ["scores", "shape"], ["logits"]),
+    ]
+    inits = [onnx.numpy_helper.from_array(RNG.standard_normal((10, 3 * 8 * 8)).astype(np.float32), "W"),
+             onnx.numpy_helper.from_array(np.array(real_shape, np.int64), "shape")]
+    graph = helper.make_graph(nodes, "liar", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 3, 8, 8])],
+                              [helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, ["N", 10])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+@pytest.mark.parametrize(("real_shape", "produced"), [([0, 10, 1, 1], r"\[2, 10, 1, 1\]"), ([0, 5, 2], r"\[2, 5, 2\]"),
+                                                      ([-1, 5], r"\[4, 5\]")])
+def test_a_model_whose_real_output_is_not_the_declared_batch_by_classes_is_refused_at_load(real_shape, produced):
+    with pytest.raises(InvalidModel, match=r"'logits' is declared \[N, 10\] but the model produces " + produced):
+        OnnxClassifier(lying_model(real_shape))
+    assert OnnxClassifier(lying_model([0, 10])).num_classes == 10  # the honest twin loads
+
+
 def test_labels_must_match_the_classes():
     with pytest.raises(InvalidModel, match="5 classes"):
         OnnxClassifier(builders.linear(W), config=ModelConfig(labels=("a", "b")))

@@ -48,7 +48,7 @@ def score_cam(
         FailedPrecondition: the model has no 4-D activation at all.
     """
     layer = resolve_layer(model.introspection, params.layer)
-    channels, low_height, low_width = next(lay.shape for lay in model.layers() if lay.name == layer)
+    channels, low_height, low_width = next(lay.shape for lay in model.introspection.layers() if lay.name == layer)
     _, height, width = image.shape
     total = channels + 1
     yield Planned(forward=total)

@@ -18,7 +18,6 @@ from ..autodiff import CLASS_WEIGHTS, INPUT_GRAD
 from ..context import RunContext
 from ..errors import FailedPrecondition
 from ..graph.baseline_pass import BASELINE_IMAGE, SCORE_DELTA
-from ..graph.layers import Layer
 from ..graph.perturbation import SOURCE_BASELINE, SOURCE_IMAGE, MaskSource
 from ..objectives import Objective
 from .classifier import OnnxClassifier
@@ -88,10 +87,6 @@ class Evaluator:
         return self._classifier.signature
 
     @property
-    def num_classes(self) -> int:
-        return self._classifier.num_classes
-
-    @property
     def outputs_are_probabilities(self) -> bool:
         return self._classifier.outputs_are_probabilities
 
@@ -99,10 +94,6 @@ class Evaluator:
     def introspection(self) -> Introspection:
         """Graph questions: tensor shapes, CAM layers, the simplified graph."""
         return self._classifier.introspection
-
-    def layers(self) -> list[Layer]:
-        """Candidate layers for CAM methods: 4-D activations with their per-sample shapes."""
-        return self._classifier.layers()
 
     def black_image(self) -> NDArray[np.float32]:
         """The all-black image as this model sees it: canonical [C, H, W]."""
