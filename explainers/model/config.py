@@ -23,7 +23,8 @@ against 16 for its forward passes; ``bench/run.py`` measures both).
 Each distinct graph a request needs (a gradient graph per rule set, the model behind each RISE
 grid or extremal mask step, each CAM layer exposed) is compiled once and kept while the model's
 compiled variants stay within ``max_cache_bytes`` (default 1 GiB, estimated as each graph's
-serialized size); beyond it the least recently used are dropped and rebuilt when asked again.
+serialized size, a lower bound on its memory: see :mod:`explainers.model.session`); beyond it the
+least recently used are dropped and rebuilt when asked again.
 """
 
 from __future__ import annotations
