@@ -108,8 +108,9 @@ def lying_model(real_shape: list[int]) -> onnx.ModelProto:
     ]
     inits = [onnx.numpy_helper.from_array(RNG.standard_normal((10, 3 * 8 * 8)).astype(np.float32), "W"),
              onnx.numpy_helper.from_array(np.array(real_shape, np.int64), "shape")]
-    graph = helper.make_graph(nodes, "liar", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 3, 8, 8])],
-                              [helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, ["N", 10])], inits)
+    image = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 3, 8, 8])
+    declared = helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, ["N", 10])
+    graph = helper.make_graph(nodes, "liar", [image], [declared], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.checker.check_model(model)
@@ -152,7 +153,8 @@ def test_gradient_graphs_run_in_chunks_of_gradient_max_batch(config, forward_chu
     backward = list(Evaluator(classifier).gradient_rows(10, lambda a, b: (x[a:b], seeds[a:b])))
     assert [c.stop - c.start for c in forward] == forward_chunks
     assert [c.stop - c.start for c in backward] == gradient_chunks
-    np.testing.assert_allclose(np.concatenate([c.outputs[INPUT_GRAD] for c in backward]), W[np.arange(10) % 5], rtol=1e-6)
+    grads = np.concatenate([c.outputs[INPUT_GRAD] for c in backward])
+    np.testing.assert_allclose(grads, W[np.arange(10) % 5], rtol=1e-6)
     assert classifier.info.gradient_max_batch == gradient_chunks[0]
 
 

@@ -3,9 +3,9 @@
 DeepLIFT's rules read the forward tensors at a baseline x′ as well as at x. The gradient builder
 (:func:`explainers.autodiff.build_gradient_model` with ``reference_pass=True``) adds that second
 forward pass — the *twins* of the forward tensors, named ``<tensor>@reference`` — reading an input
-(``GradientModel.reference_input``) shaped like the image batch. :func:`feed_baseline_once` adapts the graph so the
-baseline is fed once per request instead of once per sample, and so the graph reports
-score(x) − score(x′), the sum every DeepLIFT attribution must reach.
+(``GradientModel.reference_input``) shaped like the image batch. :func:`feed_baseline_once` adapts
+the graph so the baseline is fed once per request instead of once per sample, and so the graph
+reports score(x) − score(x′), the sum every DeepLIFT attribution must reach.
 """
 
 from __future__ import annotations
@@ -42,11 +42,12 @@ def _score_ancestors(graph: onnx.GraphProto, score: str) -> set[str]:
 def feed_baseline_once(built: GradientModel) -> GradientModel:
     """Adapt a baseline-pass gradient graph to one baseline per request.
 
-    The builder's baseline input (``built.reference_input``) is shaped like the image batch; here it becomes the in-graph
-    ``Expand`` of a new input :data:`BASELINE_IMAGE` [1, ...] to the batch's shape (fed once,
-    bound on the device for CUDA). Output :data:`SCORE_DELTA` = score(x) − score(x′): the baseline
-    twins of the forward path to the score that dead-code elimination dropped (no rule read them)
-    are recomputed, named as the builder names twins so that kept ones are reused.
+    The builder's baseline input (``built.reference_input``) is shaped like the image batch; here
+    it becomes the in-graph ``Expand`` of a new input :data:`BASELINE_IMAGE` [1, ...] to the
+    batch's shape (fed once, bound on the device for CUDA). Output :data:`SCORE_DELTA` =
+    score(x) − score(x′): the baseline twins of the forward path to the score that dead-code
+    elimination dropped (no rule read them) are recomputed, named as the builder names twins so
+    that kept ones are reused.
 
     Args:
         built: a gradient graph built with ``reference_pass=True`` (not modified).

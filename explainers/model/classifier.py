@@ -191,7 +191,7 @@ class OnnxClassifier:
         scores = self._output(self._plain.run(None, {self.signature.input_name: batch}))
         declared, n = self.signature.output_shape, len(batch)
         # the batch dimension is the probe's (a repaired fixed batch still declares 1)
-        agrees = len(declared) == scores.ndim and all(d is None or d == r for d, r in zip(declared[1:], scores.shape[1:]))
+        agrees = len(declared) == scores.ndim and all(d in (None, r) for d, r in zip(declared[1:], scores.shape[1:]))
         if scores.ndim != 2 or scores.shape[0] != n or not agrees:
             raise InvalidModel(
                 f"output {self.signature.output_name!r} is declared {_dims(declared)} but the model produces "

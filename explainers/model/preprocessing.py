@@ -84,9 +84,8 @@ def canonical_tensor(tensor: NDArray, model_input: ModelInput, *, field: str = "
     """
     expected = model_input.model_shape
     if tensor.dtype != model_input.dtype:
-        raise InvalidArgument(
-            field, f"datatype {tensor.dtype.name} does not match the model input; allowed: {np.dtype(model_input.dtype).name}"
-        )
+        allowed = np.dtype(model_input.dtype).name
+        raise InvalidArgument(field, f"datatype {tensor.dtype.name} does not match the model input; allowed: {allowed}")
     shape = tensor.shape[1:] if tensor.ndim == 4 and tensor.shape[0] == 1 else tensor.shape
     if tuple(shape) != expected:
         allowed = " or ".join(str(list(s)) for s in (expected, (1, *expected)))
