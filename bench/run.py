@@ -50,7 +50,7 @@ from PIL import Image
 from onnxplain.explainers.events import Progress
 from onnxplain.explainers.explain import explain
 from onnxplain.explainers.methods import get_method
-from onnxplain.explainers.model import PLAIN, ModelConfig, OnnxClassifier, preprocess
+from onnxplain.explainers.model import PLAIN_VARIANT, ModelConfig, OnnxClassifier, Variant, preprocess
 from onnxplain.explainers.objectives import Objective
 
 MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "efficientnet_lite0"
@@ -104,7 +104,7 @@ def raw_forward(bench: Bench, batch: int) -> dict:
     """``batch`` copies of the image through the plain session, repeated for ~raw_seconds per timed run."""
     classifier = bench.classifier()
     assert classifier.signature.layout == "NCHW" and classifier.signature.input_datatype == "FP32"
-    session = classifier.session(PLAIN, lambda: classifier.model)
+    session = classifier.compiled(PLAIN_VARIANT).session
     feed = {classifier.signature.input_name: np.ascontiguousarray(np.repeat(bench.image[None], batch, axis=0))}
     warmup = walls(lambda: session.run(None, feed), 3)  # also allocates the arena for this shape
     reps = max(1, round(bench.raw_seconds / min(warmup)))  # ~raw_seconds per timed run
@@ -137,8 +137,8 @@ def gradient_step(bench: Bench, batch: int, layers: list[str]) -> Callable[[], o
     classifier = bench.classifier()
     seeds = np.zeros((batch, classifier.num_classes), np.float32)
     seeds[:, 967] = 1
-    variant, graph = classifier.gradient_model(layers=layers)
-    session = classifier.session(variant, lambda: graph.model)
+    compiled = classifier.compiled(Variant.gradient(layers=tuple(layers)))
+    session, graph = compiled.session, compiled.gradient
     names = [graph.score_output, graph.input_grad, *(name for layer in layers for name in graph.layers[layer])]
     feed = {classifier.signature.input_name: np.ascontiguousarray(np.repeat(bench.image[None], batch, axis=0)),
             "class_weights": seeds}
@@ -151,7 +151,7 @@ def gradient(bench: Bench, batch: int, cam_layer: bool = True) -> dict:
     the same batch."""
     classifier = bench.classifier()
     step = gradient_step(bench, batch, [classifier.cam_layer] if cam_layer else [])
-    plain = classifier.session(PLAIN, lambda: classifier.model)
+    plain = classifier.compiled(PLAIN_VARIANT).session
     plain_feed = {classifier.signature.input_name: np.ascontiguousarray(np.repeat(bench.image[None], batch, axis=0))}
     warmup = walls(step, 2) + walls(lambda: plain.run(None, plain_feed), 2)
     reps = max(1, round(bench.raw_seconds / max(warmup)))
@@ -167,7 +167,7 @@ def gradient_build(bench: Bench) -> dict:
     from onnxplain.explainers.autodiff import build_gradient_model
 
     classifier = bench.classifier()
-    hints = classifier.tensor_shapes()
+    hints = classifier.introspection.tensor_shapes()
     build = partial(build_gradient_model, classifier.model, layers=[classifier.cam_layer], shape_hints=hints)
     return row(0, 0, walls(build, bench.runs))
 

@@ -13,7 +13,7 @@ from numpy.typing import NDArray
 
 from onnxplain.explainers import Objective, OnnxClassifier, RunContext, top_classes
 from onnxplain.explainers.errors import InvalidArgument
-from onnxplain.explainers.model import Geometry, decode_image, preprocess, to_rgb_array
+from onnxplain.explainers.model import Geometry, canonical_tensor, decode_image, preprocess, to_rgb_array
 from onnxplain.explainers.render import canvas_from_tensor
 from onnxplain.v1 import explanation_service_pb2 as ex_pb2
 from onnxplain.v1 import tensor_pb2
@@ -45,7 +45,7 @@ def prepare_image(classifier: OnnxClassifier, image: tensor_pb2.ImageInput, *, m
         return PreparedImage(tensor, geometry, to_rgb_array(decoded))
     if kind == "tensor":
         array = from_tensor(image.tensor, field="image.tensor")
-        return PreparedImage(classifier.canonical_tensor(array), None, None)
+        return PreparedImage(canonical_tensor(array, classifier.model_input), None, None)
     raise InvalidArgument("image", "no image given; set image.encoded (PNG/JPEG bytes) or image.tensor")
 
 

@@ -11,7 +11,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 from onnxplain.explainers import Objective, OnnxClassifier, explain
 from onnxplain.explainers.blas import one_blas_thread
-from onnxplain.explainers.model import classifier as classifier_module
+from onnxplain.explainers.model import loop
 
 
 def blas_threads() -> set[int]:
@@ -30,13 +30,13 @@ def two_blas_threads():
 
 def test_onnxruntime_runs_with_one_blas_thread_and_the_caller_gets_its_threads_back(two_blas_threads, monkeypatch):
     seen_in_runs = []
-    run_once = classifier_module.OnnxClassifier._run_once
+    run_once = loop.run_once
 
     def recording(*args, **kwargs):
         seen_in_runs.append(blas_threads())
         return run_once(*args, **kwargs)
 
-    monkeypatch.setattr(classifier_module.OnnxClassifier, "_run_once", staticmethod(recording))
+    monkeypatch.setattr(loop, "run_once", recording)
     classifier = OnnxClassifier(builders.small_cnn())
     image = np.random.default_rng(0).standard_normal((3, 16, 16)).astype(np.float32)
     seen_between_events = [blas_threads() for _ in explain(classifier, image, "saliency", Objective.for_classes([0], 3))]

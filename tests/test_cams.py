@@ -130,7 +130,7 @@ def test_cam_reads_the_head_weights_through_reshape_matmul_gemm_and_softmax(head
     classifier = OnnxClassifier(model)
     x = RNG.standard_normal((3, 12, 12)).astype(np.float32)
     objective = Objective.for_classes([3, 1], 4)
-    activation = classifier.layer_activations(x[None], ["act"], context=Evaluator(classifier).context)["act"][0]
+    activation = Evaluator(classifier).layer_activations(x[None], ["act"])["act"][0]
     w = weights_of(model, "fw").T * (0.5 if head == "gap_softmax" else 1.0)  # [classes, K]
     lowres = np.einsum("tk,khw->thw", objective.weights @ w, activation)  # [T, 6, 6]
     cam = explain_once(classifier, x, "cam", objective)
@@ -144,7 +144,7 @@ def test_cam_of_pooled_maps_that_are_the_class_scores_is_the_class_map():
     classifier = OnnxClassifier(cnn("gap_only", hidden=4))
     x = RNG.standard_normal((3, 12, 12)).astype(np.float32)
     objective = Objective.for_classes([2, 0], 4, contrast=1)
-    activation = classifier.layer_activations(x[None], ["act"], context=Evaluator(classifier).context)["act"][0]
+    activation = Evaluator(classifier).layer_activations(x[None], ["act"])["act"][0]
     lowres = np.einsum("tk,khw->thw", objective.weights, activation)
     np.testing.assert_allclose(explain_once(classifier, x, "cam", objective).heatmaps, upsample(lowres, 12, 12),
                                rtol=1e-5, atol=1e-6)

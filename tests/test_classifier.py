@@ -8,8 +8,9 @@ import onnx
 import pytest
 
 from onnxplain.explainers import ModelConfig, OnnxClassifier, RunContext
+from onnxplain.explainers.autodiff import INPUT_GRAD
 from onnxplain.explainers.errors import Cancelled, DeadlineExceeded, InvalidArgument, InvalidModel, ResourceExhausted
-from onnxplain.explainers.model import IMAGE
+from onnxplain.explainers.model import IMAGE, Evaluator, canonical_tensor
 
 RNG = np.random.default_rng(0)
 W = RNG.standard_normal((5, 3, 8, 8)).astype(np.float32)
@@ -97,6 +98,33 @@ def test_invalid_graph_is_rejected_by_the_checker():
         OnnxClassifier(model)
 
 
+def lying_model(real_shape: list[int]) -> onnx.ModelProto:
+    """Declares logits [N, 10] but reshapes its Gemm output to ``real_shape`` (0 keeps the batch)."""
+    helper = onnx.helper
+    nodes = [
+        helper.make_node("Flatten", ["x"], ["flat"]),
+        helper.make_node("Gemm", ["flat", "W"], ["scores"], transB=1),
+        helper.make_node("Reshape", ["scores", "shape"], ["logits"]),
+    ]
+    inits = [onnx.numpy_helper.from_array(RNG.standard_normal((10, 3 * 8 * 8)).astype(np.float32), "W"),
+             onnx.numpy_helper.from_array(np.array(real_shape, np.int64), "shape")]
+    image = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 3, 8, 8])
+    declared = helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, ["N", 10])
+    graph = helper.make_graph(nodes, "liar", [image], [declared], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+@pytest.mark.parametrize(("real_shape", "produced"), [([0, 10, 1, 1], r"\[2, 10, 1, 1\]"), ([0, 5, 2], r"\[2, 5, 2\]"),
+                                                      ([-1, 5], r"\[4, 5\]")])
+def test_a_model_whose_real_output_is_not_the_declared_batch_by_classes_is_refused_at_load(real_shape, produced):
+    with pytest.raises(InvalidModel, match=r"'logits' is declared \[N, 10\] but the model produces " + produced):
+        OnnxClassifier(lying_model(real_shape))
+    assert OnnxClassifier(lying_model([0, 10])).num_classes == 10  # the honest twin loads
+
+
 def test_labels_must_match_the_classes():
     with pytest.raises(InvalidModel, match="5 classes"):
         OnnxClassifier(builders.linear(W), config=ModelConfig(labels=("a", "b")))
@@ -122,10 +150,11 @@ def test_gradient_graphs_run_in_chunks_of_gradient_max_batch(config, forward_chu
     x = RNG.standard_normal((10, 3, 8, 8)).astype(np.float32)
     seeds = np.eye(5, dtype=np.float32)[np.arange(10) % 5]
     forward = list(classifier.run(10, lambda a, b: {IMAGE: x[a:b]}, context=RunContext()))
-    backward = list(classifier.gradients(10, lambda a, b: (x[a:b], seeds[a:b]), context=RunContext()))
+    backward = list(Evaluator(classifier).gradient_rows(10, lambda a, b: (x[a:b], seeds[a:b])))
     assert [c.stop - c.start for c in forward] == forward_chunks
     assert [c.stop - c.start for c in backward] == gradient_chunks
-    np.testing.assert_allclose(np.concatenate([c.input_grad for c in backward]), W[np.arange(10) % 5], rtol=1e-6)
+    grads = np.concatenate([c.outputs[INPUT_GRAD] for c in backward])
+    np.testing.assert_allclose(grads, W[np.arange(10) % 5], rtol=1e-6)
     assert classifier.info.gradient_max_batch == gradient_chunks[0]
 
 
@@ -172,10 +201,10 @@ def test_run_enforces_the_evaluation_budget():
 def test_preprocessed_tensor_is_checked():
     classifier = OnnxClassifier(builders.linear(W, layout="NHWC"))
     good = RNG.standard_normal((1, 8, 8, 3)).astype(np.float32)
-    np.testing.assert_array_equal(classifier.canonical_tensor(good), good[0].transpose(2, 0, 1))
+    np.testing.assert_array_equal(canonical_tensor(good, classifier.model_input), good[0].transpose(2, 0, 1))
     with pytest.raises(InvalidArgument, match=r"shape \[1, 3, 8, 8\].*allowed: \[8, 8, 3\]"):
-        classifier.canonical_tensor(RNG.standard_normal((1, 3, 8, 8)).astype(np.float32))
+        canonical_tensor(RNG.standard_normal((1, 3, 8, 8)).astype(np.float32), classifier.model_input)
     with pytest.raises(InvalidArgument, match="datatype float64.*allowed: float32"):
-        classifier.canonical_tensor(good.astype(np.float64))
+        canonical_tensor(good.astype(np.float64), classifier.model_input)
     with pytest.raises(InvalidArgument, match="NaN"):
-        classifier.canonical_tensor(np.full((8, 8, 3), np.nan, np.float32))
+        canonical_tensor(np.full((8, 8, 3), np.nan, np.float32), classifier.model_input)

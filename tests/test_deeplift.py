@@ -14,6 +14,8 @@ from onnx import TensorProto, helper, numpy_helper
 from onnxplain.explainers import ModelConfig, Objective, OnnxClassifier, Planned, explain
 from onnxplain.explainers.errors import InvalidArgument
 from onnxplain.explainers.explain import explain_once
+from onnxplain.explainers.graph.baseline_pass import BASELINE_IMAGE
+from onnxplain.explainers.model import Variant
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 RNG = np.random.default_rng(7)
@@ -52,15 +54,15 @@ def test_summation_to_delta_on_real_architectures(name, baseline):
     assert result.forward == 4 and result.backward == 2
 
 
-def test_passes_and_the_reference_fed_once_per_request():
+def test_passes_and_the_baseline_fed_once_per_request():
     classifier = OnnxClassifier(builders.small_cnn(), config=ModelConfig(max_batch=3))
     x = RNG.standard_normal((3, 16, 16)).astype(np.float32)
     objective = Objective.for_classes([0, 1, 2], 3)
     events = list(explain(classifier, x, "deeplift", objective))
     assert events[0] == Planned(forward=6, backward=3)
-    variant, graph = classifier.gradient_model(rules="deeplift_rescale", reference_pass=True)
-    (reference,) = [i for i in graph.model.graph.input if i.name == "reference_image"]
-    assert reference.type.tensor_type.shape.dim[0].dim_value == 1
+    session = classifier.compiled(Variant.gradient(rules="deeplift_rescale", baseline_pass=True)).session
+    (baseline,) = [i for i in session.get_inputs() if i.name == BASELINE_IMAGE]
+    assert baseline.shape[0] == 1
     one_by_one = OnnxClassifier(builders.small_cnn(), config=ModelConfig(max_batch=1))
     np.testing.assert_allclose(explain_once(one_by_one, x, "deeplift", objective).heatmaps, events[-1].heatmaps,
                                rtol=1e-5, atol=1e-6)

@@ -13,6 +13,7 @@ from onnxplain.explainers import ModelConfig, Objective, OnnxClassifier, Planned
 from onnxplain.explainers.autodiff import CLASS_WEIGHTS, INPUT_GRAD
 from onnxplain.explainers.context import RunContext
 from onnxplain.explainers.errors import FailedPrecondition, InvalidArgument
+from onnxplain.explainers.model import Evaluator
 from onnxplain.explainers.perturb.baselines import blur
 from onnxplain.explainers.perturb.extremal import (
     Adam,
@@ -73,24 +74,24 @@ def test_exact_and_finite_difference_gradients_agree(space, softmax):
     source, baseline = smooth.source(), blur(image, 0.1)
     points = rng.uniform(0.2, 0.8, size=(2, *smooth.low_shape))
     targets = np.array([0, 1])
-    context = RunContext()
+    evaluator = Evaluator(classifier, RunContext())
     flat = points[:, None].astype(np.float32)
-    chunk, = classifier.perturbed(2, lambda a, b: {"low_masks": flat[a:b]}, source=source, image=image,
-                                  baseline=baseline, context=context)
+    chunk, = evaluator.perturbed(2, lambda a, b: {"low_masks": flat[a:b]}, source=source, image=image,
+                                 baseline=baseline)
     outputs = chunk.outputs[classifier.signature.output_name]
     cut = "Softmax" if softmax else None
     assert (classifier.signature.output_producer == "Softmax") == softmax  # what the method reads
     seeds = objective_seeds(objective, targets, outputs, outputs_are_probabilities=classifier.outputs_are_probabilities,
                             cut=cut)
-    chunk, = classifier.perturbation_gradients(
+    chunk, = evaluator.perturbation_gradients(
         2, lambda a, b: {"low_masks": flat[a:b], CLASS_WEIGHTS: seeds[a:b]}, source=source, wrt="low_masks",
-        image=image, baseline=baseline, context=context)
+        image=image, baseline=baseline)
     exact = chunk.outputs[INPUT_GRAD][:, 0]
 
     def evaluate(probes):
         masks = np.ascontiguousarray(probes.reshape(-1, 1, *smooth.low_shape), dtype=np.float32)
-        out = classifier.perturbed(len(masks), lambda a, b: {"low_masks": masks[a:b]}, source=source, image=image,
-                                   baseline=baseline, context=context)
+        out = evaluator.perturbed(len(masks), lambda a, b: {"low_masks": masks[a:b]}, source=source, image=image,
+                                  baseline=baseline)
         values = np.concatenate([objective(c.outputs[classifier.signature.output_name],
                                            outputs_are_probabilities=classifier.outputs_are_probabilities)
                                  for c in out])

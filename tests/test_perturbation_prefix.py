@@ -17,6 +17,7 @@ from onnxplain.explainers.graph.perturbation import (
     upsampled_masks,
     window_masks,
 )
+from onnxplain.explainers.model import Evaluator
 
 RNG = np.random.default_rng(4)
 H, W = 12, 10
@@ -99,8 +100,9 @@ def test_classifier_counts_only_the_small_per_sample_inputs():
     image = RNG.standard_normal((3, 16, 16)).astype(np.float32)
     boxes = np.tile(np.array([[0, 0, 4, 4]], np.int64), (10, 1))
     context = RunContext()
-    chunks = list(classifier.perturbed(10, lambda a, b: {"windows": boxes[a:b]}, source=window_masks(16, 16),
-                                       image=image, baseline=np.zeros_like(image), context=context))
+    chunks = list(Evaluator(classifier, context).perturbed(10, lambda a, b: {"windows": boxes[a:b]},
+                                                            source=window_masks(16, 16), image=image,
+                                                            baseline=np.zeros_like(image)))
     occluded = image.copy()
     occluded[:, :4, :4] = 0
     np.testing.assert_allclose(chunks[0].outputs["logits"][0], classifier.predict(occluded[None])[0], rtol=1e-5)

@@ -38,12 +38,12 @@ def cam(model: Evaluator, image: NDArray[np.float32], objective: Objective, para
     Raises:
         FailedPrecondition: the head is not GAP → linear (the message says what the layer feeds).
     """
-    layer = resolve_layer(model.classifier, params.layer)
-    head = linear_head(model.classifier, layer)  # [classes, K]
+    layer = resolve_layer(model.introspection, params.layer)
+    head = linear_head(model.introspection, layer)  # [classes, K]
     yield Planned(forward=1)
-    outputs = model.classifier.layer_activations(image[None], [layer], context=model.context)
-    scores = objective(outputs[model.classifier.signature.output_name],
-                       outputs_are_probabilities=model.classifier.outputs_are_probabilities)[0]
+    outputs = model.layer_activations(image[None], [layer])
+    scores = objective(outputs[model.signature.output_name],
+                       outputs_are_probabilities=model.outputs_are_probabilities)[0]
     weights = objective.weights.astype(np.float64) @ head  # same dtypes: BLAS, not numpy's generic loop
     heatmaps = class_activation_maps(outputs[layer][0], weights, image.shape[1:], rectify=False)
     yield Explanation(heatmaps=heatmaps, scores=scores, forward=model.context.forward)

@@ -27,7 +27,7 @@ from onnx import numpy_helper
 from ..errors import FailedPrecondition
 from ..events import Event, Explanation, Planned
 from ..graph.perturbation import bilinear_matrix
-from ..model import Evaluator, OnnxClassifier
+from ..model import Evaluator, Introspection
 from ..objectives import Objective
 from ..params import MethodParams, param
 
@@ -49,7 +49,7 @@ class ChannelWeights(Protocol):
     def __call__(self, activation: NDArray[np.float64], gradient: NDArray[np.float64]) -> NDArray[np.float64]: ...
 
 
-def resolve_layer(classifier: OnnxClassifier, requested: str) -> str:
+def resolve_layer(classifier: Introspection, requested: str) -> str:
     """``requested`` if the classifier has such a 4-D layer, else its CAM layer when ``requested`` is "".
 
     Raises:
@@ -109,7 +109,7 @@ def gradient_cam(
     Passes: 1 F + 1 B per target. Raises as :func:`resolve_layer`, and ``GradientError`` when the
     model has an op without a gradient rule.
     """
-    layer = resolve_layer(model.classifier, params.layer)
+    layer = resolve_layer(model.introspection, params.layer)
     yield Planned(forward=objective.num_targets, backward=objective.num_targets)
     heatmaps, scores = gradient_cam_maps(model, image, objective, layer, weights)
     yield Explanation(heatmaps=heatmaps, scores=scores, forward=model.context.forward,
@@ -122,12 +122,12 @@ _RESHAPES = ("Flatten", "Reshape", "Squeeze")
 _FINAL = ("Softmax", "LogSoftmax", "Sigmoid", "Identity")
 
 
-_HEADS: weakref.WeakKeyDictionary[OnnxClassifier, dict[str, NDArray[np.float64]]] = weakref.WeakKeyDictionary()
+_HEADS: weakref.WeakKeyDictionary[Introspection, dict[str, NDArray[np.float64]]] = weakref.WeakKeyDictionary()
 """Head weights already read, per classifier and layer (reading converts a megabyte-sized initializer)."""
 _HEADS_LOCK = threading.Lock()
 
 
-def linear_head(classifier: OnnxClassifier, layer: str) -> NDArray[np.float64]:
+def linear_head(classifier: Introspection, layer: str) -> NDArray[np.float64]:
     """The class weights w [classes, K] of a head ``logits = w · GAP(layer) + b`` (Zhou et al. 2016).
 
     Follows the layer's consumers on the way to the class-score output: a global average pool
@@ -149,7 +149,7 @@ def linear_head(classifier: OnnxClassifier, layer: str) -> NDArray[np.float64]:
     return head
 
 
-def _read_linear_head(classifier: OnnxClassifier, layer: str) -> NDArray[np.float64]:
+def _read_linear_head(classifier: Introspection, layer: str) -> NDArray[np.float64]:
     simplified = classifier.simplified_model()
     graph = (simplified if layer in {o for n in simplified.graph.node for o in n.output} else classifier.model).graph
     head = _Head(graph, classifier.signature.output_name, classifier.tensor_shapes())

@@ -44,7 +44,7 @@ def deeplift(
     reference = params.reference(model, image, rng)
     targets = objective.num_targets
     yield Planned(forward=2 * targets, backward=targets)
-    (batch,) = model.gradients(1, lambda start, stop: image[None], objective, rules=RULE_SET, reference=reference)
+    (batch,) = model.gradients(1, lambda start, stop: image[None], objective, rules=RULE_SET, baseline=reference)
     contributions = (image - reference)[None] * batch.input_grad[0]  # [T, C, H, W]
     totals = contributions.reshape(targets, -1).sum(axis=1, dtype=np.float64)
     deltas = batch.score_delta[0].astype(np.float64)

@@ -131,7 +131,7 @@ def extremal_perturbation(
     target_of = np.repeat(np.arange(targets), areas)
     ones = area_ones(params.areas, height * width)[np.tile(np.arange(areas), targets)]
     deletion = params.mode == "deletion"
-    classifier, probabilities = model.classifier, model.classifier.outputs_are_probabilities
+    probabilities = model.outputs_are_probabilities
 
     def scores_of(fed: NDArray[np.float64], rows: NDArray[np.integer]) -> NDArray[np.float64]:
         """Objective values with masks ``fed`` [n, h, w], of target ``rows[i]`` for mask i."""
@@ -142,7 +142,7 @@ def extremal_perturbation(
             values[start:stop] = chunk[np.arange(stop - start), rows[start:stop]]
         return values
 
-    cut = classifier.signature.output_producer if classifier.signature.output_producer in FINAL_ACTIVATIONS else None
+    cut = model.signature.output_producer if model.signature.output_producer in FINAL_ACTIVATIONS else None
     needs_outputs = seeds_need_outputs(objective, outputs_are_probabilities=probabilities, cut=cut)
 
     def exact_gradients(fed: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -150,22 +150,21 @@ def extremal_perturbation(
         flat = np.ascontiguousarray(fed[:, None], dtype=np.float32)
         outputs = None
         if needs_outputs:  # the seed is the objective's Jacobian at the current masks: one more forward
-            outputs = np.concatenate([c.outputs[classifier.signature.output_name] for c in classifier.perturbed(
-                len(fed), lambda a, b: {LOW_MASKS: flat[a:b]}, source=source, image=image, baseline=baseline,
-                context=model.context)])
+            outputs = np.concatenate([c.outputs[model.signature.output_name] for c in model.perturbed(
+                len(fed), lambda a, b: {LOW_MASKS: flat[a:b]}, source=source, image=image, baseline=baseline)])
         seeds = objective_seeds(objective, target_of, outputs, outputs_are_probabilities=probabilities, cut=cut)
         grads = np.empty(fed.shape)
-        for chunk in classifier.perturbation_gradients(
+        for chunk in model.perturbation_gradients(
                 len(fed), lambda a, b: {LOW_MASKS: flat[a:b], CLASS_WEIGHTS: seeds[a:b]}, source=source,
-                wrt=LOW_MASKS, image=image, baseline=baseline, context=model.context):
+                wrt=LOW_MASKS, image=image, baseline=baseline):
             grads[chunk.start:chunk.stop] = chunk.outputs[INPUT_GRAD][:, 0]
         return grads
 
     exact = params.gradient != "finite_differences"
     if exact:
         try:  # build (once per model) the gradient graph, evaluating nothing
-            for _ in classifier.perturbation_gradients(0, dict, source=source, wrt=LOW_MASKS, image=image,
-                                                       baseline=baseline, context=model.context):
+            for _ in model.perturbation_gradients(0, dict, source=source, wrt=LOW_MASKS, image=image,
+                                                  baseline=baseline):
                 pass
         except (GradientError, InvalidModel):
             if params.gradient == "exact":

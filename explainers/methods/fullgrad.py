@@ -126,9 +126,8 @@ def fullgrad(
     extras report the number of bias terms and, when the model outputs logits, the gap. Passes:
     1 F + 1 B per target.
     """
-    classifier = model.classifier
-    terms = bias_terms(classifier.simplified_model().graph, classifier.signature.input_name,
-                       classifier.signature.output_name)
+    terms = bias_terms(model.introspection.simplified_model().graph, model.signature.input_name,
+                       model.signature.output_name)
     targets = objective.num_targets
     yield Planned(forward=targets, backward=targets)
     (batch,) = model.gradients(1, lambda start, stop: image[None], objective, layers=[t.layer for t in terms])
@@ -146,7 +145,7 @@ def fullgrad(
     for maps in by_size.values():
         heatmaps += upsampled(maps, image.shape[1:])
     extras = {"bias_terms": float(len(terms))}
-    if not classifier.outputs_are_probabilities:
+    if not model.outputs_are_probabilities:
         gaps = total - batch.scores[0]
         extras["completeness_gap"] = float(gaps[np.argmax(np.abs(gaps))])
     yield Explanation(heatmaps=heatmaps.astype(np.float32), scores=batch.scores[0], forward=model.context.forward,

@@ -39,7 +39,7 @@ def guided_grad_cam(model: Evaluator, image: NDArray[np.float32], objective: Obj
     the guided input gradient (guided rules would also change the layer gradient where a ReLU
     lies between the layer and the scores).
     """
-    layer = resolve_layer(model.classifier, params.layer)
+    layer = resolve_layer(model.introspection, params.layer)
     targets = objective.num_targets
     yield Planned(forward=2 * targets, backward=2 * targets)
     maps, scores = gradient_cam_maps(model, image, objective, layer, grad_cam_weights)

@@ -89,7 +89,7 @@ def attribute(
 
     sums: dict[int, NDArray[np.float64]] = {}
     fixed = attribution.reference(make_inputs(0, 1))[0] if attribution.reference_pass else None
-    for batch in model.gradients(count * m, images, objective, rules=attribution.rules, reference=fixed):
+    for batch in model.gradients(count * m, images, objective, rules=attribution.rules, baseline=fixed):
         rows = np.arange(batch.start, batch.stop)
         owner, nodes = rows // m, rows % m
         if m == 1:  # one node per input: nothing to accumulate
@@ -122,7 +122,7 @@ def forward_scores_differentiated(model: Evaluator, objective: Objective) -> boo
     """Whether plain forwards give the objective on the scores the gradient graph differentiates.
     Not so when the evaluator cuts a final Softmax/Sigmoid to differentiate the logits (it does
     unless the objective asks for probabilities): then only its reference pass measures them."""
-    return objective.space == "probability" or model.classifier.signature.output_producer not in ("Softmax", "Sigmoid")
+    return objective.space == "probability" or model.signature.output_producer not in ("Softmax", "Sigmoid")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -172,7 +172,7 @@ def integrated_gradients(
         yield Progress(done=model.context.forward + model.context.backward, total=planned.total,
                        heatmaps=ig.reduce(attribution))
     if missing is None:
-        (batch,) = model.gradients(1, lambda a, b: image[None], objective, reference=reference)
+        (batch,) = model.gradients(1, lambda a, b: image[None], objective, baseline=reference)
         scores, delta = batch.scores[0], batch.score_delta[0].astype(np.float64)
     else:
         if missing:

@@ -33,4 +33,4 @@ class ReferenceParams(MethodParams):
     def reference(self, model: Evaluator, image: NDArray[np.float32], rng: np.random.Generator) -> NDArray[np.float32]:
         """x′ [C, H, W] for ``image`` [C, H, W] on ``model`` (whose preprocessing defines black)."""
         return path_baseline(image, self.baseline, rng=rng, tensor=self.baseline_tensor,
-                             black=model.classifier.black_image())
+                             black=model.black_image())

@@ -47,16 +47,15 @@ def score_cam(
         NotFound: ``params.layer`` is not a 4-D activation (the message lists those that are).
         FailedPrecondition: the model has no 4-D activation at all.
     """
-    classifier = model.classifier
-    layer = resolve_layer(classifier, params.layer)
-    channels, low_height, low_width = next(lay.shape for lay in classifier.layers() if lay.name == layer)
+    layer = resolve_layer(model.introspection, params.layer)
+    channels, low_height, low_width = next(lay.shape for lay in model.introspection.layers() if lay.name == layer)
     _, height, width = image.shape
     total = channels + 1
     yield Planned(forward=total)
 
-    exposed = classifier.layer_activations(image[None], [layer], context=model.context)
-    scores = objective(exposed[classifier.signature.output_name],
-                       outputs_are_probabilities=classifier.outputs_are_probabilities)[0]
+    exposed = model.layer_activations(image[None], [layer])
+    scores = objective(exposed[model.signature.output_name],
+                       outputs_are_probabilities=model.outputs_are_probabilities)[0]
     maps = exposed[layer][0].astype(np.float32)  # [K, h, w]
     yield Progress(done=1, total=total)
     # exactly constant channels are fed as zeros, whose upsampled copy is exactly 0 (→ an all-zero

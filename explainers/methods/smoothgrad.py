@@ -114,7 +114,7 @@ def smoothgrad(
     Passes: samples × the inner method's F+B per target (IG: × its ig_steps; DeepLIFT: + 1 F for
     x′), batched, + 1 forward for the scores f(x). Extras: ``sigma``.
     """
-    inner = params.attribution(model.classifier.black_image())
+    inner = params.attribution(model.black_image())
     sigma = params.noise_level * float(image.max() - image.min())
     seeds = rng.integers(0, 2**63 - 1, size=params.samples)
 

@@ -1,24 +1,42 @@
-"""The model adapter: the only package that imports onnxruntime."""
+"""The model adapter: the only package that imports onnxruntime.
 
-from .classifier import IMAGE, PLAIN, Chunk, GradientChunk, ModelInfo, OnnxClassifier, available_providers
+One job a module: :mod:`.classifier` loads and validates a model and says what it is;
+:mod:`.batch_repair` makes a fixed-batch export evaluate batches; :mod:`.introspect` answers graph
+questions by running the model; :mod:`.variants` builds the graph variants; :mod:`.session` keeps
+their compiled sessions in one bounded pool; :mod:`.loop` is the one batched evaluation loop;
+:mod:`.evaluator` is the methods' handle, bound to one request; :mod:`.preprocessing` turns images
+and client tensors into model input.
+"""
+
+from .classifier import ModelInfo, OnnxClassifier, available_providers
 from .config import ModelConfig, Preprocessing
-from .evaluator import Evaluator, GradientBatch
-from .preprocessing import Geometry, black_image, decode_image, preprocess, to_rgb_array
+from .evaluator import Evaluator, GradientBatch, layer_gradient
+from .introspect import Introspection
+from .loop import IMAGE, Chunk
+from .preprocessing import Geometry, ModelInput, black_image, canonical_tensor, decode_image, preprocess, to_rgb_array
+from .session import PoolStats, SessionPool
+from .variants import PLAIN_VARIANT, Variant
 
 __all__ = [
     "IMAGE",
-    "PLAIN",
+    "PLAIN_VARIANT",
     "Chunk",
-    "GradientChunk",
     "Evaluator",
     "GradientBatch",
     "Geometry",
+    "Introspection",
     "ModelConfig",
     "ModelInfo",
+    "ModelInput",
     "OnnxClassifier",
+    "PoolStats",
     "Preprocessing",
+    "SessionPool",
+    "Variant",
     "available_providers",
+    "canonical_tensor",
     "decode_image",
+    "layer_gradient",
     "preprocess",
     "black_image",
     "to_rgb_array",

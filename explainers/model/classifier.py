@@ -1,18 +1,16 @@
-"""OnnxClassifier: the only module that talks to onnxruntime.
+"""OnnxClassifier: load a model, validate it, read its signature, and answer what it is.
 
-It loads and validates a model, answers what the methods ask (input size, layout, output kind,
-labels), owns one cached onnxruntime session per graph variant, and runs **the** batched
-evaluation loop of the project (:meth:`OnnxClassifier.run`): chunking to ``max_batch``, the short
-last chunk, evaluation counting, and cancellation between chunks.
+Loading checks the graph, finds the image input and class-score output, repairs a fixed batch
+(:mod:`.batch_repair`) and runs a probe batch to learn (and check) the output's real shape. The
+loaded classifier holds the one :class:`~.session.SessionPool` of its compiled graph variants and
+evaluates through **the** batched loop (:mod:`.loop`); graph questions go to its
+:class:`~.introspect.Introspection`. Methods reach it only through an :class:`~.evaluator.Evaluator`.
 """
 
 from __future__ import annotations
 
-import tempfile
-import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,25 +19,19 @@ import onnxruntime as ort
 from google.protobuf.message import DecodeError
 from numpy.typing import NDArray
 
-from ..autodiff import CLASS_WEIGHTS, INPUT_GRAD, REFERENCE_INPUT, GradientModel, build_gradient_model
+from ..autodiff import GradientModel
 from ..context import RunContext
-from ..errors import InvalidArgument, InvalidModel, NotFound
-from ..graph.dynamic_batch import make_batch_dynamic
-from ..graph.expose import expose_outputs
-from ..graph.layers import Layer, candidate_layers, default_cam_layer
-from ..graph.perturbation import SOURCE_BASELINE, SOURCE_IMAGE, MaskSource, prefixed_model
+from ..errors import InvalidModel
+from ..graph.layers import Layer
+from .batch_repair import with_working_batch
 from .config import ModelConfig
-from .preprocessing import DEFAULT_MAX_PIXELS, Geometry, black_image, decode_image, preprocess
+from .introspect import Introspection
+from .loop import IMAGE, Chunk, evaluate_in_chunks
+from .preprocessing import DEFAULT_MAX_PIXELS, Geometry, ModelInput, black_image, decode_image, preprocess
+from .session import Compiled, SessionPool
 from .signature import Signature, read_signature
+from .variants import PLAIN_VARIANT, Variant, build_variant
 
-IMAGE = "image"
-"""Key of the image batch in a feed: canonical [n, C, H, W] float32, converted by the loop."""
-
-PLAIN = "plain"
-REFERENCE_IMAGE = "reference_image"
-"""Graph input of a reference-pass gradient graph: the reference x′ [1, model layout], fed once per request."""
-SCORE_DELTA = "score_delta"
-"""Output of a reference-pass gradient graph: score(x) − score(x′) [n, classes] of the differentiated scores."""
 _NUMPY_DTYPES = {"FP32": np.float32, "FP16": np.float16, "FP64": np.float64, "UINT8": np.uint8}
 _PROBE_SEED = 20241126
 
@@ -69,43 +61,14 @@ class ModelInfo:
     config: ModelConfig
 
 
-@dataclass(frozen=True)
-class GradientChunk:
-    """Samples ``[start, stop)`` through a gradient graph.
-
-    ``scores`` [n, classes] (the model's class-score output), ``input_grad`` [n, C, H, W] in the
-    canonical layout, ``layers`` maps each requested layer to (activation, gradient), both in the
-    layer's own shape. ``score_delta`` [n, classes]: with a reference x′, the differentiated
-    scores (the logits of a Softmax model) at x minus those at x′.
-    """
-
-    start: int
-    stop: int
-    scores: NDArray[np.float32]
-    input_grad: NDArray[np.float32]
-    layers: dict[str, tuple[NDArray[np.float32], NDArray[np.float32]]]
-    score_delta: NDArray[np.float32] | None = None
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """One evaluated chunk of a :meth:`OnnxClassifier.run`: samples ``[start, stop)``."""
-
-    start: int
-    stop: int
-    outputs: dict[str, NDArray]
-
-
-def _prefix_inputs(image: NDArray, baseline: NDArray, per_request: Mapping[str, NDArray] | None) -> dict[str, NDArray]:
-    """The per-request inputs of a perturbation prefix: image and baseline [1, C, H, W], plus extras."""
-    return {SOURCE_IMAGE: image[None].astype(np.float32), SOURCE_BASELINE: baseline[None].astype(np.float32),
-            **(per_request or {})}
-
-
 def available_providers() -> list[str]:
     """CUDA first when onnxruntime offers it, CPU always."""
     offered = ort.get_available_providers()
     return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in offered]
+
+
+def _dims(shape: Sequence[int | None]) -> str:
+    return "[" + ", ".join("N" if d is None else str(d) for d in shape) + "]"
 
 
 class OnnxClassifier:
@@ -113,13 +76,14 @@ class OnnxClassifier:
 
     Args:
         model: the ONNX model.
-        config: labels, preprocessing and overrides; defaults detect everything.
+        config: labels, preprocessing, overrides and the session cache bound; defaults detect everything.
         name: how the model is called in messages.
         providers: onnxruntime execution providers in order of preference.
         threads: intra-op threads per session (0 = onnxruntime's default).
 
     Raises:
-        InvalidModel: the graph is invalid, is not an image classifier, or onnxruntime refuses it.
+        InvalidModel: the graph is invalid, is not an image classifier, onnxruntime refuses it, or
+            its class-score output is not [batch, classes] when it runs (whatever it declares).
     """
 
     def __init__(
@@ -135,12 +99,6 @@ class OnnxClassifier:
         self.name = name
         self._providers = list(providers) if providers else available_providers()
         self._threads = threads
-        self._sessions: dict[str, ort.InferenceSession] = {}
-        self._gradients: dict[tuple, GradientModel] = {}
-        self._shapes: dict[str, tuple] | None = None
-        self._simplified: onnx.ModelProto | None = None
-        self._layers: list[Layer] | None = None
-        self._lock = threading.Lock()
         if not model.graph.node:
             raise InvalidModel("not an ONNX model: the graph has no nodes")
         try:
@@ -148,10 +106,15 @@ class OnnxClassifier:
         except (onnx.checker.ValidationError, ValueError) as exc:
             raise InvalidModel(f"invalid ONNX graph: {str(exc).strip().splitlines()[0]}") from exc
         self.signature: Signature = read_signature(model, layout=self.config.layout, output=self.config.output)
-        self._dtype = _NUMPY_DTYPES[self.signature.input_datatype]
-        self.channels, self.height, self.width = self._input_size()
-        self.model, self.batch_mode = self._with_working_batch(model)
-        self._plain = self.session(PLAIN, lambda: self.model)
+        self.model_input = ModelInput(self.signature.layout, _NUMPY_DTYPES[self.signature.input_datatype],
+                                      *self._input_size())
+        self.channels, self.height, self.width = self.model_input.shape
+        self.model, self.batch_mode = with_working_batch(
+            model, input_name=self.signature.input_name, declared_batch=self.signature.input_shape[0],
+            probe=self._probe_batch(2), open_session=self._open_session, output=self._output)
+        self.sessions = SessionPool(self._build, self._open_session, max_bytes=self.config.max_cache_bytes,
+                                    pinned=[PLAIN_VARIANT])
+        self._plain = self.sessions.get(PLAIN_VARIANT).session
         probe_outputs = self._run_plain(self._probe_batch(self.max_batch if self.max_batch < 2 else 2))
         self.num_classes = int(probe_outputs.shape[1])
         self.output_kind = self.config.output_kind or self._detect_output_kind(probe_outputs)
@@ -162,6 +125,10 @@ class OnnxClassifier:
                 field="config.labels",
             )
         self.labels = labels
+        self.introspection = Introspection(
+            self.model, signature=self.signature, num_classes=self.num_classes, probe=self._probe_batch,
+            open_session=self._open_session, per_sample=self.batch_mode == "per_sample",
+            cam_layer=self.config.cam_layer)
 
     # ---------------------------------------------------------------- construction
     @classmethod
@@ -190,7 +157,7 @@ class OnnxClassifier:
             )
         return int(c), int(h), int(w)
 
-    def _new_session(self, model: onnx.ModelProto) -> ort.InferenceSession:
+    def _open_session(self, model: onnx.ModelProto) -> ort.InferenceSession:
         options = ort.SessionOptions()
         options.intra_op_num_threads = self._threads
         options.inter_op_num_threads = 1
@@ -202,41 +169,35 @@ class OnnxClassifier:
         except Exception as exc:  # onnxruntime raises several unrelated types
             raise InvalidModel(f"onnxruntime cannot load it: {str(exc).strip().splitlines()[0]}") from exc
 
-    def _with_working_batch(self, model: onnx.ModelProto) -> tuple[onnx.ModelProto, str]:
-        """Return a model that accepts a batch of 2 correctly, and how it was obtained."""
-        declared_fixed = self.signature.input_shape[0] == 1
-        attempts: list[tuple[str, Callable[[], onnx.ModelProto]]] = []
-        if not declared_fixed:
-            attempts.append(("dynamic", lambda: model))
-        attempts.append(("rewritten", lambda: make_batch_dynamic(model)))
-        attempts.append(("rewritten", lambda: make_batch_dynamic(model, fix_reshapes=True)))
-        probe = self._probe_batch(2)
-        for mode, build in attempts:
-            candidate = build()
-            try:
-                session = self._new_session(candidate)
-                together = self._output(session.run(None, {self.signature.input_name: probe}))
-                apart = np.concatenate(
-                    [self._output(session.run(None, {self.signature.input_name: probe[i : i + 1]})) for i in range(2)]
-                )
-            except InvalidModel:
-                if mode == "dynamic":
-                    raise
-                continue
-            except Exception:  # a batch of 2 failed to run: this rewrite does not work
-                continue
-            if together.shape == apart.shape and np.allclose(together, apart, rtol=1e-3, atol=1e-4):
-                return candidate, mode
-        self._new_session(model)  # raises InvalidModel if even batch 1 cannot load
-        return model, "per_sample"
+    def _build(self, variant: Variant) -> tuple[onnx.ModelProto, GradientModel | None]:
+        if variant == PLAIN_VARIANT:  # needed before the introspection exists
+            return self.model, None
+        return build_variant(variant, self.introspection, self.model_input)
 
     def _probe_batch(self, n: int) -> NDArray:
         rng = np.random.default_rng(_PROBE_SEED)
         shape = (n, self.channels, self.height, self.width)
-        return self._to_model_layout(rng.standard_normal(shape).astype(np.float32))
+        return self.model_input.to_model_layout(rng.standard_normal(shape).astype(np.float32))
 
     def _output(self, outputs: list[NDArray]) -> NDArray:
         return np.asarray(outputs[self.signature.output_index])
+
+    def _run_plain(self, batch: NDArray) -> NDArray:
+        """The class scores of a batch in the model's layout, checked to be [n, classes] as declared.
+
+        Raises:
+            InvalidModel: the output's real shape is not [n, classes], or not the declared one.
+        """
+        scores = self._output(self._plain.run(None, {self.signature.input_name: batch}))
+        declared, n = self.signature.output_shape, len(batch)
+        # the batch dimension is the probe's (a repaired fixed batch still declares 1)
+        agrees = len(declared) == scores.ndim and all(d in (None, r) for d, r in zip(declared[1:], scores.shape[1:]))
+        if scores.ndim != 2 or scores.shape[0] != n or not agrees:
+            raise InvalidModel(
+                f"output {self.signature.output_name!r} is declared {_dims(declared)} but the model produces "
+                f"{_dims(scores.shape)} for a batch of {n}; allowed: [batch, classes] as declared"
+            )
+        return scores
 
     def _detect_output_kind(self, outputs: NDArray) -> str:
         if self.signature.output_producer in ("Softmax", "Sigmoid"):
@@ -246,14 +207,14 @@ class OnnxClassifier:
             return "probabilities"
         return "logits"
 
-    # ---------------------------------------------------------------- sessions
-    def session(self, variant: str, build: Callable[[], onnx.ModelProto]) -> ort.InferenceSession:
-        """The shared session of a graph variant, built once with ``build`` and cached."""
-        with self._lock:
-            session = self._sessions.get(variant)
-            if session is None:
-                session = self._sessions[variant] = self._new_session(build())
-            return session
+    # ---------------------------------------------------------------- what it is
+    def compiled(self, variant: Variant) -> Compiled:
+        """The compiled graph ``variant`` from the session pool (built on first use).
+
+        Raises:
+            GradientError: a gradient variant needs an op without a gradient rule.
+        """
+        return self.sessions.get(variant)
 
     @property
     def providers(self) -> tuple[str, ...]:
@@ -262,10 +223,6 @@ class OnnxClassifier:
     @property
     def max_batch(self) -> int:
         return 1 if self.batch_mode == "per_sample" else self.config.max_batch
-
-    def black_image(self) -> NDArray[np.float32]:
-        """The all-black image as this model sees it (its preprocessing applied): canonical [C, H, W]."""
-        return black_image(self.config.preprocessing, (self.channels, self.height, self.width))
 
     @property
     def gradient_max_batch(self) -> int:
@@ -277,6 +234,19 @@ class OnnxClassifier:
     @property
     def outputs_are_probabilities(self) -> bool:
         return self.output_kind == "probabilities"
+
+    def black_image(self) -> NDArray[np.float32]:
+        """The all-black image as this model sees it (its preprocessing applied): canonical [C, H, W]."""
+        return black_image(self.config.preprocessing, self.model_input.shape)
+
+    def layers(self) -> list[Layer]:
+        """Candidate layers for CAM methods (see :meth:`Introspection.layers`)."""
+        return self.introspection.layers()
+
+    @property
+    def cam_layer(self) -> str | None:
+        """The configured CAM layer, else the last 4-D activation before global pooling."""
+        return self.introspection.cam_layer
 
     @property
     def info(self) -> ModelInfo:
@@ -300,251 +270,6 @@ class OnnxClassifier:
             config=self.config,
         )
 
-    # ---------------------------------------------------------------- layers and gradients
-    def tensor_shapes(self) -> dict[str, tuple]:
-        """Shapes of every intermediate tensor, probed by running the model at batch 1 and 2
-        (static inference loses dims in real exports); the batch dimension is ``"batch"``."""
-        with self._lock:
-            if self._shapes is None:
-                self._shapes = self._probe_shapes()
-            return self._shapes
-
-    def _probe_shapes(self) -> dict[str, tuple]:
-        probe_model = onnx.ModelProto()
-        probe_model.CopyFrom(self.model)
-        existing = {o.name for o in probe_model.graph.output}
-        names = [o for node in probe_model.graph.node for o in node.output if o and o not in existing]
-        probe_model.graph.output.extend(onnx.helper.ValueInfoProto(name=name) for name in names)
-        session = self._new_session(probe_model)
-        all_names = [o.name for o in session.get_outputs()]
-        runs = [session.run(all_names, {self.signature.input_name: self._probe_batch(n)}) for n in ((1,) if self.batch_mode == "per_sample" else (1, 2))]
-        shapes = {}
-        for index, name in enumerate(all_names):
-            first = np.shape(runs[0][index])
-            other = np.shape(runs[-1][index])
-            shapes[name] = tuple("batch" if a != b else int(a) for a, b in zip(first, other)) if len(first) == len(other) else first
-        return shapes
-
-    def layers(self) -> list[Layer]:
-        """Candidate layers for CAM methods: 4-D activations with their per-sample shapes (cached)."""
-        shapes = self.tensor_shapes()
-        with self._lock:
-            if self._layers is None:
-                self._layers = candidate_layers(self.model, shapes, self.signature.input_name)
-            return list(self._layers)
-
-    @property
-    def cam_layer(self) -> str | None:
-        """The configured CAM layer, else the last 4-D activation before global pooling."""
-        return self.config.cam_layer or default_cam_layer(self.model, self.layers())
-
-    def check_layer(self, name: str, field: str = "params.layer") -> str:
-        names = {layer.name for layer in self.layers()}
-        if name not in names:
-            raise NotFound("layer", name, names)
-        return name
-
-    def simplified_model(self) -> onnx.ModelProto:
-        """The model after onnxruntime's *basic* graph optimisations, which are semantics-preserving
-        and emit standard ops: constant folding, Identity/Dropout elimination, Pad and BatchNorm
-        folded into Conv. Gradient graphs start from it: fewer nodes to differentiate, static
-        shapes, and no backward pass through work the forward had folded away. Falls back to the
-        model itself if the result uses any non-standard op."""
-        with self._lock:
-            if self._simplified is not None:
-                return self._simplified
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-        options.log_severity_level = 4
-        with tempfile.TemporaryDirectory() as folder:
-            options.optimized_model_filepath = str(Path(folder) / "simplified.onnx")
-            try:
-                ort.InferenceSession(self.model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-                simplified = onnx.load(options.optimized_model_filepath)
-                onnx.checker.check_model(simplified)
-            except Exception:  # an optimisation only: keep the original
-                simplified = self.model
-        if any(node.domain not in ("", "ai.onnx") for node in simplified.graph.node):
-            simplified = self.model
-        with self._lock:
-            self._simplified = simplified
-        return simplified
-
-    def gradient_model(self, *, layers: Sequence[str] = (), rules: str = "vanilla",
-                       cut_final_activation: bool = True, reference_pass: bool = False) -> tuple[str, GradientModel]:
-        """The gradient graph for (layers, rules), built once and compiled once: (variant key, graph).
-
-        With ``reference_pass`` the forward also runs on a reference x′ (rules read its tensors, e.g.
-        DeepLIFT's): fed as :data:`REFERENCE_IMAGE` [1, ...], and :data:`SCORE_DELTA` is an output.
-
-        Raises:
-            GradientError: the model has an op without a gradient rule (named in the message).
-        """
-        key = (tuple(layers), rules, cut_final_activation) + (("reference",) if reference_pass else ())
-        with self._lock:
-            built = self._gradients.get(key)
-        if built is None:
-            shape = (None, self.channels, self.height, self.width) if self.signature.layout == "NCHW" else (
-                None, self.height, self.width, self.channels)
-            simplified = self.simplified_model()
-            present = {name for node in simplified.graph.node for name in node.output}
-            base = simplified if all(layer in present for layer in layers) else self.model
-            built = build_gradient_model(
-                base, input_name=self.signature.input_name, output_name=self.signature.output_name,
-                layers=layers, rules=rules, cut_final_activation=cut_final_activation, input_shape=shape,
-                shape_hints=self.tensor_shapes(), reference_pass=reference_pass,
-            )
-            if reference_pass:
-                built = _reference_fed_once(built)
-            with self._lock:
-                built = self._gradients.setdefault(key, built)
-        variant = f"gradient:{rules}:{int(cut_final_activation)}:{'|'.join(layers)}{':reference' if reference_pass else ''}"
-        self.session(variant, lambda: built.model)
-        return variant, built
-
-    def gradients(
-        self,
-        count: int,
-        make_batch: Callable[[int, int], tuple[NDArray[np.float32], NDArray[np.float32]]],
-        *,
-        context: RunContext,
-        layers: Sequence[str] = (),
-        rules: str = "vanilla",
-        cut_final_activation: bool = True,
-        max_batch: int | None = None,
-        reference: NDArray[np.float32] | None = None,
-    ) -> Iterator[GradientChunk]:
-        """Forward + backward through the gradient graph, in the same batched loop as :meth:`run`.
-
-        ``make_batch(start, stop)`` returns canonical images [n, C, H, W] and class weights
-        [n, classes] (the seed: one-hot for one class, e_P − e_Q for a contrast), in chunks of
-        ``max_batch`` (default :attr:`gradient_max_batch`). Each sample is charged one forward and
-        one backward evaluation. With a ``reference`` x′ (canonical
-        [C, H, W], the same for every sample: fed once) the graph has a reference pass (see
-        :meth:`gradient_model`), each sample is charged a second forward (its x′ twin), and chunks
-        carry ``score_delta``.
-        """
-        variant, graph = self.gradient_model(layers=layers, rules=rules, cut_final_activation=cut_final_activation,
-                                             reference_pass=reference is not None)
-        layer_names = [name for layer in layers for name in graph.layers[layer]]
-        outputs = [graph.score_output, graph.input_grad, *layer_names]
-        static = None
-        if reference is not None:
-            outputs.append(SCORE_DELTA)
-            static = {REFERENCE_IMAGE: self._to_model_layout(np.asarray(reference, np.float32)[None])}
-
-        def feed(start: int, stop: int) -> dict[str, NDArray]:
-            images, weights = make_batch(start, stop)
-            return {IMAGE: images, CLASS_WEIGHTS: np.ascontiguousarray(weights, dtype=np.float32)}
-
-        for chunk in self.run(count, feed, context=context, variant=variant, outputs=outputs, backward=True,
-                              max_batch=max_batch or self.gradient_max_batch, static=static,
-                              forwards=1 if reference is None else 2):
-            grad = chunk.outputs[INPUT_GRAD]
-            if self.signature.layout == "NHWC":
-                grad = grad.transpose(0, 3, 1, 2)
-            yield GradientChunk(
-                chunk.start, chunk.stop, chunk.outputs[graph.score_output],
-                np.ascontiguousarray(grad, dtype=np.float32),
-                {layer: (chunk.outputs[graph.layers[layer][0]], chunk.outputs[graph.layers[layer][1]]) for layer in layers},
-                chunk.outputs.get(SCORE_DELTA),
-            )
-
-    # ---------------------------------------------------------------- perturbation prefixes
-    def perturbation_variant(self, source: MaskSource) -> str:
-        """Compile (once) the classifier behind the perturbation prefix ``source``; its variant key."""
-        variant = f"perturbation:{source.name}"
-        input_type = onnx.helper.np_dtype_to_tensor_dtype(np.dtype(self._dtype))
-        self.session(variant, lambda: prefixed_model(self.model, self.signature.input_name,
-                                                     layout=self.signature.layout, input_type=input_type,
-                                                     source=source))
-        return variant
-
-    def perturbed(
-        self,
-        count: int,
-        make_masks: Callable[[int, int], Mapping[str, NDArray]],
-        *,
-        source: MaskSource,
-        image: NDArray[np.float32],
-        baseline: NDArray[np.float32],
-        context: RunContext,
-        per_request: Mapping[str, NDArray] | None = None,
-        max_batch: int | None = None,
-    ) -> Iterator[Chunk]:
-        """Evaluate ``count`` perturbations of ``image`` [C, H, W] built in the graph.
-
-        ``make_masks(start, stop)`` returns ``source``'s per-sample inputs; ``per_request`` its
-        per-request ones (e.g. the superpixel map). Sample i is ``m_i ⊙ image + (1 − m_i) ⊙ baseline``.
-        """
-        variant = self.perturbation_variant(source)
-        static = _prefix_inputs(image, baseline, per_request)
-        yield from self.run(count, make_masks, context=context, variant=variant, static=static, max_batch=max_batch)
-
-    def perturbation_gradients(
-        self,
-        count: int,
-        make_batch: Callable[[int, int], Mapping[str, NDArray]],
-        *,
-        source: MaskSource,
-        wrt: str,
-        image: NDArray[np.float32],
-        baseline: NDArray[np.float32],
-        context: RunContext,
-        per_request: Mapping[str, NDArray] | None = None,
-        max_batch: int | None = None,
-    ) -> Iterator[Chunk]:
-        """Forward + backward through (perturbation prefix ∘ classifier), differentiated with respect
-        to the prefix input ``wrt`` (e.g. ``low_masks``): exact mask gradients for extremal
-        perturbation. ``make_batch`` returns the prefix inputs and ``class_weights`` [n, classes].
-        Chunks hold the class scores and ``input_grad`` (shaped like ``wrt``).
-
-        Raises:
-            GradientError: an op of the classifier has no gradient rule.
-        """
-        variant = f"perturbation-gradient:{source.name}:{wrt}"
-        with self._lock:
-            built = self._gradients.get(("perturbation", source.name, wrt))
-        if built is None:
-            input_type = onnx.helper.np_dtype_to_tensor_dtype(np.dtype(self._dtype))
-            prefixed = prefixed_model(self.simplified_model(), self.signature.input_name,
-                                      layout=self.signature.layout, input_type=input_type, source=source)
-            built = build_gradient_model(prefixed, input_name=wrt, output_name=self.signature.output_name,
-                                         shape_hints=self.tensor_shapes())
-            with self._lock:
-                built = self._gradients.setdefault(("perturbation", source.name, wrt), built)
-        self.session(variant, lambda: built.model)
-        static = _prefix_inputs(image, baseline, per_request)
-        yield from self.run(count, make_batch, context=context, variant=variant, static=static, backward=True,
-                            outputs=[built.score_output, built.input_grad],
-                            max_batch=max_batch or self.gradient_max_batch)
-
-    def layer_activations(
-        self, images: NDArray[np.float32], layers: Sequence[str], *, context: RunContext
-    ) -> dict[str, NDArray[np.float32]]:
-        """Forward only, returning the activations of ``layers`` (and the class scores under the
-        output's name) for canonical images [n, C, H, W]."""
-        for layer in layers:
-            self.check_layer(layer)
-        variant = f"layers:{'|'.join(layers)}"
-        self.session(variant, lambda: expose_outputs(self.model, layers))
-        names = [self.signature.output_name, *layers]
-        results: dict[str, list[NDArray]] = {name: [] for name in names}
-        for chunk in self.run(len(images), lambda a, b: {IMAGE: images[a:b]}, context=context, variant=variant,
-                              outputs=names):
-            for name in names:
-                results[name].append(chunk.outputs[name])
-        return {name: np.concatenate(parts) for name, parts in results.items()}
-
-    # ---------------------------------------------------------------- tensors
-    def _to_model_layout(self, images: NDArray) -> NDArray:
-        """Canonical [n, C, H, W] float32 → the model's layout and input dtype."""
-        if self.signature.layout == "NHWC":
-            images = images.transpose(0, 2, 3, 1)
-        if self._dtype == np.uint8:
-            images = np.clip(np.rint(images), 0, 255)
-        return np.ascontiguousarray(images, dtype=self._dtype)
-
     def preprocess(self, photo: bytes | str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS
                    ) -> tuple[NDArray[np.float32], Geometry]:
         """A photo (encoded PNG/JPEG bytes or a file path) → (canonical tensor [C, H, W], :class:`Geometry`),
@@ -554,127 +279,38 @@ class OnnxClassifier:
         return preprocess(decoded, self.config.preprocessing, size=(self.height, self.width), channels=self.channels,
                           max_pixels=max_pixels)
 
-    def canonical_tensor(self, tensor: NDArray, *, field: str = "image.tensor") -> NDArray[np.float32]:
-        """Check a client's preprocessed tensor ([1,]·model layout) and return it as [C, H, W] float32."""
-        expected = (
-            (self.channels, self.height, self.width)
-            if self.signature.layout == "NCHW"
-            else (self.height, self.width, self.channels)
-        )
-        if tensor.dtype != self._dtype:
-            raise InvalidArgument(
-                field, f"datatype {tensor.dtype.name} does not match the model input; allowed: {np.dtype(self._dtype).name}"
-            )
-        shape = tensor.shape[1:] if tensor.ndim == 4 and tensor.shape[0] == 1 else tensor.shape
-        if tuple(shape) != expected:
-            allowed = " or ".join(str(list(s)) for s in (expected, (1, *expected)))
-            raise InvalidArgument(field, f"shape {list(tensor.shape)} does not match the model input; allowed: {allowed}")
-        image = np.asarray(tensor.reshape(expected), np.float32)
-        if self.signature.layout == "NHWC":
-            image = image.transpose(2, 0, 1)
-        if not np.all(np.isfinite(image)):
-            raise InvalidArgument(field, "contains NaN or infinite values")
-        return np.ascontiguousarray(image)
-
     # ---------------------------------------------------------------- evaluation
-    def _run_plain(self, batch: NDArray) -> NDArray:
-        return self._output(self._plain.run(None, {self.signature.input_name: batch}))
-
     def run(
         self,
         count: int,
         make_batch: Callable[[int, int], Mapping[str, NDArray]],
         *,
         context: RunContext,
-        variant: str = PLAIN,
+        variant: Variant = PLAIN_VARIANT,
         outputs: Sequence[str] | None = None,
         backward: bool = False,
         max_batch: int | None = None,
         static: Mapping[str, NDArray] | None = None,
         forwards: int = 1,
     ) -> Iterator[Chunk]:
-        """The project's one batched evaluation loop.
-
-        Evaluates ``count`` samples in chunks of at most ``max_batch`` (the short last chunk as
-        is). ``make_batch(start, stop)`` builds the feed for samples ``[start, stop)``; its
-        :data:`IMAGE` entry is canonical [n, C, H, W] float32 and is converted to the model's
-        layout and dtype here, other entries are fed as they are. The next chunk's feed is built
-        on a helper thread while onnxruntime runs the current one. Each chunk is charged to
-        ``context`` (``forwards`` forward evaluations per sample, and a backward one when
-        ``backward``) and cancellation is checked before it runs; a cancelled context also
-        terminates the run in flight.
-
-        ``static`` inputs are the same for every chunk (a perturbation prefix's image and
-        baseline): on CUDA they are copied to the device once and bound, so each chunk moves only
-        what ``make_batch`` returns; its bytes are counted in ``context.bytes_fed``.
+        """Evaluate ``count`` samples through the compiled ``variant`` in the one batched loop
+        (:func:`~.loop.evaluate_in_chunks`, which documents ``make_batch``, ``static``,
+        ``backward`` and ``forwards``), in chunks of ``max_batch`` (default :attr:`max_batch`;
+        one sample at a time for a per-sample model).
 
         Yields:
-            :class:`Chunk` with the requested outputs (default: the class-score output).
+            :class:`Chunk` with the ``outputs`` named (default: the class-score output).
 
         Raises:
             Cancelled: the context was cancelled. ResourceExhausted: over the evaluation budget.
+            GradientError: a gradient variant needs an op without a gradient rule.
         """
-        if count <= 0:
-            return
-        session = self._plain if variant == PLAIN else self._sessions[variant]
-        names = list(outputs) if outputs else [self.signature.output_name]
-        step = 1 if self.batch_mode == "per_sample" else max(1, max_batch or self.max_batch)
-        bounds = [(start, min(start + step, count)) for start in range(0, count, step)]
-        bound = self._bind_static(session, static)
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="feed") as prefetcher:
-            pending = prefetcher.submit(self._feed, make_batch, *bounds[0])
-            for index, (start, stop) in enumerate(bounds):
-                context.check()
-                feed = pending.result()
-                if index + 1 < len(bounds):
-                    pending = prefetcher.submit(self._feed, make_batch, *bounds[index + 1])
-                context.charge(forward=forwards * (stop - start), backward=(stop - start) if backward else 0)
-                context.bytes_fed += sum(value.nbytes for value in feed.values())
-                results = self._run_once(session, names, feed, context, bound)
-                yield Chunk(start, stop, dict(zip(names, results)))
-
-    def _bind_static(self, session: ort.InferenceSession, static: Mapping[str, NDArray] | None):
-        """Static inputs as a feed (CPU: the arrays themselves) or device-resident OrtValues (CUDA)."""
-        if not static:
-            return None
-        if session.get_providers()[0] != "CUDAExecutionProvider":
-            return {name: np.ascontiguousarray(value) for name, value in static.items()}
-        return {name: ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(value), "cuda", 0)
-                for name, value in static.items()}
-
-    def _feed(self, make_batch: Callable[[int, int], Mapping[str, NDArray]], start: int, stop: int) -> dict[str, NDArray]:
-        feed = dict(make_batch(start, stop))
-        if IMAGE in feed:
-            feed[self.signature.input_name] = self._to_model_layout(feed.pop(IMAGE))
-        return feed
-
-    @staticmethod
-    def _run_once(session: ort.InferenceSession, names: list[str], feed: dict, context: RunContext,
-                  bound: dict | None = None) -> list[NDArray]:
-        options = ort.RunOptions()
-
-        def terminate() -> None:
-            options.terminate = True
-
-        context.add_terminator(terminate)
-        try:
-            if bound and isinstance(next(iter(bound.values())), ort.OrtValue):
-                binding = session.io_binding()
-                for name, value in bound.items():
-                    binding.bind_ortvalue_input(name, value)
-                for name, value in feed.items():
-                    binding.bind_cpu_input(name, value)
-                for name in names:
-                    binding.bind_output(name, "cpu")
-                session.run_with_iobinding(binding, options)
-                return binding.copy_outputs_to_cpu()
-            return session.run(names, {**feed, **(bound or {})}, options)
-        except Exception as exc:
-            if context.cancelled:
-                raise context.stopped("while a batch was running") from exc
-            raise
-        finally:
-            context.remove_terminator(terminate)
+        session = self.compiled(variant).session  # held here: an eviction meanwhile cannot close it
+        yield from evaluate_in_chunks(
+            session, count, make_batch, model_input=self.model_input, input_name=self.signature.input_name,
+            outputs=list(outputs) if outputs else [self.signature.output_name],
+            batch=1 if self.batch_mode == "per_sample" else (max_batch or self.max_batch),
+            context=context, backward=backward, static=static, forwards=forwards)
 
     def predict(self, images: NDArray[np.float32], *, context: RunContext | None = None) -> NDArray[np.float32]:
         """Class scores of canonical images [n, C, H, W] → [n, classes] float32 (model's output kind)."""
@@ -683,58 +319,3 @@ class OnnxClassifier:
         for chunk in self.run(len(images), lambda a, b: {IMAGE: images[a:b]}, context=context):
             scores[chunk.start : chunk.stop] = chunk.outputs[self.signature.output_name]
         return scores
-
-
-def _reference_fed_once(built: GradientModel) -> GradientModel:
-    """Adapt a reference-pass gradient graph to one reference per request.
-
-    The builder's ``REFERENCE_INPUT`` is shaped like the image batch; here it becomes the in-graph
-    ``Expand`` of a new input :data:`REFERENCE_IMAGE` [1, ...] to the batch's shape (fed once,
-    bound on the device for CUDA). Output :data:`SCORE_DELTA` = score(x) − score(x′): the reference
-    twins of the forward path to the score that dead-code elimination dropped (no rule read them)
-    are recomputed, named as the builder names twins so that kept ones are reused.
-    """
-    model = onnx.ModelProto()
-    model.CopyFrom(built.model)
-    graph = model.graph
-    for value in graph.input:
-        if value.name == REFERENCE_INPUT:
-            value.name = REFERENCE_IMAGE
-            value.type.tensor_type.shape.dim[0].Clear()
-            value.type.tensor_type.shape.dim[0].dim_value = 1
-    shape = onnx.helper.make_node("Shape", [built.input_name], ["reference/batch_shape"], name="reference/shape")
-    expand = onnx.helper.make_node("Expand", [REFERENCE_IMAGE, "reference/batch_shape"], [REFERENCE_INPUT],
-                                   name="reference/expand")
-    produced = {name for node in graph.node for name in node.output if name}
-    producers = {name: node for node in graph.node for name in node.output if name}
-    needed, stack = {built.score_tensor}, [built.score_tensor]
-    while stack:
-        node = producers.get(stack.pop())
-        for name in node.input if node is not None else ():
-            if name and name not in needed:
-                needed.add(name)
-                stack.append(name)
-    twins, copies = {built.input_name: REFERENCE_INPUT}, []
-    for node in graph.node:
-        if not any(name in needed for name in node.output) or not any(name in twins for name in node.input):
-            continue
-        outputs = [f"{name}@reference" if name in needed else "" for name in node.output]
-        twins.update((name, twin) for name, twin in zip(node.output, outputs) if twin)
-        if all(twin in produced for twin in outputs if twin):
-            continue  # the builder kept this twin (a rule reads it)
-        while outputs and not outputs[-1]:
-            outputs.pop()
-        copy = onnx.helper.make_node(node.op_type, [twins.get(name, name) for name in node.input], outputs,
-                                     name=f"{node.name or node.output[0]}@reference_score", domain=node.domain)
-        copy.attribute.extend(node.attribute)
-        copies.append(copy)
-    delta = onnx.helper.make_node("Sub", [built.score_tensor, twins[built.score_tensor]], [SCORE_DELTA],
-                                  name="reference/score_delta")
-    nodes = [shape, expand, *graph.node, *copies, delta]
-    del graph.node[:]
-    graph.node.extend(nodes)
-    delta_info = graph.output.add()
-    delta_info.CopyFrom(next(value for value in graph.output if value.name == built.score_output))
-    delta_info.name = SCORE_DELTA  # shaped like the class scores
-    onnx.checker.check_model(model)
-    return replace(built, model=model)

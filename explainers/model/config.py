@@ -12,12 +12,19 @@ On disk it is ``models/<name>/config.json`` beside ``model.onnx`` (all keys opti
                         "scale": 1.0, "mean": [127, 127, 127], "std": [128, 128, 128]},
       "cam_layer": null,                     # default layer for CAM methods (tensor name)
       "max_batch": 32,                       # samples per onnxruntime run
-      "gradient_max_batch": null             # per gradient-graph run (forward + backward); max_batch when null
+      "gradient_max_batch": null,            # per gradient-graph run (forward + backward); max_batch when null
+      "max_cache_bytes": 268435456           # compiled graph variants kept per model (LRU beyond it)
     }
 
 A backward pass keeps every activation of its batch alive; on a CPU a smaller batch stays in cache,
 so gradient graphs often run fastest at a few samples per run (the bundled EfficientNet-Lite0: 4,
 against 16 for its forward passes; ``bench/run.py`` measures both).
+
+Each distinct graph a request needs (a gradient graph per rule set, the model behind each RISE
+grid or extremal mask step, each CAM layer exposed) is compiled once and kept while the model's
+compiled variants stay within ``max_cache_bytes`` (default 256 MiB, estimated as each graph's
+serialized size, a lower bound on its memory: see :mod:`explainers.model.session`); beyond it the
+least recently used are dropped and rebuilt when asked again.
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ from ..errors import InvalidArgument
 LAYOUTS = ("NCHW", "NHWC")
 OUTPUT_KINDS = ("logits", "probabilities")
 CHANNEL_ORDERS = ("RGB", "BGR")
+DEFAULT_MAX_CACHE_BYTES = 256 << 20  # ≈ 1 GB of onnxruntime memory: the estimate is 3–4× low
+"""256 MiB of compiled graph variants per model, about 13 variants of the bundled EfficientNet-Lite0 (~19 MB each)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,6 +91,7 @@ class ModelConfig:
     cam_layer: str | None = None
     max_batch: int = 32
     gradient_max_batch: int | None = None
+    max_cache_bytes: int = DEFAULT_MAX_CACHE_BYTES
 
     def __post_init__(self) -> None:
         if self.layout is not None and self.layout not in LAYOUTS:
@@ -93,6 +103,8 @@ class ModelConfig:
         limit = self.gradient_max_batch
         if limit is not None and not (isinstance(limit, int) and 1 <= limit <= 4096):
             raise InvalidArgument("config.gradient_max_batch", f"{limit!r}; allowed: [1, 4096] or null")
+        if not (isinstance(self.max_cache_bytes, int) and self.max_cache_bytes >= 0):
+            raise InvalidArgument("config.max_cache_bytes", f"{self.max_cache_bytes!r}; allowed: an integer >= 0")
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], *, base_dir: Path | None = None) -> ModelConfig:

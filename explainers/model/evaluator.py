@@ -1,7 +1,9 @@
 """The view of a classifier that methods get: bound to one request's :class:`RunContext`.
 
-Methods never batch, count or check cancellation themselves; they describe *what* to evaluate
-(a lazily built batch of images and an objective) and iterate over the results.
+The Evaluator is the methods' only handle to the model. Methods never batch, count or check
+cancellation themselves; they describe *what* to evaluate (a lazily built batch of images and an
+objective, or a graph variant's feed) and iterate over the results. Row-level operations yield
+:class:`~.loop.Chunk`; objective-level ones fold the targets of an :class:`Objective` in.
 """
 
 from __future__ import annotations
@@ -12,11 +14,22 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from ..autodiff import CLASS_WEIGHTS, INPUT_GRAD
 from ..context import RunContext
 from ..errors import FailedPrecondition
-from ..graph.perturbation import MaskSource
+from ..graph.baseline_pass import BASELINE_IMAGE, SCORE_DELTA
+from ..graph.perturbation import SOURCE_BASELINE, SOURCE_IMAGE, MaskSource
 from ..objectives import Objective
-from .classifier import IMAGE, OnnxClassifier
+from .classifier import OnnxClassifier
+from .introspect import Introspection
+from .loop import IMAGE, Chunk, concatenate
+from .signature import Signature
+from .variants import Variant
+
+
+def layer_gradient(layer: str) -> str:
+    """The key of ``layer``'s gradient in a gradient chunk (its activation is keyed ``layer``)."""
+    return f"{layer}:gradient"
 
 
 @dataclass(frozen=True)
@@ -25,7 +38,7 @@ class GradientBatch:
 
     ``scores`` [n, T] objective values (from the logits the gradients are taken of);
     ``input_grad`` [n, T, C, H, W]; ``layers`` maps a layer to (activation, gradient), both
-    [n, T, *layer shape]. ``score_delta`` [n, T], with a reference x′: the objective on the
+    [n, T, *layer shape]. ``score_delta`` [n, T], with a baseline x′: the objective on the
     differentiated scores at x minus at x′ (what DeepLIFT's attributions must sum to).
     """
 
@@ -37,22 +50,10 @@ class GradientBatch:
     score_delta: NDArray[np.float32] | None = None
 
 
-def _concat_rows(chunks: list) -> tuple[NDArray, NDArray, dict, NDArray | None]:
-    scores = np.concatenate([c.scores for c in chunks])
-    grads = np.concatenate([c.input_grad for c in chunks])
-    layers = {name: tuple(np.concatenate([c.layers[name][i] for c in chunks]) for i in range(2))
-              for name in chunks[0].layers}
-    deltas = None if chunks[0].score_delta is None else np.concatenate([c.score_delta for c in chunks])
-    return scores, grads, layers, deltas
-
-
-def _tail(chunk, rows: int):
-    """The last ``rows`` rows of a classifier GradientChunk."""
-    from .classifier import GradientChunk
-
-    return GradientChunk(chunk.stop - rows, chunk.stop, chunk.scores[-rows:], chunk.input_grad[-rows:],
-                         {name: (a[-rows:], g[-rows:]) for name, (a, g) in chunk.layers.items()},
-                         None if chunk.score_delta is None else chunk.score_delta[-rows:])
+def _prefix_inputs(image: NDArray, baseline: NDArray, per_request: Mapping[str, NDArray] | None) -> dict[str, NDArray]:
+    """The per-request inputs of a perturbation prefix: image and baseline [1, C, H, W], plus extras."""
+    return {SOURCE_IMAGE: image[None].astype(np.float32), SOURCE_BASELINE: baseline[None].astype(np.float32),
+            **(per_request or {})}
 
 
 def _weighted(rows: NDArray, objective: Objective) -> NDArray[np.float32]:
@@ -62,21 +63,161 @@ def _weighted(rows: NDArray, objective: Objective) -> NDArray[np.float32]:
 
 
 class Evaluator:
-    """``classifier`` + ``context``. ``shape`` is the canonical image shape (C, H, W)."""
+    """``classifier`` + ``context``: what a method may ask of the model, and every evaluation it runs.
+
+    ``shape`` is the canonical image shape (C, H, W).
+    """
 
     def __init__(self, classifier: OnnxClassifier, context: RunContext | None = None):
-        self.classifier = classifier
+        self._classifier = classifier
         self.context = context or RunContext()
 
+    # ---------------------------------------------------------------- what the model is
     @property
     def shape(self) -> tuple[int, int, int]:
-        c = self.classifier
-        return c.channels, c.height, c.width
+        return self._classifier.model_input.shape
 
     @property
     def max_batch(self) -> int:
-        return self.classifier.max_batch
+        return self._classifier.max_batch
 
+    @property
+    def signature(self) -> Signature:
+        """The model's image input and class-score output."""
+        return self._classifier.signature
+
+    @property
+    def outputs_are_probabilities(self) -> bool:
+        return self._classifier.outputs_are_probabilities
+
+    @property
+    def introspection(self) -> Introspection:
+        """Graph questions: tensor shapes, CAM layers, the simplified graph."""
+        return self._classifier.introspection
+
+    def black_image(self) -> NDArray[np.float32]:
+        """The all-black image as this model sees it: canonical [C, H, W]."""
+        return self._classifier.black_image()
+
+    # ---------------------------------------------------------------- row-level evaluations
+    def layer_activations(self, images: NDArray[np.float32], layers: Sequence[str]) -> dict[str, NDArray[np.float32]]:
+        """Forward only, returning the activations of ``layers`` (and the class scores under the
+        output's name) for canonical images [n, C, H, W].
+
+        Raises:
+            NotFound: a layer is not a candidate layer.
+        """
+        for layer in layers:
+            self.introspection.check_layer(layer)
+        names = [self.signature.output_name, *layers]
+        chunks = list(self._classifier.run(len(images), lambda a, b: {IMAGE: images[a:b]}, context=self.context,
+                                           variant=Variant.exposing(tuple(layers)), outputs=names))
+        return concatenate(chunks)
+
+    def gradient_rows(
+        self,
+        count: int,
+        make_batch: Callable[[int, int], tuple[NDArray[np.float32], NDArray[np.float32]]],
+        *,
+        layers: Sequence[str] = (),
+        rules: str = "vanilla",
+        cut_final_activation: bool = True,
+        max_batch: int | None = None,
+        baseline: NDArray[np.float32] | None = None,
+    ) -> Iterator[Chunk]:
+        """Forward + backward through the gradient graph of (``layers``, ``rules``).
+
+        ``make_batch(start, stop)`` returns canonical images [n, C, H, W] and class weights
+        [n, classes] (the seed: one-hot for one class, e_P − e_Q for a contrast), in chunks of
+        ``max_batch`` (default the classifier's ``gradient_max_batch``). Each sample is charged one
+        forward and one backward evaluation. With a ``baseline`` x′ (canonical [C, H, W], the same
+        for every sample: fed once) the graph has a baseline pass (see
+        :mod:`explainers.graph.baseline_pass`), each sample is charged a second forward (its x′
+        twin), and chunks carry :data:`SCORE_DELTA`.
+
+        Yields:
+            :class:`Chunk` with the class scores under the output's name [n, classes],
+            ``INPUT_GRAD`` [n, C, H, W] in the canonical layout, each layer's activation under its
+            name and its gradient under :func:`layer_gradient`, and :data:`SCORE_DELTA` [n, classes].
+
+        Raises:
+            GradientError: the model has an op without a gradient rule (named in the message).
+        """
+        classifier = self._classifier
+        variant = Variant.gradient(layers=tuple(layers), rules=rules, cut_final_activation=cut_final_activation,
+                                   baseline_pass=baseline is not None)
+        graph = classifier.compiled(variant).gradient
+        keys = {graph.score_output: self.signature.output_name, graph.input_grad: INPUT_GRAD}
+        for layer in layers:
+            activation, gradient = graph.layers[layer]
+            keys.update({activation: layer, gradient: layer_gradient(layer)})
+        static = None
+        if baseline is not None:
+            keys[SCORE_DELTA] = SCORE_DELTA
+            static = {BASELINE_IMAGE: classifier.model_input.to_model_layout(np.asarray(baseline, np.float32)[None])}
+
+        def feed(start: int, stop: int) -> dict[str, NDArray]:
+            images, weights = make_batch(start, stop)
+            return {IMAGE: images, CLASS_WEIGHTS: np.ascontiguousarray(weights, dtype=np.float32)}
+
+        for chunk in classifier.run(count, feed, context=self.context, variant=variant, outputs=list(keys),
+                                    backward=True, max_batch=max_batch or classifier.gradient_max_batch,
+                                    static=static, forwards=1 if baseline is None else 2):
+            outputs = {keys[name]: value for name, value in chunk.outputs.items()}
+            if self.signature.layout == "NHWC":
+                outputs[INPUT_GRAD] = outputs[INPUT_GRAD].transpose(0, 3, 1, 2)
+            outputs[INPUT_GRAD] = np.ascontiguousarray(outputs[INPUT_GRAD], dtype=np.float32)
+            yield Chunk(chunk.start, chunk.stop, outputs)
+
+    def perturbed(
+        self,
+        count: int,
+        make_masks: Callable[[int, int], Mapping[str, NDArray]],
+        *,
+        source: MaskSource,
+        image: NDArray[np.float32],
+        baseline: NDArray[np.float32],
+        per_request: Mapping[str, NDArray] | None = None,
+        max_batch: int | None = None,
+    ) -> Iterator[Chunk]:
+        """Evaluate ``count`` perturbations of ``image`` [C, H, W] built in the graph.
+
+        ``make_masks(start, stop)`` returns ``source``'s per-sample inputs; ``per_request`` its
+        per-request ones (e.g. the superpixel map). Sample i is ``m_i ⊙ image + (1 − m_i) ⊙ baseline``.
+        Chunks hold the class scores under the output's name.
+        """
+        yield from self._classifier.run(count, make_masks, context=self.context, variant=Variant.prefix(source),
+                                        static=_prefix_inputs(image, baseline, per_request), max_batch=max_batch)
+
+    def perturbation_gradients(
+        self,
+        count: int,
+        make_batch: Callable[[int, int], Mapping[str, NDArray]],
+        *,
+        source: MaskSource,
+        wrt: str,
+        image: NDArray[np.float32],
+        baseline: NDArray[np.float32],
+        per_request: Mapping[str, NDArray] | None = None,
+        max_batch: int | None = None,
+    ) -> Iterator[Chunk]:
+        """Forward + backward through (perturbation prefix ∘ classifier), differentiated with respect
+        to the prefix input ``wrt`` (e.g. ``low_masks``): exact mask gradients for extremal
+        perturbation. ``make_batch`` returns the prefix inputs and ``class_weights`` [n, classes].
+        Chunks hold the class scores and ``INPUT_GRAD`` (shaped like ``wrt``).
+
+        Raises:
+            GradientError: an op of the classifier has no gradient rule.
+        """
+        classifier = self._classifier
+        variant = Variant.prefix_gradient(source, wrt)
+        graph = classifier.compiled(variant).gradient
+        yield from classifier.run(count, make_batch, context=self.context, variant=variant,
+                                  static=_prefix_inputs(image, baseline, per_request), backward=True,
+                                  outputs=[graph.score_output, graph.input_grad],
+                                  max_batch=max_batch or classifier.gradient_max_batch)
+
+    # ---------------------------------------------------------------- objective-level evaluations
     def objective_values(
         self,
         count: int,
@@ -85,8 +226,8 @@ class Evaluator:
     ) -> Iterator[tuple[int, int, NDArray[np.float32]]]:
         """Evaluate ``count`` images built chunk by chunk by ``make_images(start, stop)``
         ([n, C, H, W] float32) and yield ``(start, stop, values)`` with values [n, targets]."""
-        probabilities = self.classifier.outputs_are_probabilities
-        for chunk in self.classifier.run(count, lambda a, b: {IMAGE: make_images(a, b)}, context=self.context):
+        probabilities = self.outputs_are_probabilities
+        for chunk in self._classifier.run(count, lambda a, b: {IMAGE: make_images(a, b)}, context=self.context):
             outputs = next(iter(chunk.outputs.values()))
             yield chunk.start, chunk.stop, objective(outputs, outputs_are_probabilities=probabilities)
 
@@ -104,9 +245,9 @@ class Evaluator:
         """Like :meth:`objective_values`, for perturbations built inside the graph by ``source``
         (see :mod:`explainers.graph.perturbation`): ``make_masks(start, stop)`` returns only the
         small per-sample mask descriptions."""
-        probabilities = self.classifier.outputs_are_probabilities
-        for chunk in self.classifier.perturbed(count, make_masks, source=source, image=image, baseline=baseline,
-                                               context=self.context, per_request=per_request):
+        probabilities = self.outputs_are_probabilities
+        for chunk in self.perturbed(count, make_masks, source=source, image=image, baseline=baseline,
+                                    per_request=per_request):
             outputs = next(iter(chunk.outputs.values()))
             yield chunk.start, chunk.stop, objective(outputs, outputs_are_probabilities=probabilities)
 
@@ -118,7 +259,7 @@ class Evaluator:
         *,
         layers: Sequence[str] = (),
         rules: str = "vanilla",
-        reference: NDArray[np.float32] | None = None,
+        baseline: NDArray[np.float32] | None = None,
     ) -> Iterator[GradientBatch]:
         """Gradients of every target for ``count`` images built by ``make_images(start, stop)``.
 
@@ -126,17 +267,22 @@ class Evaluator:
         weights row (one forward + one backward each); chunks always hold whole images. The
         gradient graph differentiates the logits when the model ends in Softmax/Sigmoid (the scores
         stay those of the model's output), and the probabilities when the objective asks for them. A
-        ``reference`` x′ [C, H, W] adds a reference pass (one more forward per pair) for rule sets
+        ``baseline`` x′ [C, H, W] adds a baseline pass (one more forward per pair) for rule sets
         that read it (DeepLIFT) and fills ``score_delta``.
+
+        Raises:
+            FailedPrecondition: the objective asks for gradients of probabilities, and the model's
+                class-score output is not a Softmax.
+            GradientError: the model has an op without a gradient rule.
         """
         probability = objective.space == "probability"
-        if probability and self.classifier.signature.output_producer != "Softmax":
+        if probability and self.signature.output_producer != "Softmax":
             raise FailedPrecondition(
                 "gradients of probabilities need a model whose class-score output is a Softmax; this model "
                 "outputs logits, so explain them instead (leave target.score_space unset)"
             )
         targets = objective.num_targets
-        rows_per_chunk = max(targets, (self.classifier.gradient_max_batch // targets) * targets)
+        rows_per_chunk = max(targets, (self._classifier.gradient_max_batch // targets) * targets)
 
         def make_batch(start: int, stop: int) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
             rows = np.arange(start, stop)  # row r is image r // T seeded with target r % T
@@ -144,28 +290,32 @@ class Evaluator:
             images = make_images(first, (stop - 1) // targets + 1)
             return images[rows // targets - first], objective.weights[rows % targets]
 
-        pending: list = []  # rows of a partly evaluated image (per-sample models run one row a time)
+        def per_image(rows: NDArray, n: int) -> NDArray:
+            """The first n·T rows [n·T, ...] → [n, T, ...]."""
+            return rows[: n * targets].reshape(n, targets, *rows.shape[1:])
+
+        pending: list[Chunk] = []  # rows of a partly evaluated image (per-sample models run one row a time)
         first_image = 0
-        for chunk in self.classifier.gradients(count * targets, make_batch, context=self.context, layers=layers,
-                                               rules=rules, max_batch=rows_per_chunk, reference=reference,
-                                               cut_final_activation=not probability):
+        for chunk in self.gradient_rows(count * targets, make_batch, layers=layers, rules=rules,
+                                        max_batch=rows_per_chunk, baseline=baseline,
+                                        cut_final_activation=not probability):
             pending.append(chunk)
             rows = sum(c.stop - c.start for c in pending)
             if rows < targets:
                 continue
             whole = rows - rows % targets
-            scores, grads, layer_parts, deltas = _concat_rows(pending)
-            n = whole // targets
+            merged = Chunk(pending[0].start, chunk.stop, concatenate(pending))
+            outputs, n = merged.outputs, whole // targets
             yield GradientBatch(
                 first_image, first_image + n,
-                _weighted(scores[:whole], objective),
-                grads[:whole].reshape(n, targets, *grads.shape[1:]),
-                {name: tuple(a[:whole].reshape(n, targets, *a.shape[1:]) for a in pair)
-                 for name, pair in layer_parts.items()},
-                None if deltas is None else _weighted(deltas[:whole], objective),
+                _weighted(outputs[self.signature.output_name][:whole], objective),
+                per_image(outputs[INPUT_GRAD], n),
+                {layer: (per_image(outputs[layer], n), per_image(outputs[layer_gradient(layer)], n))
+                 for layer in layers},
+                _weighted(outputs[SCORE_DELTA][:whole], objective) if SCORE_DELTA in outputs else None,
             )
             first_image += n
-            pending = [] if whole == rows else [_tail(chunk, rows - whole)]
+            pending = [] if whole == rows else [merged.tail(rows - whole)]
 
     def objective_value(self, image: NDArray[np.float32], objective: Objective) -> NDArray[np.float32]:
         """Objective values [targets] of one canonical image [C, H, W]."""

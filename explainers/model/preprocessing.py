@@ -1,7 +1,8 @@
 """Encoded image → model input tensor, and heatmaps back onto the original image's pixel grid.
 
-Tensors here are in the canonical layout [C, H, W] float32; the classifier converts to the
-model's own layout and dtype. :class:`Geometry` records the resize and crop so that a heatmap in
+Tensors here are in the canonical layout [C, H, W] float32; :class:`ModelInput` converts them to
+the model's own layout and dtype, and checks a client's already-preprocessed tensor
+(:func:`canonical_tensor`). :class:`Geometry` records the resize and crop so that a heatmap in
 model-input pixels can be mapped back onto the original image (inverting resize and crop).
 """
 
@@ -45,6 +46,59 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, field: st
             field, f"cannot decode image ({reason}); expected PNG, JPEG, BMP, GIF, TIFF or WebP bytes"
         ) from exc
     return image
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """The model's image input: ``layout`` ("NCHW" | "NHWC"), numpy ``dtype`` and the canonical
+    size ``channels`` × ``height`` × ``width``."""
+
+    layout: str
+    dtype: type
+    channels: int
+    height: int
+    width: int
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """The canonical image shape (C, H, W)."""
+        return self.channels, self.height, self.width
+
+    @property
+    def model_shape(self) -> tuple[int, int, int]:
+        """One image in the model's layout: (C, H, W) or (H, W, C)."""
+        return self.shape if self.layout == "NCHW" else (self.height, self.width, self.channels)
+
+    def to_model_layout(self, images: NDArray) -> NDArray:
+        """Canonical [n, C, H, W] float32 → the model's layout and dtype (uint8: rounded and clipped)."""
+        if self.layout == "NHWC":
+            images = images.transpose(0, 2, 3, 1)
+        if self.dtype == np.uint8:
+            images = np.clip(np.rint(images), 0, 255)
+        return np.ascontiguousarray(images, dtype=self.dtype)
+
+
+def canonical_tensor(tensor: NDArray, model_input: ModelInput, *, field: str = "image.tensor") -> NDArray[np.float32]:
+    """Check a client's preprocessed tensor ([1,]·model layout) and return it as [C, H, W] float32.
+
+    Raises:
+        InvalidArgument: (naming ``field``) the dtype is not the model input's, the shape is neither
+            the model's image shape nor it with a leading batch of 1, or a value is NaN or infinite.
+    """
+    expected = model_input.model_shape
+    if tensor.dtype != model_input.dtype:
+        allowed = np.dtype(model_input.dtype).name
+        raise InvalidArgument(field, f"datatype {tensor.dtype.name} does not match the model input; allowed: {allowed}")
+    shape = tensor.shape[1:] if tensor.ndim == 4 and tensor.shape[0] == 1 else tensor.shape
+    if tuple(shape) != expected:
+        allowed = " or ".join(str(list(s)) for s in (expected, (1, *expected)))
+        raise InvalidArgument(field, f"shape {list(tensor.shape)} does not match the model input; allowed: {allowed}")
+    image = np.asarray(tensor.reshape(expected), np.float32)
+    if model_input.layout == "NHWC":
+        image = image.transpose(2, 0, 1)
+    if not np.all(np.isfinite(image)):
+        raise InvalidArgument(field, "contains NaN or infinite values")
+    return np.ascontiguousarray(image)
 
 
 def to_rgb_array(image: Image.Image) -> NDArray[np.uint8]:

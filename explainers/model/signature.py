@@ -28,7 +28,8 @@ _CHANNEL_SIZES = (1, 3, 4)
 class Signature:
     """The parts of a graph's interface an explainer needs.
 
-    ``input_shape`` is in the model's own layout, with ``None`` for symbolic dimensions.
+    ``input_shape`` is in the model's own layout and ``output_shape`` is the class-score output's
+    declared shape, both with ``None`` for symbolic dimensions.
     """
 
     input_name: str
@@ -38,6 +39,7 @@ class Signature:
     output_name: str
     output_index: int
     output_producer: str | None
+    output_shape: tuple[int | None, ...] = ()
 
 
 def _dims(value: onnx.ValueInfoProto) -> tuple[int | None, ...]:
@@ -109,6 +111,7 @@ def read_signature(model: onnx.ModelProto, *, layout: str | None = None, output:
         output_name=chosen.name,
         output_index=index,
         output_producer=producer,
+        output_shape=_dims(chosen),
     )
 
 

@@ -15,7 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from onnxplain.explainers import ModelConfig, OnnxClassifier, RunContext
+from onnxplain.explainers import ModelConfig, OnnxClassifier
+from onnxplain.explainers.autodiff import INPUT_GRAD
+from onnxplain.explainers.model import Evaluator, layer_gradient
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 NAMES = sorted(Path(name).stem for name in json.loads((FIXTURES / "manifest.json").read_text())["fixtures"])
@@ -53,17 +55,17 @@ def test_input_and_layer_gradients_match_torch(fixture):
     nhwc = classifier.signature.layout == "NHWC"
     canonical = np.ascontiguousarray(x.transpose(0, 3, 1, 2) if nhwc else x)
     layers = [str(golden["layer"])] if "layer" in golden else []
-    chunks = list(classifier.gradients(
-        len(x), lambda a, b: (canonical[a:b], seeds[a:b]), context=RunContext(), layers=layers,
+    chunks = list(Evaluator(classifier).gradient_rows(
+        len(x), lambda a, b: (canonical[a:b], seeds[a:b]), layers=layers,
         cut_final_activation=classifier.output_kind == "logits",
     ))
-    grad = np.concatenate([c.input_grad for c in chunks])
+    grad = np.concatenate([c.outputs[INPUT_GRAD] for c in chunks])
     expected = golden["input_grad"].transpose(0, 3, 1, 2) if nhwc else golden["input_grad"]
     for i in range(len(x)):
         compare(grad[i], expected[i], smooth, f"{name} input gradient, sample {i}")
     if layers:
-        activation = np.concatenate([c.layers[layers[0]][0] for c in chunks])
-        layer_grad = np.concatenate([c.layers[layers[0]][1] for c in chunks])
+        activation = np.concatenate([c.outputs[layers[0]] for c in chunks])
+        layer_grad = np.concatenate([c.outputs[layer_gradient(layers[0])] for c in chunks])
         np.testing.assert_allclose(activation, golden["layer_activation"], rtol=1e-3, atol=1e-4)
         for i in range(len(x)):
             compare(layer_grad[i], golden["layer_grad"][i], smooth, f"{name} layer gradient, sample {i}")
@@ -76,8 +78,8 @@ def test_batch_sizes_one_three_and_eight_agree(fixture):
     seeds = np.eye(classifier.num_classes, dtype=np.float32)[rng.integers(0, classifier.num_classes, 8)]
     results = {}
     for batch in (1, 3, 8):
-        chunks = classifier.gradients(8, lambda a, b: (x[a:b], seeds[a:b]), context=RunContext(), max_batch=batch)
-        results[batch] = np.concatenate([c.input_grad for c in chunks])
+        chunks = Evaluator(classifier).gradient_rows(8, lambda a, b: (x[a:b], seeds[a:b]), max_batch=batch)
+        results[batch] = np.concatenate([c.outputs[INPUT_GRAD] for c in chunks])
     np.testing.assert_allclose(results[1], results[8], rtol=1e-4, atol=1e-6 * np.abs(results[8]).max())
     np.testing.assert_allclose(results[3], results[8], rtol=1e-4, atol=1e-6 * np.abs(results[8]).max())
 

@@ -20,14 +20,15 @@ from onnxplain.explainers.autodiff import (
     build_gradient_model,
     rule_set,
 )
+from onnxplain.explainers.model import Variant, layer_gradient
 
 RNG = np.random.default_rng(5)
 
 
 def gradients(classifier: OnnxClassifier, x: np.ndarray, weights: np.ndarray, max_batch: int | None = None, **kw):
-    chunks = list(classifier.gradients(len(x), lambda a, b: (x[a:b], weights[a:b]), context=RunContext(),
-                                       max_batch=max_batch, **kw))
-    return chunks, np.concatenate([c.input_grad for c in chunks])
+    chunks = list(Evaluator(classifier).gradient_rows(len(x), lambda a, b: (x[a:b], weights[a:b]),
+                                                      max_batch=max_batch, **kw))
+    return chunks, np.concatenate([c.outputs[INPUT_GRAD] for c in chunks])
 
 
 def test_linear_model_gradient_is_its_weights():
@@ -40,7 +41,7 @@ def test_linear_model_gradient_is_its_weights():
     np.testing.assert_allclose(grad[0], w[0], rtol=1e-6)
     np.testing.assert_allclose(grad[1], w[3], rtol=1e-6)
     np.testing.assert_allclose(grad[2], w[1] - w[2], rtol=1e-5, atol=1e-6)
-    assert chunks[0].scores.shape == (3, 4)
+    assert chunks[0].outputs[classifier.signature.output_name].shape == (3, 4)
 
 
 def test_nhwc_model_gradients_come_back_in_the_canonical_layout():
@@ -71,7 +72,7 @@ def test_layer_gradient_is_the_input_gradient_of_the_head():
     x = RNG.standard_normal((2, 3, 8, 8)).astype(np.float32)
     seeds = np.eye(3, dtype=np.float32)[[2, 0]]
     chunks, _ = gradients(classifier, x, seeds, layers=["act"])
-    activation, layer_grad = chunks[0].layers["act"]
+    activation, layer_grad = chunks[0].outputs["act"], chunks[0].outputs[layer_gradient("act")]
     fw = numpy_helper.to_array(next(i for i in classifier.model.graph.initializer if i.name == "fw"))
     # head = GlobalAveragePool → Gemm: d score / d act[c, h, w] = fw[class, c] / (H·W)
     expected = (seeds @ fw)[:, :, None, None] / 64 * np.ones((1, 1, 8, 8))
@@ -94,10 +95,10 @@ def test_gradients_are_charged_and_the_graph_is_cached():
     classifier = OnnxClassifier(builders.small_cnn(), config=ModelConfig(max_batch=4))
     x = RNG.standard_normal((5, 3, 16, 16)).astype(np.float32)
     context = RunContext()
-    list(classifier.gradients(5, lambda a, b: (x[a:b], np.ones((b - a, 3), np.float32)), context=context))
+    list(Evaluator(classifier, context).gradient_rows(5, lambda a, b: (x[a:b], np.ones((b - a, 3), np.float32))))
     assert (context.forward, context.backward) == (5, 5)
-    first = classifier.gradient_model()[1]
-    assert classifier.gradient_model()[1] is first
+    first = classifier.compiled(Variant.gradient())
+    assert classifier.compiled(Variant.gradient()) is first
 
 
 def test_only_the_needed_nodes_are_kept():

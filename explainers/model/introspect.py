@@ -1,0 +1,126 @@
+"""What running a model tells about its graph: tensor shapes, CAM layers, its simplified form.
+
+Static shape inference loses dimensions in real exports, so shapes are *probed*: the model runs
+once with every intermediate tensor exposed. Each answer is computed on first use and kept.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from numpy.typing import NDArray
+
+from ..errors import NotFound
+from ..graph.layers import Layer, candidate_layers, default_cam_layer
+from .signature import Signature
+
+
+class Introspection:
+    """The questions methods ask about a loaded model's graph.
+
+    Args:
+        model: the classifier's graph (with its working batch, see :mod:`.batch_repair`).
+        signature: its input and class-score output.
+        num_classes: the width of the class-score output.
+        probe: ``probe(n)`` → a random batch of ``n`` images in the model's layout and dtype.
+        open_session: compiles a graph into an onnxruntime session (raises InvalidModel).
+        per_sample: the model runs one sample at a time (its batch dimension cannot be probed).
+        cam_layer: the configured CAM layer, or None to pick one.
+    """
+
+    def __init__(self, model: onnx.ModelProto, *, signature: Signature, num_classes: int,
+                 probe: Callable[[int], NDArray], open_session: Callable[[onnx.ModelProto], ort.InferenceSession],
+                 per_sample: bool, cam_layer: str | None = None):
+        self.model = model
+        self.signature = signature
+        self.num_classes = num_classes
+        self._probe = probe
+        self._open_session = open_session
+        self._per_sample = per_sample
+        self._configured_cam_layer = cam_layer
+        self._lock = threading.Lock()
+        self._shapes: dict[str, tuple] | None = None
+        self._layers: list[Layer] | None = None
+        self._simplified: onnx.ModelProto | None = None
+
+    def tensor_shapes(self) -> dict[str, tuple]:
+        """Shapes of every intermediate tensor, probed by running the model at batch 1 and 2
+        (static inference loses dims in real exports); the batch dimension is ``"batch"``."""
+        with self._lock:
+            if self._shapes is None:
+                self._shapes = self._probe_shapes()
+            return self._shapes
+
+    def _probe_shapes(self) -> dict[str, tuple]:
+        probe_model = onnx.ModelProto()
+        probe_model.CopyFrom(self.model)
+        existing = {o.name for o in probe_model.graph.output}
+        names = [o for node in probe_model.graph.node for o in node.output if o and o not in existing]
+        probe_model.graph.output.extend(onnx.helper.ValueInfoProto(name=name) for name in names)
+        session = self._open_session(probe_model)
+        all_names = [o.name for o in session.get_outputs()]
+        batches = (1,) if self._per_sample else (1, 2)
+        runs = [session.run(all_names, {self.signature.input_name: self._probe(n)}) for n in batches]
+        shapes = {}
+        for index, name in enumerate(all_names):
+            first = np.shape(runs[0][index])
+            other = np.shape(runs[-1][index])
+            shapes[name] = (tuple("batch" if a != b else int(a) for a, b in zip(first, other))
+                            if len(first) == len(other) else first)
+        return shapes
+
+    def layers(self) -> list[Layer]:
+        """Candidate layers for CAM methods: 4-D activations with their per-sample shapes."""
+        shapes = self.tensor_shapes()
+        with self._lock:
+            if self._layers is None:
+                self._layers = candidate_layers(self.model, shapes, self.signature.input_name)
+            return list(self._layers)
+
+    @property
+    def cam_layer(self) -> str | None:
+        """The configured CAM layer, else the last 4-D activation before global pooling."""
+        return self._configured_cam_layer or default_cam_layer(self.model, self.layers())
+
+    def check_layer(self, name: str) -> str:
+        """``name`` if it is a candidate layer.
+
+        Raises:
+            NotFound: no 4-D activation has that name (the message lists those that exist).
+        """
+        names = {layer.name for layer in self.layers()}
+        if name not in names:
+            raise NotFound("layer", name, names)
+        return name
+
+    def simplified_model(self) -> onnx.ModelProto:
+        """The model after onnxruntime's *basic* graph optimisations, which are semantics-preserving
+        and emit standard ops: constant folding, Identity/Dropout elimination, Pad and BatchNorm
+        folded into Conv. Gradient graphs start from it: fewer nodes to differentiate, static
+        shapes, and no backward pass through work the forward had folded away. Falls back to the
+        model itself if the result uses any non-standard op."""
+        with self._lock:
+            if self._simplified is not None:
+                return self._simplified
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        options.log_severity_level = 4
+        with tempfile.TemporaryDirectory() as folder:
+            options.optimized_model_filepath = str(Path(folder) / "simplified.onnx")
+            try:
+                ort.InferenceSession(self.model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+                simplified = onnx.load(options.optimized_model_filepath)
+                onnx.checker.check_model(simplified)
+            except Exception:  # an optimisation only: keep the original
+                simplified = self.model
+        if any(node.domain not in ("", "ai.onnx") for node in simplified.graph.node):
+            simplified = self.model
+        with self._lock:
+            self._simplified = simplified
+        return simplified

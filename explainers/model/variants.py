@@ -1,0 +1,111 @@
+"""The graphs compiled from one classifier, each named by a frozen :class:`Variant`.
+
+A variant is everything that changes the graph: the plain model, the model with layers exposed
+as outputs, a gradient graph (layers, rule set, where the scores are cut, a baseline pass), the
+model behind a perturbation prefix, and that prefix's gradient graph. :func:`build_variant` is the
+one place that builds them; :class:`~.session.SessionPool` compiles and keeps them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+
+from ..autodiff import GradientModel, build_gradient_model
+from ..graph.baseline_pass import feed_baseline_once
+from ..graph.expose import expose_outputs
+from ..graph.perturbation import MaskSource, prefixed_model
+from .introspect import Introspection
+from .preprocessing import ModelInput
+
+PLAIN = "plain"
+EXPOSED = "exposed"
+GRADIENT = "gradient"
+PREFIX = "prefix"
+PREFIX_GRADIENT = "prefix_gradient"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Variant:
+    """One graph compiled from the classifier; equal variants share one session.
+
+    ``kind`` is one of :data:`PLAIN`, :data:`EXPOSED` (``layers`` as extra outputs),
+    :data:`GRADIENT` (``layers``, ``rules``, ``cut_final_activation``, ``baseline_pass``),
+    :data:`PREFIX` (behind ``source``) and :data:`PREFIX_GRADIENT` (behind ``source``,
+    differentiated with respect to the prefix input ``wrt``). A perturbation prefix is known by its
+    name (``source_name``): the :class:`MaskSource` itself only rides along to build it.
+    """
+
+    kind: str
+    layers: tuple[str, ...] = ()
+    rules: str = "vanilla"
+    cut_final_activation: bool = True
+    baseline_pass: bool = False
+    source_name: str = ""
+    wrt: str = ""
+    source: MaskSource | None = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def exposing(cls, layers: tuple[str, ...]) -> Variant:
+        return cls(kind=EXPOSED, layers=tuple(layers))
+
+    @classmethod
+    def gradient(cls, *, layers: tuple[str, ...] = (), rules: str = "vanilla", cut_final_activation: bool = True,
+                 baseline_pass: bool = False) -> Variant:
+        return cls(kind=GRADIENT, layers=tuple(layers), rules=rules, cut_final_activation=cut_final_activation,
+                   baseline_pass=baseline_pass)
+
+    @classmethod
+    def prefix(cls, source: MaskSource) -> Variant:
+        return cls(kind=PREFIX, source_name=source.name, source=source)
+
+    @classmethod
+    def prefix_gradient(cls, source: MaskSource, wrt: str) -> Variant:
+        return cls(kind=PREFIX_GRADIENT, source_name=source.name, wrt=wrt, source=source)
+
+
+PLAIN_VARIANT = Variant(kind=PLAIN)
+"""The classifier as loaded (with its working batch)."""
+
+
+def build_variant(variant: Variant, graph: Introspection, model_input: ModelInput
+                  ) -> tuple[onnx.ModelProto, GradientModel | None]:
+    """The graph of ``variant`` and, for gradient graphs, the names of its extra inputs and outputs.
+
+    Gradient graphs start from the simplified model (see :meth:`Introspection.simplified_model`)
+    unless it folded away an exposed layer.
+
+    Raises:
+        GradientError: the model has an op without a gradient rule (named in the message).
+    """
+    model, signature = graph.model, graph.signature
+    input_type = onnx.helper.np_dtype_to_tensor_dtype(np.dtype(model_input.dtype))
+    if variant.kind == PLAIN:
+        return model, None
+    if variant.kind == EXPOSED:
+        return expose_outputs(model, list(variant.layers)), None
+    if variant.kind == PREFIX:
+        return prefixed_model(model, signature.input_name, layout=signature.layout, input_type=input_type,
+                              source=variant.source), None
+    if variant.kind == PREFIX_GRADIENT:
+        prefixed = prefixed_model(graph.simplified_model(), signature.input_name, layout=signature.layout,
+                                  input_type=input_type, source=variant.source)
+        built = build_gradient_model(prefixed, input_name=variant.wrt, output_name=signature.output_name,
+                                     shape_hints=graph.tensor_shapes())
+        return built.model, built
+    if variant.kind != GRADIENT:
+        raise ValueError(f"unknown graph variant {variant.kind!r}")
+    simplified = graph.simplified_model()
+    present = {name for node in simplified.graph.node for name in node.output}
+    base = simplified if all(layer in present for layer in variant.layers) else model
+    built = build_gradient_model(
+        base, input_name=signature.input_name, output_name=signature.output_name, layers=variant.layers,
+        rules=variant.rules, cut_final_activation=variant.cut_final_activation,
+        input_shape=(None, *model_input.model_shape), shape_hints=graph.tensor_shapes(),
+        reference_pass=variant.baseline_pass,
+    )
+    if variant.baseline_pass:
+        built = feed_baseline_once(built)
+    return built.model, built
