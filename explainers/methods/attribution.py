@@ -70,7 +70,7 @@ class GradientAttribution:
         return np.zeros_like(x) if self.baseline is None else np.broadcast_to(self.baseline, x.shape)
 
 
-AttributionFactory = Callable[[MethodParams, "NDArray[np.float32] | None"], GradientAttribution]
+AttributionFactory = Callable[[MethodParams, NDArray[np.float32] | None], GradientAttribution]
 """``factory(params, baseline)``: a method's :class:`GradientAttribution` for its ``params`` and the
 baseline x′ [C, H, W] of the path methods (None = 0; ignored by methods without one)."""
 
@@ -160,8 +160,7 @@ def register_gradient(
         yield Explanation(heatmaps=hook.reduce(step.attributions[0]), scores=step.scores[0],
                           forward=model.context.forward, backward=model.context.backward)
 
-    explain.__name__ = explain.__qualname__ = name
-    explain.__doc__ = doc
+    explain.__name__, explain.__qualname__, explain.__module__, explain.__doc__ = name, name, finish.__module__, doc
     register(name, family=Family.GRADIENT, black_box=False, params=NoParams, citation=citation,
              attribution=lambda params, baseline: hook)(explain)
     return hook

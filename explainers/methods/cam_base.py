@@ -130,7 +130,7 @@ def register_cam(name: str, *, weights: ChannelWeights, citation: str) -> Explai
                 ) -> Iterator[Event]:
         yield from gradient_cam(model, image, objective, params, weights)
 
-    explain.__name__ = explain.__qualname__ = name
+    explain.__name__, explain.__qualname__, explain.__module__ = name, name, weights.__module__
     explain.__doc__ = f"{inspect.cleandoc(weights.__doc__ or '')}\n\nPasses: 1 forward + 1 backward per target."
     return register(name, family=Family.GRADIENT, black_box=False, params=LayerParams, citation=citation)(explain)
 
