@@ -89,13 +89,13 @@ def method_info(spec: MethodSpec) -> ex_pb2.MethodInfo:
         family=_FAMILIES[spec.family],
         black_box=spec.black_box,
         summary=spec.summary,
-        reference=spec.reference,
+        citation=spec.citation,
+        reference=spec.citation,  # deprecated in the contract; filled for existing clients
         params_field=params_field(spec.name),
     )
     for p in spec.params.describe():
         default = ",".join(f"{v:g}" for v in p.default) if isinstance(p.default, tuple) else str(p.default)
-        kind = {"tuple[float, ...]": "floats", "NDArray[np.float32] | None": "tensor"}.get(p.type, p.type)
-        info = message.parameters.add(name=p.name, type=kind, default_value=default, description=p.doc)
+        info = message.parameters.add(name=p.name, type=p.kind, default_value=default, description=p.doc)
         if p.low is not None:
             info.minimum = p.low
         if p.high is not None:

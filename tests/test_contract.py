@@ -104,6 +104,31 @@ def test_method_names_are_the_contract_names():
     assert oneof <= names, "a params message without a registered method"
 
 
+@pytest.mark.parametrize("name, number", [("score_cam", 23), ("cam", 25), ("grad_cam", 26),
+                                          ("guided_grad_cam", 27), ("grad_cam_plus_plus", 28)])
+def test_the_cams_share_layer_params_on_the_wire_of_their_former_messages(name, number):
+    """Each CAM had its own ``{ optional string layer = 1; }`` message at the same oneof number: bytes an
+    old client sends (hand-encoded here) decode as the shared LayerParams, and LayerParams encodes the same."""
+    layer = b"features.7"
+    inner = bytes([1 << 3 | 2, len(layer)]) + layer  # field 1, length-delimited
+    old = bytes([(number << 3 | 2) & 0x7F | 0x80, (number << 3 | 2) >> 7, len(inner)]) + inner
+    request = ex_pb2.ExplainRequest.FromString(old)
+    assert request.WhichOneof("params") == name and getattr(request, name).layer == layer.decode()
+    assert getattr(request, name).DESCRIPTOR.name == "LayerParams"
+    assert request.SerializeToString() == old
+
+
+def test_method_info_fills_the_citation_and_its_deprecated_alias():
+    from onnxplain.server.convert import method_info
+
+    fields = ex_pb2.MethodInfo.DESCRIPTOR.fields_by_name
+    assert (fields["reference"].number, fields["citation"].number) == (5, 8)
+    assert fields["reference"].GetOptions().deprecated
+    for spec in list_methods():
+        message = method_info(spec)
+        assert message.citation == message.reference == spec.citation and spec.citation
+
+
 @pytest.mark.parametrize("spec", list_methods(), ids=lambda s: s.name)
 def test_every_parameter_has_a_proto_field(spec):
     """Generated clients can set every library parameter of a method that has a params message."""

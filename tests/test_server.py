@@ -93,6 +93,10 @@ def test_methods_are_listed_with_parameters(client):
     assert occlusion.black_box and occlusion.params_field == "occlusion"
     window = {p.name: p for p in occlusion.parameters}["window"]
     assert (window.default_value, window.minimum, window.type) == ("16", 1.0, "int")
+    assert occlusion.citation.startswith("Zeiler & Fergus") and occlusion.reference == occlusion.citation
+    kinds = {(m.name, p.name): p.type for m in client.list_methods() for p in m.parameters}
+    assert kinds["extremal_perturbation", "areas"] == "floats" and kinds["deeplift", "baseline_tensor"] == "tensor"
+    assert kinds["rise", "keep_probability"] == "float" and kinds["smoothgrad", "inner"] == "str"
 
 
 def test_predict(client, coffee_png):
@@ -177,6 +181,8 @@ def test_heatmap_datatypes(client, datatype, dtype):
          "allowed: float32"),
         ({"params": {"window": 0}}, "INVALID_ARGUMENT", "INVALID_ARGUMENT", "params.window", "allowed: [1, 4096]"),
         ({"params": {"window": 8, "stride": 9}}, "INVALID_ARGUMENT", "INVALID_ARGUMENT", "params.stride", "window"),
+        ({"method": "rise", "params": {"keep_probability": float("nan")}}, "INVALID_ARGUMENT", "INVALID_ARGUMENT",
+         "params.keep_probability", "must be a finite number"),
         ({"classes": [1000]}, "INVALID_ARGUMENT", "INVALID_ARGUMENT", "target.class_indices", "[0, 999]"),
         ({"params": {"window": 1, "stride": 1}}, "RESOURCE_EXHAUSTED", "RESOURCE_EXHAUSTED", None,
          "at most 20000"),

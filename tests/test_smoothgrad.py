@@ -11,7 +11,7 @@ import pytest
 
 from onnxplain.explainers import Objective, OnnxClassifier, explain, explain_once
 from onnxplain.explainers.errors import InvalidArgument
-from onnxplain.explainers.methods.smoothgrad import INNER
+from onnxplain.explainers.methods import get_method, gradient_attributions
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 RNG = np.random.default_rng(23)
@@ -45,7 +45,8 @@ def test_vargrad_of_a_linear_model_is_zero_and_squared_is_the_square(inner):
     np.testing.assert_array_equal(vargrad.heatmaps, 0)
     squared = explain_once(classifier, x, "smoothgrad", objective, {"samples": 5, "variant": "squared", "inner": inner})
     per_channel = np.abs(w[1]) ** 2 if inner == "saliency" else w[1] ** 2
-    reduce = INNER[inner].reduce
+    spec = get_method(inner)
+    reduce = spec.attribution(spec.params(), None).reduce
     np.testing.assert_allclose(squared.heatmaps[0], reduce(per_channel), rtol=1e-6)
 
 
@@ -101,7 +102,7 @@ def test_the_wrapped_integrated_gradients_takes_its_steps_and_rule(rule):
     assert (wrapped.forward, wrapped.backward) == (2 * 7 + 1, 2 * 7) == (planned.forward, planned.backward)
 
 
-@pytest.mark.parametrize("inner", sorted(INNER))
+@pytest.mark.parametrize("inner", gradient_attributions())
 def test_one_noiseless_sample_is_the_wrapped_method(inner):
     classifier = OnnxClassifier(builders.small_cnn())
     x = RNG.standard_normal((3, 16, 16)).astype(np.float32)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
@@ -15,21 +14,18 @@ from .cam_base import LayerParams, class_activation_maps, linear_head, resolve_l
 from .registry import Family, register
 
 
-@dataclass(frozen=True, kw_only=True)
-class CamParams(LayerParams):
-    """``layer``: the activation feeding the global average pool ("" = the model's CAM layer)."""
-
-
 @register(
     "cam",
     family=Family.GRADIENT,
     black_box=False,
-    params=CamParams,
-    reference="Zhou et al., Learning Deep Features for Discriminative Localization, CVPR 2016",
+    params=LayerParams,
+    citation="Zhou et al., Learning Deep Features for Discriminative Localization, CVPR 2016",
 )
-def cam(model: Evaluator, image: NDArray[np.float32], objective: Objective, params: CamParams, *, rng
+def cam(model: Evaluator, image: NDArray[np.float32], objective: Objective, params: LayerParams, *, rng
         ) -> Iterator[Event]:
     """Σ_k w_{k,c} A_k with the linear head's weights read from the graph (eq. 2); signed, not ReLU'd.
+
+    ``params.layer``: the activation feeding the global average pool ("" = the model's CAM layer).
 
     Needs a (global average pool → linear) head on the layer; the map explains the logits, and a
     target row W[t] weights the classes: w_t = W[t] · w. Passes: 1 forward for all targets.

@@ -3,9 +3,9 @@
 A CAM variant computes one weight per channel of a layer's activation A [K, h, w] and target t; the
 map is ``ReLU(Σ_k w[t, k] · A_k)`` upsampled bilinearly (half-pixel centres, as cv2 and
 pytorch-grad-cam do) to the input size. A gradient variant supplies only a :class:`ChannelWeights`
-function of (activation, gradient) and calls :func:`gradient_cam` — as in pytorch-grad-cam, where a
-CAM is a ``get_cam_weights`` override. CAM itself reads its weights from the graph
-(:func:`linear_head`) and needs no gradient.
+function of (activation, gradient) and registers it with :func:`register_cam` — as in
+pytorch-grad-cam, where a CAM is a ``get_cam_weights`` override. CAM itself reads its weights from
+the graph (:func:`linear_head`) and needs no gradient. Every CAM takes the one :class:`LayerParams`.
 
 Maps are returned unnormalised (heatmaps are data; rendering normalises) in model-input pixels.
 Several targets share one forward pass: the gradient graph seeds each (image, target) sample.
@@ -13,6 +13,7 @@ Several targets share one forward pass: the gradient graph seeds each (image, ta
 
 from __future__ import annotations
 
+import inspect
 import threading
 import weakref
 from collections.abc import Iterator
@@ -30,11 +31,12 @@ from ..graph.perturbation import bilinear_matrix
 from ..model import Evaluator, Introspection
 from ..objectives import Objective
 from ..params import MethodParams, param
+from .registry import ExplainFn, Family, register
 
 
 @dataclass(frozen=True, kw_only=True)
 class LayerParams(MethodParams):
-    """The one parameter of the CAM family (``CamParams``, ``GradCamParams``, ... in the proto)."""
+    """The one parameter of the CAM family (the proto's ``LayerParams`` too)."""
 
     layer: str = param("", doc='layer (ONNX tensor name) to explain; "" = the model\'s CAM layer')
 
@@ -114,6 +116,23 @@ def gradient_cam(
     heatmaps, scores = gradient_cam_maps(model, image, objective, layer, weights)
     yield Explanation(heatmaps=heatmaps, scores=scores, forward=model.context.forward,
                       backward=model.context.backward)
+
+
+def register_cam(name: str, *, weights: ChannelWeights, citation: str) -> ExplainFn:
+    """Register the gradient CAM variant ``name``: ReLU(Σ_k w[t, k] A_k) upsampled, w = ``weights``.
+
+    The method's docstring is the weights function's (its first line is the summary ``ListMethods``
+    shows); ``citation`` is the paper. Returns the registered ``explain``; raises ``ValueError`` on a
+    duplicate name, as :func:`~.registry.register`.
+    """
+
+    def explain(model: Evaluator, image: NDArray[np.float32], objective: Objective, params: LayerParams, *, rng
+                ) -> Iterator[Event]:
+        yield from gradient_cam(model, image, objective, params, weights)
+
+    explain.__name__, explain.__qualname__, explain.__module__ = name, name, weights.__module__
+    explain.__doc__ = f"{inspect.cleandoc(weights.__doc__ or '')}\n\nPasses: 1 forward + 1 backward per target."
+    return register(name, family=Family.GRADIENT, black_box=False, params=LayerParams, citation=citation)(explain)
 
 
 # ---------------------------------------------------------------- reading a GAP → linear head

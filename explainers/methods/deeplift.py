@@ -12,13 +12,14 @@ from ..autodiff.rules.deeplift import RULE_SET
 from ..events import Event, Explanation, Planned
 from ..model import Evaluator
 from ..objectives import Objective
-from .reference_input import ReferenceParams
+from .attribution import GradientAttribution, times_difference
+from .baseline_input import BaselineParams
 from .registry import Family, register
 
 
 @dataclass(frozen=True, kw_only=True)
-class DeepLiftParams(ReferenceParams):
-    """DeepLIFT's parameters: its reference input."""
+class DeepLiftParams(BaselineParams):
+    """DeepLIFT's parameters: its reference input (the baseline x′)."""
 
 
 @register(
@@ -26,8 +27,10 @@ class DeepLiftParams(ReferenceParams):
     family=Family.GRADIENT,
     black_box=False,
     params=DeepLiftParams,
-    reference="Shrikumar, Greenside & Kundaje, Learning Important Features Through Propagating Activation "
+    citation="Shrikumar, Greenside & Kundaje, Learning Important Features Through Propagating Activation "
     "Differences, ICML 2017",
+    attribution=lambda params, baseline: GradientAttribution(finish=times_difference, baseline=baseline,
+                                                             rules=RULE_SET, baseline_pass=True),
 )
 def deeplift(
     model: Evaluator, image: NDArray[np.float32], objective: Objective, params: DeepLiftParams, *, rng
@@ -41,11 +44,11 @@ def deeplift(
     products, LayerNorm and Softmax; extras report the gap (worst target, signed, and relative to
     |s_t(x) − s_t(x′)|). Passes: 2 F + 1 B per target (x and x′ forward in the same graph).
     """
-    reference = params.reference(model, image, rng)
+    baseline = params.baseline_input(model, image, rng)
     targets = objective.num_targets
     yield Planned(forward=2 * targets, backward=targets)
-    (batch,) = model.gradients(1, lambda start, stop: image[None], objective, rules=RULE_SET, baseline=reference)
-    contributions = (image - reference)[None] * batch.input_grad[0]  # [T, C, H, W]
+    (batch,) = model.gradients(1, lambda start, stop: image[None], objective, rules=RULE_SET, baseline=baseline)
+    contributions = times_difference(image[None], baseline[None], batch.input_grad)[0]  # [T, C, H, W]
     totals = contributions.reshape(targets, -1).sum(axis=1, dtype=np.float64)
     deltas = batch.score_delta[0].astype(np.float64)
     gaps = totals - deltas

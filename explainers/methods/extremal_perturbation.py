@@ -89,8 +89,8 @@ class ExtremalPerturbationParams(MethodParams):
     family=Family.PERTURBATION,
     black_box=True,
     params=ExtremalPerturbationParams,
-    reference="Fong, Patrick & Vedaldi, Understanding Deep Networks via Extremal Perturbations and Smooth Masks, "
-              "ICCV 2019",
+    citation="Fong, Patrick & Vedaldi, Understanding Deep Networks via Extremal Perturbations and Smooth Masks, "
+             "ICCV 2019",
 )
 def extremal_perturbation(
     model: Evaluator, image: NDArray[np.float32], objective: Objective, params: ExtremalPerturbationParams, *, rng

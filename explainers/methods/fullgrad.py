@@ -14,7 +14,7 @@ from onnx import numpy_helper
 from ..events import Event, Explanation, Planned
 from ..model import Evaluator
 from ..objectives import Objective
-from .gradient_maps import NoParams
+from ..params import NoParams
 from .registry import Family, register
 
 _EPS = 1e-6  # the reference implementation's guard in the min-max normalisation
@@ -111,7 +111,7 @@ def upsampled(maps: NDArray[np.floating], size: tuple[int, int]) -> NDArray[np.f
     family=Family.GRADIENT,
     black_box=False,
     params=NoParams,
-    reference="Srinivas & Fleuret, Full-Gradient Representation for Neural Network Visualization, NeurIPS 2019",
+    citation="Srinivas & Fleuret, Full-Gradient Representation for Neural Network Visualization, NeurIPS 2019",
 )
 def fullgrad(
     model: Evaluator, image: NDArray[np.float32], objective: Objective, params: NoParams, *, rng

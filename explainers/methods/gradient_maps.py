@@ -1,5 +1,5 @@
-"""What saliency, input × gradient, guided backprop and DeconvNet share: one gradient pass per
-target (a ReLU backward rule set), then a reduction of the input gradient over channels.
+"""The plain gradient maps: one gradient pass per target under a ReLU rule set, then a reduction of
+the per-channel attribution over channels. Each is one :func:`~.attribution.register_gradient` call.
 
 ======================  ===============  ===========================================================
 map                     rules            heatmap of target t (g = ∂s_t/∂x [C, H, W] under the rules)
@@ -10,65 +10,78 @@ map                     rules            heatmap of target t (g = ∂s_t/∂x [C
 ``deconvnet``           deconvnet        Σ_c g_c                            (signed)
 ======================  ===============  ===========================================================
 
-Guided backprop and DeconvNet reconstruct an *image* (Springenberg et al. show it in RGB); a
-heatmap needs one value per pixel, so their channels are summed, signed — the signed channel sum
-of Captum's per-channel attribution, linear in the per-channel map (so it commutes with averaging,
-e.g. SmoothGrad). Guided Grad-CAM multiplies the *per-channel* map, which is
-``Evaluator.gradients(..., rules="guided_backprop").input_grad``; it is not this reduction.
-
-Reductions act on the last three axes (C, H, W), so SmoothGrad can apply them to a batch
-``grad`` [n, T, C, H, W] with the (noisy) inputs ``x`` [n, 1, C, H, W]: :data:`GRADIENT_MAPS`
-is what its ``inner`` names.
+The per-channel attributions are Captum's (``Saliency(abs=True)``, ``InputXGradient``,
+``GuidedBackprop``, ``Deconvolution``). Guided backprop and DeconvNet reconstruct an *image*
+(Springenberg et al. show it in RGB); a heatmap needs one value per pixel, so their channels are
+summed, signed — linear in the per-channel map, so it commutes with averaging (SmoothGrad). Guided
+Grad-CAM multiplies the *per-channel* guided map by its CAM and then reduces it as
+:data:`guided_backprop` does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-
 import numpy as np
 from numpy.typing import NDArray
 
-from ..events import Event, Explanation, Planned
-from ..model import Evaluator
-from ..objectives import Objective
-from ..params import MethodParams
-
-Reduction = Callable[[NDArray[np.float32], NDArray[np.float32]], NDArray[np.float32]]
-"""``reduce(grad [..., C, H, W], x [..., C, H, W] broadcastable) -> heatmap [..., H, W]``."""
+from .attribution import max_channels, register_gradient
 
 
-@dataclass(frozen=True, kw_only=True)
-class NoParams(MethodParams):
-    """A method without parameters (the proto has no params message for it)."""
+def magnitude(x: NDArray, baseline: NDArray, gradient: NDArray) -> NDArray:
+    """|G| per channel."""
+    return np.abs(gradient)
 
 
-@dataclass(frozen=True)
-class GradientMap:
-    """A rule set for the backward pass and the channel reduction of its input gradient."""
-
-    rules: str
-    reduce: Reduction
+def times_input(x: NDArray, baseline: NDArray, gradient: NDArray) -> NDArray:
+    """x ⊙ G per channel."""
+    return x[:, None] * gradient
 
 
-GRADIENT_MAPS: dict[str, GradientMap] = {
-    "saliency": GradientMap("vanilla", lambda grad, x: np.abs(grad).max(axis=-3)),
-    "input_x_gradient": GradientMap("vanilla", lambda grad, x: (x * grad).sum(axis=-3)),
-    "guided_backprop": GradientMap("guided_backprop", lambda grad, x: grad.sum(axis=-3)),
-    "deconvnet": GradientMap("deconvnet", lambda grad, x: grad.sum(axis=-3)),
-}
+def as_is(x: NDArray, baseline: NDArray, gradient: NDArray) -> NDArray:
+    """G per channel (the rule set makes the method)."""
+    return gradient
 
 
-def explain_map(name: str, model: Evaluator, image: NDArray[np.float32], objective: Objective) -> Iterator[Event]:
-    """The :data:`GRADIENT_MAPS` entry ``name`` of ``image`` [C, H, W] for every target.
+saliency = register_gradient(
+    "saliency", finish=magnitude, reduce=max_channels,
+    citation="Simonyan, Vedaldi & Zisserman, Deep Inside Convolutional Networks: Visualising Image "
+    "Classification Models and Saliency Maps, ICLR Workshop 2014",
+    doc="""Magnitude of the score's gradient, maximised over channels: max_c |∂s/∂x_c| (Sec. 3.1).
 
-    Passes: one forward + one backward per target (all targets in one batch). Scores are the
-    objective on the values the gradient graph differentiates (the logits of a Softmax model).
-    """
-    gradient_map = GRADIENT_MAPS[name]
-    targets = objective.num_targets
-    yield Planned(forward=targets, backward=targets)
-    (batch,) = model.gradients(1, lambda start, stop: image[None], objective, rules=gradient_map.rules)
-    heatmaps = gradient_map.reduce(batch.input_grad[0], image[None])  # [T, C, H, W] → [T, H, W]
-    yield Explanation(heatmaps=np.ascontiguousarray(heatmaps, dtype=np.float32), scores=batch.scores[0],
-                      forward=model.context.forward, backward=model.context.backward)
+    Unsigned. Passes: 1 F + 1 B per target. On a linear model it is max_c |w_c| at every pixel.""",
+)
+
+input_x_gradient = register_gradient(
+    "input_x_gradient", finish=times_input,
+    citation="Shrikumar, Greenside, Shcherbina & Kundaje, Not Just a Black Box: Learning Important Features "
+    "Through Propagating Activation Differences, arXiv:1605.01713, 2016",
+    doc="""Input times the score's gradient, summed over channels: Σ_c x_c · ∂s/∂x_c (signed).
+
+    Passes: 1 F + 1 B per target. On a linear model (no bias) the heatmap sums to the score:
+    it is Σ_c w_c ⊙ x_c exactly.""",
+)
+
+guided_backprop = register_gradient(
+    "guided_backprop", finish=as_is, rules="guided_backprop",
+    citation="Springenberg, Dosovitskiy, Brox & Riedmiller, Striving for Simplicity: The All Convolutional "
+    "Net, ICLR Workshop 2015",
+    doc="""Gradient whose ReLUs pass only positive gradient where their input was positive, channel sum.
+
+    Every ReLU (and ReLU6-like Clip) backward keeps g where x > 0 and g > 0 (Fig. 1); the input
+    gradient is summed over channels (signed; guided Grad-CAM uses the per-channel map instead).
+    Passes: 1 F + 1 B per target.""",
+)
+
+deconvnet = register_gradient(
+    "deconvnet", finish=as_is, rules="deconvnet",
+    citation="Zeiler & Fergus, Visualizing and Understanding Convolutional Networks, ECCV 2014",
+    doc="""Gradient whose ReLUs rectify the gradient itself, ignoring their input; channel sum.
+
+    Every ReLU (and ReLU6-like Clip) backward is max(g, 0) (Sec. 2.1, "rectification"); the input
+    gradient is summed over channels (signed). Max-pooling "switches" are the ordinary MaxPool
+    gradient. Passes: 1 F + 1 B per target.
+
+    Only those switches read the input: a net without max-pooling (the bundled EfficientNet-Lite0)
+    gets the same map for every image — a known property of DeconvNet (Nie, Zhang & Patel, A
+    Theoretical Explanation for Perplexing Behaviors of Backpropagation-based Visualizations,
+    ICML 2018), not a bug.""",
+)

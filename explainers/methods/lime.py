@@ -36,7 +36,7 @@ class LimeParams(MethodParams):
     family=Family.PERTURBATION,
     black_box=True,
     params=LimeParams,
-    reference="Ribeiro, Singh & Guestrin, \"Why Should I Trust You?\": Explaining the Predictions of Any Classifier, KDD 2016",
+    citation="Ribeiro, Singh & Guestrin, \"Why Should I Trust You?\": Explaining the Predictions of Any Classifier, KDD 2016",
 )
 def lime(
     model: Evaluator, image: NDArray[np.float32], objective: Objective, params: LimeParams, *, rng

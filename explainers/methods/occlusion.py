@@ -35,7 +35,7 @@ class OcclusionParams(MethodParams):
     family=Family.PERTURBATION,
     black_box=True,
     params=OcclusionParams,
-    reference="Zeiler & Fergus, Visualizing and Understanding Convolutional Networks, ECCV 2014",
+    citation="Zeiler & Fergus, Visualizing and Understanding Convolutional Networks, ECCV 2014",
 )
 def occlusion(
     model: Evaluator, image: NDArray[np.float32], objective: Objective, params: OcclusionParams, *, rng

@@ -8,6 +8,9 @@ A method is a generator function::
 yielding one :class:`~explainers.events.Planned`, any :class:`~explainers.events.Progress`, and
 one :class:`~explainers.events.Explanation` last. Names are part of the public contract
 (``ListMethods``, the proto's parameter messages, the CLI); registering a name twice is an error.
+
+A gradient method registered with an ``attribution`` factory (see :mod:`.attribution`) can also be
+wrapped by SmoothGrad, by name: :func:`gradient_attributions` lists them.
 """
 
 from __future__ import annotations
@@ -15,10 +18,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from ..errors import NotFound
 from ..events import Event
 from ..params import MethodParams
+
+if TYPE_CHECKING:
+    from .attribution import AttributionFactory
 
 
 class Family(str, Enum):
@@ -32,14 +39,16 @@ ExplainFn = Callable[..., Iterator[Event]]
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """A registered method: its contract name, family, parameter type and generator."""
+    """A registered method: its contract name, family, parameter type, generator, the paper it
+    implements (``citation``) and, for a gradient attribution SmoothGrad can wrap, its factory."""
 
     name: str
     family: Family
     black_box: bool
     params: type[MethodParams]
     explain: ExplainFn
-    reference: str
+    citation: str
+    attribution: AttributionFactory | None = None
 
     @property
     def summary(self) -> str:
@@ -51,14 +60,19 @@ _REGISTRY: dict[str, MethodSpec] = {}
 
 
 def register(
-    name: str, *, family: Family, black_box: bool, params: type[MethodParams], reference: str
+    name: str, *, family: Family, black_box: bool, params: type[MethodParams], citation: str,
+    attribution: AttributionFactory | None = None,
 ) -> Callable[[ExplainFn], ExplainFn]:
-    """Register ``explain`` under ``name``; raises ``ValueError`` on a duplicate name."""
+    """Register ``explain`` under ``name``; raises ``ValueError`` on a duplicate name.
+
+    ``citation``: the paper it implements. ``attribution``: for a gradient method, its
+    :class:`~.attribution.GradientAttribution` for given parameters — what SmoothGrad wraps.
+    """
 
     def decorate(explain: ExplainFn) -> ExplainFn:
         if name in _REGISTRY:
             raise ValueError(f"method {name!r} is already registered by {_REGISTRY[name].explain.__module__}")
-        _REGISTRY[name] = MethodSpec(name, family, black_box, params, explain, reference)
+        _REGISTRY[name] = MethodSpec(name, family, black_box, params, explain, citation, attribution)
         return explain
 
     return decorate
@@ -74,3 +88,8 @@ def get_method(name: str) -> MethodSpec:
 
 def list_methods() -> list[MethodSpec]:
     return [_REGISTRY[name] for name in sorted(_REGISTRY)]
+
+
+def gradient_attributions() -> tuple[str, ...]:
+    """Names of the registered methods with a gradient attribution (those SmoothGrad can wrap), sorted."""
+    return tuple(spec.name for spec in list_methods() if spec.attribution is not None)

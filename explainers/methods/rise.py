@@ -39,8 +39,8 @@ class RiseParams(MethodParams):
     family=Family.PERTURBATION,
     black_box=True,
     params=RiseParams,
-    reference="Petsiuk, Das & Saenko, RISE: Randomized Input Sampling for Explanation of Black-box Models, "
-              "BMVC 2018",
+    citation="Petsiuk, Das & Saenko, RISE: Randomized Input Sampling for Explanation of Black-box Models, "
+             "BMVC 2018",
 )
 def rise(
     model: Evaluator, image: NDArray[np.float32], objective: Objective, params: RiseParams, *, rng

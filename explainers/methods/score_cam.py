@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
@@ -16,21 +15,16 @@ from .cam_base import LayerParams, class_activation_maps, resolve_layer
 from .registry import Family, register
 
 
-@dataclass(frozen=True, kw_only=True)
-class ScoreCamParams(LayerParams):
-    """``layer``: whose activation maps mask the input; default the last 4-D activation before global pooling."""
-
-
 @register(
     "score_cam",
     family=Family.PERTURBATION,
     black_box=True,
-    params=ScoreCamParams,
-    reference="Wang et al., Score-CAM: Score-Weighted Visual Explanations for Convolutional Neural Networks, "
+    params=LayerParams,
+    citation="Wang et al., Score-CAM: Score-Weighted Visual Explanations for Convolutional Neural Networks, "
     "CVPR Workshops 2020",
 )
 def score_cam(
-    model: Evaluator, image: NDArray[np.float32], objective: Objective, params: ScoreCamParams, *, rng
+    model: Evaluator, image: NDArray[np.float32], objective: Objective, params: LayerParams, *, rng
 ) -> Iterator[Event]:
     """ReLU(Σₖ wₖ Aₖ) upsampled, w = softmax over the channels k of the score of x ⊙ norm(up(Aₖ)).
 

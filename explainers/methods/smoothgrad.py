@@ -1,62 +1,33 @@
 """SmoothGrad (Smilkov et al. 2017, [59] in the survey), SmoothGrad-Squared and VarGrad around
 another gradient method.
 
-Composed, not re-implemented: each wrapped method is a :class:`GradientAttribution` hook (a
-per-channel attribution from the path gradients, then the method's channel reduction; IG's own
-hook for ``integrated_gradients``), evaluated for every noisy copy by the same batched
-:func:`~.integrated_gradients.attribute` that IG uses. The rule sets come from
-:data:`~.gradient_maps.GRADIENT_MAPS`; one noiseless sample reproduces each wrapped method (tested).
-Statistics are per channel before the reduction, as Captum's ``NoiseTunnel``.
+Composed, not re-implemented: the wrapped method is any registered method with a gradient
+attribution (:func:`~.registry.gradient_attributions`: the plain gradient maps, Integrated
+Gradients, DeepLIFT), whose :class:`~.attribution.GradientAttribution` hook — a per-channel
+attribution from the path gradients, then the method's channel reduction — is evaluated for every
+noisy copy by the same batched :func:`~.attribution.attribute` that IG uses. One noiseless sample
+reproduces each wrapped method (tested). Statistics are per channel before the reduction, as
+Captum's ``NoiseTunnel``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
-from ..autodiff.rules.deeplift import RULE_SET as DEEPLIFT_RULES
 from ..events import Event, Explanation, Planned, Progress
 from ..model import Evaluator
 from ..objectives import Objective
 from ..params import MethodParams, param
-from ..perturb.paths import RULES, quadrature
-from .gradient_maps import GRADIENT_MAPS
-from .integrated_gradients import (
-    GradientAttribution,
-    IntegratedGradientsParams,
-    attribute,
-    integrated,
-    objective_values,
-)
-from .registry import Family, register
-
-
-def max_channels(attribution: NDArray) -> NDArray[np.float32]:
-    return attribution.max(axis=-3).astype(np.float32)
-
+from ..perturb.paths import RULES
+from .attribution import GradientAttribution, attribute, objective_values
+from .integrated_gradients import IntegratedGradientsParams
+from .registry import Family, get_method, gradient_attributions, register
 
 _IG = IntegratedGradientsParams()  # the wrapped IG's defaults: steps and rule (per request: ig_steps, ig_rule)
-
-INNER: dict[str, GradientAttribution] = {
-    # Per-channel attributions as Captum's Saliency (abs=True) / InputXGradient / GuidedBackprop /
-    # Deconvolution compute them, then the channel reduction of the wrapped method's heatmap (the
-    # single-sample heatmap is the wrapped method's: tests/test_smoothgrad.py checks it).
-    "saliency": GradientAttribution(finish=lambda x, ref, g: np.abs(g), reduce=max_channels,
-                                    rules=GRADIENT_MAPS["saliency"].rules),
-    "input_x_gradient": GradientAttribution(finish=lambda x, ref, g: x[:, None] * g,
-                                            rules=GRADIENT_MAPS["input_x_gradient"].rules),
-    "guided_backprop": GradientAttribution(finish=lambda x, ref, g: g, rules=GRADIENT_MAPS["guided_backprop"].rules),
-    "deconvnet": GradientAttribution(finish=lambda x, ref, g: g, rules=GRADIENT_MAPS["deconvnet"].rules),
-    "integrated_gradients": integrated(quadrature(_IG.rule, _IG.steps)),
-    "deeplift": GradientAttribution(finish=lambda x, ref, g: (x - ref)[:, None] * g, rules=DEEPLIFT_RULES,
-                                    reference_pass=True),
-}
-"""The gradient methods SmoothGrad wraps, as :class:`GradientAttribution` hooks (composed, not re-implemented).
-The path methods' entries (integrated_gradients, deeplift) reference 0; in a request they reference the
-model's black image, those methods' default (:meth:`SmoothGradParams.attribution`)."""
 
 VARIANTS = ("mean", "squared", "vargrad")
 
@@ -66,7 +37,7 @@ class SmoothGradParams(MethodParams):
     samples: int = param(50, low=1, high=10000, doc="noisy copies n (× the inner method's passes)")
     noise_level: float = param(0.15, low=0.0, high=10.0, doc="noise σ as a fraction of the input's max − min")
     variant: str = param("mean", choices=VARIANTS, doc="mean (SmoothGrad), squared (SmoothGrad²) or vargrad (variance)")
-    inner: str = param("saliency", choices=tuple(INNER),
+    inner: str = param("saliency", choices=gradient_attributions,
                        doc="the wrapped gradient method, with its defaults (integrated_gradients and deeplift: "
                            "the black baseline; IG's steps and rule: ig_steps, ig_rule)")
     ig_steps: int = param(_IG.steps, low=2, high=1024,
@@ -84,14 +55,12 @@ class SmoothGradParams(MethodParams):
                 self.fail(name, f"only used when inner is 'integrated_gradients' (inner is {self.inner!r})")
 
     def attribution(self, black: NDArray[np.float32]) -> GradientAttribution:
-        """The wrapped method's hook: :data:`INNER`'s; the path methods' with the reference ``black``
-        [C, H, W] (the model's black image) and, for IG, this request's steps and rule."""
-        hook = INNER[self.inner]
-        if self.inner == "integrated_gradients":
-            hook = integrated(quadrature(self.ig_rule, self.ig_steps))
-        if self.inner in ("integrated_gradients", "deeplift"):
-            hook = replace(hook, reference=lambda x: np.broadcast_to(black, x.shape))
-        return hook
+        """The wrapped method's hook, with its default parameters (IG: this request's ig_steps and
+        ig_rule) and, for the path methods, the baseline ``black`` [C, H, W] (the model's black
+        image: their default baseline)."""
+        inner = get_method(self.inner)
+        values = {"steps": self.ig_steps, "rule": self.ig_rule} if self.inner == "integrated_gradients" else {}
+        return inner.attribution(inner.params(**values), black)
 
 
 @register(
@@ -99,7 +68,7 @@ class SmoothGradParams(MethodParams):
     family=Family.GRADIENT,
     black_box=False,
     params=SmoothGradParams,
-    reference="Smilkov, Thorat, Kim, Viégas & Wattenberg, SmoothGrad: removing noise by adding noise, 2017",
+    citation="Smilkov, Thorat, Kim, Viégas & Wattenberg, SmoothGrad: removing noise by adding noise, 2017",
 )
 def smoothgrad(
     model: Evaluator, image: NDArray[np.float32], objective: Objective, params: SmoothGradParams, *, rng
@@ -127,8 +96,8 @@ def smoothgrad(
         return out
 
     points = params.samples * len(inner.path) * objective.num_targets
-    reference_passes = points if inner.reference_pass else 0  # DeepLIFT: x′ beside every point
-    planned = Planned(forward=points + reference_passes + 1, backward=points)  # + 1: f(x) itself, for the scores
+    baseline_passes = points if inner.baseline_pass else 0  # DeepLIFT: x′ beside every point
+    planned = Planned(forward=points + baseline_passes + 1, backward=points)  # + 1: f(x) itself, for the scores
     yield planned
     scores = objective_values(model, image[None], objective)[0]
     moments = Moments(params.variant)

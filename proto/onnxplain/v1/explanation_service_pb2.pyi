@@ -95,16 +95,16 @@ class ExplainRequest(_message.Message):
     occlusion: _method_params_pb2.OcclusionParams
     rise: _method_params_pb2.RiseParams
     lime: _method_params_pb2.LimeParams
-    score_cam: _method_params_pb2.ScoreCamParams
+    score_cam: _method_params_pb2.LayerParams
     extremal_perturbation: _method_params_pb2.ExtremalPerturbationParams
-    cam: _method_params_pb2.CamParams
-    grad_cam: _method_params_pb2.GradCamParams
-    guided_grad_cam: _method_params_pb2.GuidedGradCamParams
-    grad_cam_plus_plus: _method_params_pb2.GradCamPlusPlusParams
+    cam: _method_params_pb2.LayerParams
+    grad_cam: _method_params_pb2.LayerParams
+    guided_grad_cam: _method_params_pb2.LayerParams
+    grad_cam_plus_plus: _method_params_pb2.LayerParams
     integrated_gradients: _method_params_pb2.IntegratedGradientsParams
     smoothgrad: _method_params_pb2.SmoothGradParams
     deeplift: _method_params_pb2.DeepLiftParams
-    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., method: _Optional[str] = ..., image: _Optional[_Union[_tensor_pb2.ImageInput, _Mapping]] = ..., target: _Optional[_Union[Target, _Mapping]] = ..., seed: _Optional[int] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ..., occlusion: _Optional[_Union[_method_params_pb2.OcclusionParams, _Mapping]] = ..., rise: _Optional[_Union[_method_params_pb2.RiseParams, _Mapping]] = ..., lime: _Optional[_Union[_method_params_pb2.LimeParams, _Mapping]] = ..., score_cam: _Optional[_Union[_method_params_pb2.ScoreCamParams, _Mapping]] = ..., extremal_perturbation: _Optional[_Union[_method_params_pb2.ExtremalPerturbationParams, _Mapping]] = ..., cam: _Optional[_Union[_method_params_pb2.CamParams, _Mapping]] = ..., grad_cam: _Optional[_Union[_method_params_pb2.GradCamParams, _Mapping]] = ..., guided_grad_cam: _Optional[_Union[_method_params_pb2.GuidedGradCamParams, _Mapping]] = ..., grad_cam_plus_plus: _Optional[_Union[_method_params_pb2.GradCamPlusPlusParams, _Mapping]] = ..., integrated_gradients: _Optional[_Union[_method_params_pb2.IntegratedGradientsParams, _Mapping]] = ..., smoothgrad: _Optional[_Union[_method_params_pb2.SmoothGradParams, _Mapping]] = ..., deeplift: _Optional[_Union[_method_params_pb2.DeepLiftParams, _Mapping]] = ...) -> None: ...
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., method: _Optional[str] = ..., image: _Optional[_Union[_tensor_pb2.ImageInput, _Mapping]] = ..., target: _Optional[_Union[Target, _Mapping]] = ..., seed: _Optional[int] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ..., occlusion: _Optional[_Union[_method_params_pb2.OcclusionParams, _Mapping]] = ..., rise: _Optional[_Union[_method_params_pb2.RiseParams, _Mapping]] = ..., lime: _Optional[_Union[_method_params_pb2.LimeParams, _Mapping]] = ..., score_cam: _Optional[_Union[_method_params_pb2.LayerParams, _Mapping]] = ..., extremal_perturbation: _Optional[_Union[_method_params_pb2.ExtremalPerturbationParams, _Mapping]] = ..., cam: _Optional[_Union[_method_params_pb2.LayerParams, _Mapping]] = ..., grad_cam: _Optional[_Union[_method_params_pb2.LayerParams, _Mapping]] = ..., guided_grad_cam: _Optional[_Union[_method_params_pb2.LayerParams, _Mapping]] = ..., grad_cam_plus_plus: _Optional[_Union[_method_params_pb2.LayerParams, _Mapping]] = ..., integrated_gradients: _Optional[_Union[_method_params_pb2.IntegratedGradientsParams, _Mapping]] = ..., smoothgrad: _Optional[_Union[_method_params_pb2.SmoothGradParams, _Mapping]] = ..., deeplift: _Optional[_Union[_method_params_pb2.DeepLiftParams, _Mapping]] = ...) -> None: ...
 
 class Accepted(_message.Message):
     __slots__ = ("model", "method", "seed", "planned_evaluations", "targets", "parameters")
@@ -223,7 +223,7 @@ class ParameterInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., default_value: _Optional[str] = ..., description: _Optional[str] = ..., minimum: _Optional[float] = ..., maximum: _Optional[float] = ..., choices: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class MethodInfo(_message.Message):
-    __slots__ = ("name", "family", "black_box", "summary", "reference", "parameters", "params_field")
+    __slots__ = ("name", "family", "black_box", "summary", "reference", "parameters", "params_field", "citation")
     NAME_FIELD_NUMBER: _ClassVar[int]
     FAMILY_FIELD_NUMBER: _ClassVar[int]
     BLACK_BOX_FIELD_NUMBER: _ClassVar[int]
@@ -231,6 +231,7 @@ class MethodInfo(_message.Message):
     REFERENCE_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_FIELD_NUMBER: _ClassVar[int]
+    CITATION_FIELD_NUMBER: _ClassVar[int]
     name: str
     family: MethodFamily
     black_box: bool
@@ -238,7 +239,8 @@ class MethodInfo(_message.Message):
     reference: str
     parameters: _containers.RepeatedCompositeFieldContainer[ParameterInfo]
     params_field: str
-    def __init__(self, name: _Optional[str] = ..., family: _Optional[_Union[MethodFamily, str]] = ..., black_box: _Optional[bool] = ..., summary: _Optional[str] = ..., reference: _Optional[str] = ..., parameters: _Optional[_Iterable[_Union[ParameterInfo, _Mapping]]] = ..., params_field: _Optional[str] = ...) -> None: ...
+    citation: str
+    def __init__(self, name: _Optional[str] = ..., family: _Optional[_Union[MethodFamily, str]] = ..., black_box: _Optional[bool] = ..., summary: _Optional[str] = ..., reference: _Optional[str] = ..., parameters: _Optional[_Iterable[_Union[ParameterInfo, _Mapping]]] = ..., params_field: _Optional[str] = ..., citation: _Optional[str] = ...) -> None: ...
 
 class ListMethodsResponse(_message.Message):
     __slots__ = ("methods",)

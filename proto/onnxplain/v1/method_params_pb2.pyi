@@ -133,7 +133,7 @@ class LimeParams(_message.Message):
     baseline: Baseline
     def __init__(self, segments: _Optional[int] = ..., compactness: _Optional[float] = ..., samples: _Optional[int] = ..., kernel_width: _Optional[float] = ..., ridge_alpha: _Optional[float] = ..., baseline: _Optional[_Union[Baseline, str]] = ...) -> None: ...
 
-class ScoreCamParams(_message.Message):
+class LayerParams(_message.Message):
     __slots__ = ("layer",)
     LAYER_FIELD_NUMBER: _ClassVar[int]
     layer: str
@@ -160,30 +160,6 @@ class ExtremalPerturbationParams(_message.Message):
     gradient: ExtremalGradient
     directions: int
     def __init__(self, areas: _Optional[_Iterable[float]] = ..., mode: _Optional[_Union[ExtremalMode, str]] = ..., iterations: _Optional[int] = ..., learning_rate: _Optional[float] = ..., mask_step: _Optional[int] = ..., blur_sigma: _Optional[float] = ..., regularization_weight: _Optional[float] = ..., gradient: _Optional[_Union[ExtremalGradient, str]] = ..., directions: _Optional[int] = ...) -> None: ...
-
-class CamParams(_message.Message):
-    __slots__ = ("layer",)
-    LAYER_FIELD_NUMBER: _ClassVar[int]
-    layer: str
-    def __init__(self, layer: _Optional[str] = ...) -> None: ...
-
-class GradCamParams(_message.Message):
-    __slots__ = ("layer",)
-    LAYER_FIELD_NUMBER: _ClassVar[int]
-    layer: str
-    def __init__(self, layer: _Optional[str] = ...) -> None: ...
-
-class GuidedGradCamParams(_message.Message):
-    __slots__ = ("layer",)
-    LAYER_FIELD_NUMBER: _ClassVar[int]
-    layer: str
-    def __init__(self, layer: _Optional[str] = ...) -> None: ...
-
-class GradCamPlusPlusParams(_message.Message):
-    __slots__ = ("layer",)
-    LAYER_FIELD_NUMBER: _ClassVar[int]
-    layer: str
-    def __init__(self, layer: _Optional[str] = ...) -> None: ...
 
 class IntegratedGradientsParams(_message.Message):
     __slots__ = ("steps", "rule", "baseline", "baseline_tensor")

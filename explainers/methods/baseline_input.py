@@ -1,4 +1,4 @@
-"""The reference input x′ of the path methods (Integrated Gradients, DeepLIFT): one parameter pair,
+"""The baseline input x′ of the path methods (Integrated Gradients, DeepLIFT): one parameter pair,
 one check, one way to build it."""
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ from ..perturb.paths import PATH_BASELINES, path_baseline
 
 
 @dataclass(frozen=True, kw_only=True)
-class ReferenceParams(MethodParams):
-    """``baseline`` and ``baseline_tensor``, for a method that compares x with a reference x′."""
+class BaselineParams(MethodParams):
+    """``baseline`` and ``baseline_tensor``, for a method that compares x with a baseline x′ (what
+    DeepLIFT's paper calls the *reference* input)."""
 
     baseline: str = param("black", choices=PATH_BASELINES,
-                          doc="the reference input x′: black (the IG paper's: the all-black image through the "
+                          doc="the baseline input x′: black (the IG paper's: the all-black image through the "
                               "model's preprocessing), zero (0 after normalisation: the mean colour of "
                               "mean/std-normalised models), blur, uniform_noise (seeded) or tensor (baseline_tensor)")
     baseline_tensor: NDArray[np.float32] | None = param(
@@ -30,7 +31,8 @@ class ReferenceParams(MethodParams):
         if self.baseline != "tensor" and self.baseline_tensor is not None:
             self.fail("baseline_tensor", f"only used when baseline is 'tensor' (baseline is {self.baseline!r})")
 
-    def reference(self, model: Evaluator, image: NDArray[np.float32], rng: np.random.Generator) -> NDArray[np.float32]:
+    def baseline_input(self, model: Evaluator, image: NDArray[np.float32], rng: np.random.Generator
+                       ) -> NDArray[np.float32]:
         """x′ [C, H, W] for ``image`` [C, H, W] on ``model`` (whose preprocessing defines black)."""
         return path_baseline(image, self.baseline, rng=rng, tensor=self.baseline_tensor,
                              black=model.black_image())
