@@ -55,7 +55,7 @@ class GraphIndex:
         self._constants: dict[str, np.ndarray] = {}
 
     @classmethod
-    def of(cls, model: onnx.ModelProto | GraphIndex) -> GraphIndex:
+    def of(cls, model: onnx.ModelProto | onnx.GraphProto | GraphIndex) -> GraphIndex:
         """``model``'s index: the one given, or a new one."""
         return model if isinstance(model, GraphIndex) else cls(model)
 

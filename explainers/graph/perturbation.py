@@ -25,6 +25,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from .index import GraphIndex
+
 SOURCE_IMAGE = "source_image"
 SOURCE_BASELINE = "source_baseline"
 MASK = "perturbation_mask"
@@ -203,7 +205,7 @@ def prefixed_model(model: onnx.ModelProto, input_name: str, *, layout: str, inpu
     if input_type != TensorProto.FLOAT:
         nodes.append(_node("Cast", [blended], p + "blended_cast", to=input_type))
         blended = p + "blended_cast"
-    for node in graph.node:
+    for node in GraphIndex(graph).consumers_of(input_name):
         for i, name in enumerate(node.input):
             if name == input_name:
                 node.input[i] = blended
