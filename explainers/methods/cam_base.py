@@ -26,10 +26,10 @@ from ..errors import FailedPrecondition
 from ..events import Event, Explanation, Planned
 from ..graph.cam_head import linear_head_weights
 from ..graph.index import GraphIndex
-from ..graph.perturbation import bilinear_matrix
 from ..model import Evaluator, OnnxClassifier
 from ..objectives import Objective
 from ..params import MethodParams, param
+from ..perturb.masks.bilinear import bilinear_matrix
 
 
 @dataclass(frozen=True, kw_only=True)
