@@ -22,7 +22,7 @@ from ..events import Event, Explanation, Planned, Progress
 from ..model import Evaluator
 from ..objectives import Objective
 from ..params import MethodParams, param
-from ..perturb.paths import RULES, quadrature
+from ..perturb.paths import QUADRATURE, quadrature
 from .gradient_maps import GRADIENT_MAPS
 from .integrated_gradients import (
     GradientAttribution,
@@ -72,7 +72,7 @@ class SmoothGradParams(MethodParams):
     ig_steps: int = param(_IG.steps, low=2, high=1024,
                           doc="path points of the wrapped integrated_gradients (another value than the default "
                               "is rejected with other inners)")
-    ig_rule: str = param(_IG.rule, choices=RULES,
+    ig_rule: str = param(_IG.rule, choices=QUADRATURE,
                          doc="quadrature of the wrapped integrated_gradients (another value than the default "
                              "is rejected with other inners)")
 
