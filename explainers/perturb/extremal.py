@@ -91,7 +91,8 @@ class SmoothMask:
 
     def source(self) -> MaskSource:
         """The graph prefix taking ``low_masks`` q [n, 1, h, w]."""
-        return upsampled_masks(*self.shape, *self.low_shape, normalise=False)
+        return upsampled_masks(*self.shape, *self.low_shape, normalise=False,
+                               matrices=(self.rows.toarray(), self.cols.toarray()))
 
     def low(self, params: NDArray[np.floating]) -> NDArray[np.float64]:
         """Parameters p [n, h, w] → what the graph is fed, q [n, h, w]."""
