@@ -197,7 +197,7 @@ def rise_aggregation(bench: Bench, masks: int = 4000, batch: int = 16) -> dict:
     """The numpy side of RISE alone on a 224x224 input, on recorded scores: per-shift sums of ``masks`` grids
     added ``batch`` at a time, a partial map rendered every 1% of the masks as the method does; notes: the
     same with full-resolution masks built per chunk (the direct way)."""
-    from onnxplain.explainers.perturb.rise_masks import GridMaskSum, GridSampler, GridTables
+    from onnxplain.explainers.perturb.masks.grid import GridMaskSum, GridSampler, GridTables
 
     tables = GridTables.build(224, 224, 7)
     grids, shifts = GridSampler(masks, 7, 0.5, tables.cells, "random", np.random.default_rng(0)).take(0, masks)

@@ -17,11 +17,11 @@ from onnx import TensorProto, helper, numpy_helper
 
 from onnxplain.explainers import Objective, OnnxClassifier, explain, explain_once
 from onnxplain.explainers.errors import FailedPrecondition, NotFound
-from onnxplain.explainers.graph.perturbation import bilinear_matrix
 from onnxplain.explainers.methods.cam_base import layer_gradients
 from onnxplain.explainers.methods.grad_cam import grad_cam_weights
 from onnxplain.explainers.methods.grad_cam_plus_plus import grad_cam_plus_plus_weights
 from onnxplain.explainers.model import Evaluator
+from onnxplain.explainers.perturb.masks.bilinear import bilinear_matrix
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CAMS = ("cam", "grad_cam", "guided_grad_cam", "grad_cam_plus_plus")

@@ -13,14 +13,20 @@ from PIL import Image
 from onnxplain.explainers import Explanation, Objective, OnnxClassifier, Progress, explain, explain_once
 from onnxplain.explainers.errors import InvalidArgument
 from onnxplain.explainers.perturb.baselines import make_baseline
-from onnxplain.explainers.perturb.paths import RULES, check_baseline_tensor, path_baseline, quadrature, straight_path
+from onnxplain.explainers.perturb.paths import (
+    QUADRATURE,
+    check_baseline_tensor,
+    path_baseline,
+    quadrature,
+    straight_path,
+)
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 RNG = np.random.default_rng(17)
 
 
 # ---------------------------------------------------------------- quadrature and paths
-@pytest.mark.parametrize("rule", RULES)
+@pytest.mark.parametrize("rule", QUADRATURE)
 def test_weights_sum_to_one_and_nodes_lie_in_the_unit_interval(rule):
     q = quadrature(rule, 9)
     assert len(q) == 9 and q.weights.sum() == pytest.approx(1.0, abs=1e-12)
@@ -93,7 +99,7 @@ def test_the_default_baseline_is_the_black_image_through_the_models_preprocessin
     np.testing.assert_allclose(zero, (x * w[1]).sum(0), rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("rule", RULES)
+@pytest.mark.parametrize("rule", QUADRATURE)
 @pytest.mark.parametrize("baseline", ["black", "zero", "blur", "uniform_noise", "tensor"])
 def test_linear_model_is_explained_exactly_by_every_rule_and_baseline(rule, baseline):
     w = RNG.standard_normal((3, 3, 8, 8)).astype(np.float32)

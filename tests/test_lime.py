@@ -11,8 +11,8 @@ import pytest
 from onnxplain.explainers import Objective, OnnxClassifier, explain, explain_once
 from onnxplain.explainers.errors import InvalidArgument
 from onnxplain.explainers.events import Progress
-from onnxplain.explainers.perturb import superpixels as sp
 from onnxplain.explainers.perturb.baselines import make_baseline
+from onnxplain.explainers.perturb.masks import superpixels as sp
 from onnxplain.explainers.perturb.surrogate import WeightedRidge, exponential_kernel, fit_weighted_ridge
 
 GOLDEN = Path(__file__).parent / "fixtures" / "lime_golden.npz"  # tools/fixtures/golden_lime.py

@@ -9,15 +9,12 @@ import pytest
 from onnx import TensorProto, helper
 
 from onnxplain.explainers import ModelConfig, OnnxClassifier, RunContext
-from onnxplain.explainers.graph.perturbation import (
-    MASK,
-    grid_masks,
-    prefixed_model,
-    segment_masks,
-    upsampled_masks,
-    window_masks,
-)
+from onnxplain.explainers.graph.perturbation import MASK, prefixed_model
 from onnxplain.explainers.model import Evaluator
+from onnxplain.explainers.perturb.masks.grid import grid_masks
+from onnxplain.explainers.perturb.masks.superpixels import segment_masks
+from onnxplain.explainers.perturb.masks.upsampled import upsampled_masks
+from onnxplain.explainers.perturb.masks.windows import window_masks
 
 RNG = np.random.default_rng(4)
 H, W = 12, 10

@@ -11,9 +11,10 @@ from onnx import TensorProto, helper
 
 from onnxplain.explainers import ModelConfig, Objective, OnnxClassifier, Planned, Progress, explain, explain_once
 from onnxplain.explainers.errors import InvalidArgument
-from onnxplain.explainers.graph.perturbation import MASK, bilinear_matrix, grid_masks, prefixed_model
+from onnxplain.explainers.graph.perturbation import MASK, prefixed_model
 from onnxplain.explainers.perturb.baselines import make_baseline
-from onnxplain.explainers.perturb.rise_masks import GridMaskSum, GridSampler, GridTables
+from onnxplain.explainers.perturb.masks.bilinear import bilinear_matrix
+from onnxplain.explainers.perturb.masks.grid import GridMaskSum, GridSampler, GridTables, grid_masks
 
 RNG = np.random.default_rng(5)
 

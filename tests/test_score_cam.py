@@ -13,8 +13,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from onnxplain.explainers import ModelConfig, Objective, OnnxClassifier, Progress, explain, explain_once
 from onnxplain.explainers.errors import FailedPrecondition, InvalidArgument, NotFound
-from onnxplain.explainers.graph.perturbation import bilinear_matrix
 from onnxplain.explainers.objectives import softmax
+from onnxplain.explainers.perturb.masks.bilinear import bilinear_matrix
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SIZE, CELL = 16, 4  # the hand-built net: 16×16 input, 4×4 average pooling → a 4×4 CAM layer

@@ -11,8 +11,8 @@ import pytest
 
 from onnxplain.explainers import ModelConfig, Objective, OnnxClassifier, explain_once
 from onnxplain.explainers.errors import InvalidArgument
-from onnxplain.explainers.graph.perturbation import grid_masks
 from onnxplain.explainers.model import PLAIN_VARIANT, SessionPool, Variant
+from onnxplain.explainers.perturb.masks.grid import grid_masks
 
 GRIDS = list(range(2, 14))  # 12 distinct RISE grids: 12 perturbation-prefix variants
 IMAGE = np.random.default_rng(3).standard_normal((3, 16, 16)).astype(np.float32)

@@ -4,12 +4,15 @@
 a weighted class score with respect to its input and chosen layers; see AUTODIFF.md.
 """
 
-from .builder import CLASS_WEIGHTS, INPUT_GRAD, REFERENCE_INPUT, GradientError, GradientModel, build_gradient_model
+from .builder import CLASS_WEIGHTS, INPUT_GRAD, REFERENCE_INPUT, GradientModel, build_gradient_model
 from .context import VjpContext
-from .registry import rule_set, rule_set_names, supported_ops, vjp
+from .errors import Declined, GradientError
+from .registry import vjp
+from .rule_sets import rule_set, rule_set_names, supported_ops
 
 __all__ = [
     "CLASS_WEIGHTS",
+    "Declined",
     "INPUT_GRAD",
     "REFERENCE_INPUT",
     "GradientError",

@@ -20,12 +20,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import helper
 
-from ..errors import FailedPrecondition, InvalidArgument
+from ..errors import InvalidArgument
 from ..graph.dce import eliminate_dead_code
+from ..graph.index import GraphIndex, default_opset
 from .context import VjpContext
-from .registry import Rule, rule_set, supported_ops
+from .errors import Declined, GradientError, declined_error
+from .registry import Rule
+from .rule_sets import rule_set, supported_ops
 
 CLASS_WEIGHTS = "class_weights"
 INPUT_GRAD = "input_grad"
@@ -41,17 +44,13 @@ _FLOAT_TYPES = {
 }
 
 
-class GradientError(FailedPrecondition):
-    """The model cannot be differentiated (e.g. an op without a rule); raised when building."""
-
-    reason = "GRADIENT_UNAVAILABLE"
-
-
 @dataclass(frozen=True)
 class GradientModel:
     """The gradient model and the names of its extra inputs and outputs.
 
-    ``layers`` maps each requested layer to (activation output, gradient output).
+    ``layers`` maps each requested layer to (activation output, gradient output);
+    ``approximations`` lists the nodes where a rule set fell back to a rule that is only
+    approximate there, with the reason (e.g. DeepLIFT's vanilla gradient through Max).
     """
 
     model: onnx.ModelProto
@@ -61,6 +60,7 @@ class GradientModel:
     input_grad: str
     layers: dict[str, tuple[str, str]]
     reference_input: str | None = None
+    approximations: tuple[str, ...] = ()
 
 
 def build_gradient_model(
@@ -94,27 +94,26 @@ def build_gradient_model(
             rescale rule (f(x) − f(x′)) / (x − x′).
 
     Raises:
-        GradientError: an op on the path has no rule (names the op, the node and the supported ops).
+        GradientError: an op on the path has no rule (names the op, the node and the supported ops),
+            or its rule declined (names the op, the node and the reason).
         InvalidArgument: an unknown input, output or layer name.
     """
     table = rule_set(rules) if isinstance(rules, str) else rules
     model = _normalise(model)
     graph = model.graph
-    initializer_names = {init.name for init in graph.initializer}
-    inputs = [v.name for v in graph.input if v.name not in initializer_names]
-    input_name = input_name or inputs[0]
+    index = GraphIndex(model)
+    input_name = input_name or index.inputs[0]
     if input_shape is not None:
         _pin_input_shape(graph, input_name, input_shape)
     output_name = output_name or graph.output[0].name
-    producers = {out: node for node in graph.node for out in node.output}
-    all_tensors = set(producers) | set(inputs)
+    all_tensors = set(index.producers) | set(index.inputs)
     for kind, name in [("input", input_name), ("output", output_name)] + [("layer", n) for n in layers]:
         if name not in all_tensors:
             field = {"input": "input", "output": "output", "layer": "params.layer"}[kind]
             raise InvalidArgument(field, f"no tensor named {name!r} in the graph")
 
     score_tensor = output_name
-    producer = producers.get(score_tensor)
+    producer = index.producer(score_tensor)
     if cut_final_activation and producer is not None and producer.op_type in _FINAL_ACTIVATIONS:
         score_tensor = producer.input[0]
 
@@ -125,19 +124,18 @@ def build_gradient_model(
             shapes[name] = tuple(hinted)
         else:
             shapes[name] = tuple(d if isinstance(d, int) else h for d, h in zip(inferred, hinted))
-    constants = _constants(graph, _opset(model))
-    differentiable = _depends_on(graph, input_name, dtypes)
+    differentiable = index.downstream([input_name], lambda node, name: _is_float(name, node, dtypes))
     for layer in layers:
         if layer not in differentiable:
             raise InvalidArgument("params.layer", f"tensor {layer!r} does not depend on the input {input_name!r}")
-    needed = _needed_for(graph, score_tensor, producers)
+    needed = index.upstream([score_tensor])
     if score_tensor not in differentiable:
         raise GradientError(f"the score {score_tensor!r} does not depend on the input {input_name!r}")
 
     input_dtype = dtypes.get(input_name, np.dtype(np.float32))
     references = _reference_pass(graph, input_name, differentiable) if reference_pass else None
-    ctx = VjpContext(shapes=shapes, dtypes=dtypes, opset=_opset(model), default_dtype=input_dtype,
-                     constants=constants, differentiable=differentiable, references=references)
+    ctx = VjpContext(shapes=shapes, dtypes=dtypes, opset=index.opset, default_dtype=input_dtype,
+                     constants=index.folded_constants, differentiable=differentiable, references=references)
     ctx.dtypes[CLASS_WEIGHTS] = ctx.dtype(score_tensor)
     pending: dict[str, list[str]] = {score_tensor: [CLASS_WEIGHTS]}
 
@@ -150,7 +148,7 @@ def build_gradient_model(
             ctx.dtypes[pending[name][0]] = ctx.dtype(name)
         return pending[name][0]
 
-    path = [n for n in graph.node if any(o in needed for o in n.output) and any(i in differentiable for i in n.input)]
+    path = [n for n in index.nodes_producing(needed) if any(i in differentiable for i in n.input)]
     for node in reversed(path):
         output_grads = [gradient_of(o) for o in node.output]
         if all(g is None for g in output_grads):
@@ -162,7 +160,10 @@ def build_gradient_model(
                 f"no gradient rule for op {label} (node {node.name or node.output[0]!r}); "
                 f"supported: {', '.join(supported_ops())}"
             )
-        input_grads = rule(ctx, node, output_grads)
+        try:
+            input_grads = rule(ctx, node, output_grads)
+        except Declined as declined:
+            raise declined_error(node, declined) from None
         for name, grad in zip(node.input, input_grads):
             if grad is not None and name in differentiable:
                 ctx.dtypes.setdefault(grad, ctx.dtype(name))  # a gradient has its tensor's dtype
@@ -235,18 +236,14 @@ def _assemble(model, ctx, input_name, output_name, score_tensor, extra_outputs, 
     except onnx.checker.ValidationError as exc:  # a rule emitted something invalid: a bug
         raise RuntimeError(f"the gradient graph is invalid: {exc}") from exc
     return GradientModel(model, input_name, output_name, score_tensor, INPUT_GRAD, layer_outputs,
-                         REFERENCE_INPUT if reference_pass else None)
+                         REFERENCE_INPUT if reference_pass else None, tuple(ctx.approximations))
 
 
 # ---------------------------------------------------------------------- analysis helpers
-def _opset(model: onnx.ModelProto) -> int:
-    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-
-
 def _normalise(model: onnx.ModelProto) -> onnx.ModelProto:
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
-    if _opset(copy) < MIN_OPSET:
+    if default_opset(copy) < MIN_OPSET:
         copy = onnx.version_converter.convert_version(copy, MIN_OPSET)
     return copy
 
@@ -276,75 +273,11 @@ def _value_infos(model: onnx.ModelProto) -> tuple[dict[str, tuple], dict[str, np
     return shapes, dtypes
 
 
-_FOLD_LIMIT = 1 << 20  # elements: fold shape arithmetic and small tensors, not whole weight tensors
-
-
-def _constants(graph: onnx.GraphProto, opset: int) -> dict[str, np.ndarray]:
-    """Values known at build time: initializers, Constant nodes, and every node computed only from
-    those (exporters build Pad amounts, Reshape targets and Resize sizes from constants). Rules can
-    then take their static fast paths (e.g. Pad's gradient becomes one Slice)."""
-    values = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
-    for node in graph.node:
-        if node.op_type == "Constant":
-            attribute = node.attribute[0]
-            if attribute.name == "value":
-                values[node.output[0]] = numpy_helper.to_array(attribute.t)
-            elif attribute.name in ("value_float", "value_int", "value_floats", "value_ints"):
-                values[node.output[0]] = np.asarray(helper.get_attribute_value(attribute))
-        elif node.input and all(name == "" or name in values for name in node.input) and _foldable(node):
-            try:
-                results = _evaluate(node, [values[name] if name else None for name in node.input], opset)
-            except Exception:  # folding is an optimisation; leave the node to run time
-                continue
-            for name, value in zip(node.output, results):
-                if name and value is not None and np.size(value) <= _FOLD_LIMIT:
-                    values[name] = np.asarray(value)
-    return values
-
-
-def _foldable(node: onnx.NodeProto) -> bool:
-    return node.domain in ("", "ai.onnx") and not any(a.type in (onnx.AttributeProto.GRAPH,
-                                                                 onnx.AttributeProto.GRAPHS) for a in node.attribute)
-
-
-def _evaluate(node: onnx.NodeProto, inputs: list, opset: int) -> list:
-    from onnx.reference import ReferenceEvaluator
-
-    names = [f"in{i}" if value is not None else "" for i, value in enumerate(inputs)]
-    single = helper.make_node(node.op_type, names, [f"out{i}" for i in range(len(node.output))], domain=node.domain)
-    single.attribute.extend(node.attribute)
-    evaluator = ReferenceEvaluator(single, opsets={"": opset})
-    return evaluator.run(None, {name: value for name, value in zip(names, inputs) if name})
-
-
 def _is_float(name: str, node: onnx.NodeProto, dtypes: dict[str, np.dtype]) -> bool:
     dtype = dtypes.get(name)
     if dtype is not None:
         return np.issubdtype(dtype, np.floating)
     return node.op_type not in _NON_FLOAT_OPS
-
-
-def _depends_on(graph: onnx.GraphProto, input_name: str, dtypes: dict[str, np.dtype]) -> set[str]:
-    """Float tensors that depend on ``input_name`` (integer tensors carry no gradient)."""
-    reached = {input_name}
-    for node in graph.node:
-        if any(name in reached for name in node.input):
-            reached.update(out for out in node.output if out and _is_float(out, node, dtypes))
-    return reached
-
-
-def _needed_for(graph: onnx.GraphProto, target: str, producers: dict[str, onnx.NodeProto]) -> set[str]:
-    """Tensors ``target`` depends on."""
-    needed, stack = {target}, [target]
-    while stack:
-        node = producers.get(stack.pop())
-        if node is None:
-            continue
-        for name in node.input:
-            if name and name not in needed:
-                needed.add(name)
-                stack.append(name)
-    return needed
 
 
 def _pin_input_shape(graph: onnx.GraphProto, input_name: str, dims: Sequence[int | None]) -> None:

@@ -14,6 +14,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from .errors import Declined, node_label
+
 Dim = int | str | None
 
 
@@ -41,6 +43,7 @@ class VjpContext:
         self._count = 0
         self._shape_cache: dict[str, str] = {}
         self._const_cache: dict[tuple, str] = {}
+        self.approximations: list[str] = []
 
     # ------------------------------------------------------------------ names and nodes
     def fresh(self, hint: str = "t") -> str:
@@ -93,10 +96,13 @@ class VjpContext:
 
         Only available when the graph is built with ``reference_pass=True``."""
         if self._references is None:
-            from .builder import GradientError
-
-            raise GradientError("this rule set needs a reference pass (build with reference_pass=True)")
+            raise Declined("this rule set needs a reference pass (build with reference_pass=True)")
         return self._references[name]
+
+    def approximate(self, node: onnx.NodeProto, why: str) -> None:
+        """Record that ``node``'s rule fell back to a rule that is only approximate here, and why
+        (e.g. DeepLIFT's vanilla gradient where no rescale rule applies)."""
+        self.approximations.append(f"{node_label(node)}: {why}")
 
     def rank(self, name: str) -> int | None:
         shape = self.static_shape(name)

@@ -11,7 +11,9 @@ onnxruntime's gradient builders: I(i) = ``node.input[i]``, O(i) = ``node.output[
 GO(i) = ``grads[i]``, GI(i) = the returned list.
 
 A *rule set* is a mapping op type → rule: the defaults with a few overrides (guided backprop and
-DeconvNet override only the ReLU-like rules).
+DeconvNet override only the ReLU-like rules); :mod:`.rule_sets` assembles them.
+
+A rule that cannot differentiate its node raises :class:`~.errors.Declined` with the reason.
 """
 
 from __future__ import annotations
@@ -48,25 +50,14 @@ def vjp(*op_types: str, rule_set: str | None = None) -> Callable[[Rule], Rule]:
     return register
 
 
-def _load_rules() -> None:
-    from . import rules  # noqa: F401  (importing registers every rule)
+def default_rule(op_type: str) -> Rule:
+    """The vanilla rule of ``op_type`` (for override rules that keep it where theirs does not apply)."""
+    return _DEFAULT[op_type]
 
 
-def rule_set(name: str = "vanilla") -> Mapping[str, Rule]:
-    """The rules of ``name``: "vanilla", or a registered override set such as "guided_backprop"."""
-    _load_rules()
-    if name == "vanilla":
-        return MappingProxyType(_DEFAULT)
-    if name not in _OVERRIDES:
-        raise ValueError(f"unknown rule set {name!r}; available: vanilla, {', '.join(sorted(_OVERRIDES))}")
-    return MappingProxyType({**_DEFAULT, **_OVERRIDES[name]})
+def registered() -> tuple[Mapping[str, Rule], Mapping[str, Mapping[str, Rule]]]:
+    """The default rules and the override sets registered so far (read-only views).
 
-
-def rule_set_names() -> list[str]:
-    _load_rules()
-    return ["vanilla", *sorted(_OVERRIDES)]
-
-
-def supported_ops() -> list[str]:
-    _load_rules()
-    return sorted(_DEFAULT)
+    This module never imports the rules (they import it to register): :mod:`.rule_sets` does,
+    and answers with complete tables."""
+    return MappingProxyType(_DEFAULT), MappingProxyType(_OVERRIDES)

@@ -10,6 +10,8 @@ from collections.abc import Iterable
 
 import onnx
 
+from .index import GraphIndex
+
 
 def eliminate_dead_code(graph: onnx.GraphProto, keep_outputs: Iterable[str]) -> None:
     """Remove, in place, every node and initializer not needed for ``keep_outputs``.
@@ -22,14 +24,8 @@ def eliminate_dead_code(graph: onnx.GraphProto, keep_outputs: Iterable[str]) -> 
     del graph.output[:]
     graph.output.extend(outputs)
 
-    needed = set(wanted)
-    kept = []
-    for node in reversed(graph.node):
-        if any(name in needed for name in node.output):
-            kept.append(node)
-            needed.update(name for name in node.input if name)
-            needed.update(_captured_names(node))
-    kept.reverse()
+    needed = GraphIndex(graph).upstream(wanted)
+    kept = [node for node in graph.node if any(name in needed for name in node.output)]
     del graph.node[:]
     graph.node.extend(kept)
 
@@ -40,13 +36,3 @@ def eliminate_dead_code(graph: onnx.GraphProto, keep_outputs: Iterable[str]) -> 
     del graph.value_info[:]
     graph.value_info.extend(value_info)
 
-
-def _captured_names(node: onnx.NodeProto) -> set[str]:
-    names: set[str] = set()
-    for attribute in node.attribute:
-        subgraphs = list(attribute.graphs) + ([attribute.g] if attribute.HasField("g") else [])
-        for sub in subgraphs:
-            for inner in sub.node:
-                names.update(name for name in inner.input if name)
-                names.update(_captured_names(inner))
-    return names

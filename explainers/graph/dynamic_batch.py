@@ -12,6 +12,8 @@ from __future__ import annotations
 import onnx
 from onnx import numpy_helper
 
+from .index import GraphIndex
+
 BATCH_DIM = "batch"
 
 
@@ -47,24 +49,20 @@ def make_batch_dynamic(model: onnx.ModelProto, *, fix_reshapes: bool = False) ->
 
 
 def _zero_leading_reshape_ones(graph: onnx.GraphProto) -> None:
-    initializers = {init.name: init for init in graph.initializer}
-    constants = {
-        node.output[0]: node for node in graph.node if node.op_type == "Constant" and node.attribute
-    }
-    for node in graph.node:
+    index = GraphIndex(graph)
+    for node in index.nodes:
         if node.op_type != "Reshape" or any(a.name == "allowzero" and a.i == 1 for a in node.attribute):
             continue
         target = node.input[1]
-        if target in initializers:
-            shape = numpy_helper.to_array(initializers[target])
-            if shape.ndim == 1 and shape.size > 1 and shape[0] == 1:
-                shape = shape.copy()
-                shape[0] = 0
-                initializers[target].CopyFrom(numpy_helper.from_array(shape, target))
-        elif target in constants:
-            attr = next(a for a in constants[target].attribute if a.name == "value")
-            shape = numpy_helper.to_array(attr.t)
-            if shape.ndim == 1 and shape.size > 1 and shape[0] == 1:
-                shape = shape.copy()
-                shape[0] = 0
-                attr.t.CopyFrom(numpy_helper.from_array(shape))
+        constant = index.constant_node(target)
+        if target in index.initializers:
+            stored = index.initializers[target]
+        elif constant is not None and any(a.name == "value" for a in constant.attribute):
+            stored = next(a for a in constant.attribute if a.name == "value").t
+        else:
+            continue
+        shape = numpy_helper.to_array(stored)
+        if shape.ndim == 1 and shape.size > 1 and shape[0] == 1:
+            shape = shape.copy()
+            shape[0] = 0
+            stored.CopyFrom(numpy_helper.from_array(shape, stored.name))

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import numpy as np
 import onnx
-from onnx import numpy_helper
+
+from .index import GraphIndex
 
 _GLOBAL_POOLS = ("GlobalAveragePool", "GlobalMaxPool")
 _SPATIAL_REDUCES = ("ReduceMean", "ReduceMax")
@@ -29,17 +29,18 @@ class Layer:
     op_type: str
 
 
-def candidate_layers(model: onnx.ModelProto, shapes: Mapping[str, tuple], input_name: str) -> list[Layer]:
+def candidate_layers(model: onnx.ModelProto | GraphIndex, shapes: Mapping[str, tuple],
+                     input_name: str) -> list[Layer]:
     """4-D float activations depending on the input, in topological order.
 
     ``shapes``: per-sample-resolved shapes (batch dim first), e.g. probed by running the model.
     """
-    reached = {input_name}
+    index = GraphIndex.of(model)
+    reached = index.downstream([input_name])
     layers = []
-    for node in model.graph.node:
-        if not any(name in reached for name in node.input):
+    for node in index.nodes:
+        if not any(name in reached for name in node.output):
             continue
-        reached.update(node.output)
         for name in node.output:
             shape = shapes.get(name)
             if shape is not None and len(shape) == 4 and all(isinstance(d, int) for d in shape[1:]):
@@ -47,16 +48,16 @@ def candidate_layers(model: onnx.ModelProto, shapes: Mapping[str, tuple], input_
     return layers
 
 
-def default_cam_layer(model: onnx.ModelProto, layers: list[Layer]) -> str | None:
+def default_cam_layer(model: onnx.ModelProto | GraphIndex, layers: list[Layer]) -> str | None:
     """The input of the last global pooling over a candidate layer, else the last spatial layer."""
     by_name = {layer.name: layer for layer in layers}
-    constants = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
+    index = GraphIndex.of(model)
     chosen = None
-    for node in model.graph.node:
+    for node in index.nodes:
         source = node.input[0] if node.input else None
         if source not in by_name:
             continue
-        if node.op_type in _GLOBAL_POOLS or (node.op_type in _SPATIAL_REDUCES and _reduces_hw(node, constants)):
+        if node.op_type in _GLOBAL_POOLS or (node.op_type in _SPATIAL_REDUCES and _reduces_hw(node, index)):
             chosen = source
     if chosen is not None:
         return chosen
@@ -65,8 +66,8 @@ def default_cam_layer(model: onnx.ModelProto, layers: list[Layer]) -> str | None
     return (unpooled or spatial)[-1].name if spatial else None
 
 
-def _reduces_hw(node: onnx.NodeProto, constants: Mapping[str, np.ndarray]) -> bool:
+def _reduces_hw(node: onnx.NodeProto, index: GraphIndex) -> bool:
     axes = next((list(a.ints) for a in node.attribute if a.name == "axes"), None)
-    if axes is None and len(node.input) > 1 and node.input[1] in constants:
-        axes = constants[node.input[1]].tolist()
+    if axes is None and len(node.input) > 1 and node.input[1] in index.initializers:
+        axes = index.constant(node.input[1]).tolist()
     return axes is not None and {a % 4 for a in axes} == {2, 3}

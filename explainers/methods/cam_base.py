@@ -21,16 +21,16 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-import onnx
 from numpy.typing import NDArray
-from onnx import numpy_helper
 
 from ..errors import FailedPrecondition
 from ..events import Event, Explanation, Planned
-from ..graph.perturbation import bilinear_matrix
+from ..graph.cam_head import linear_head_weights
+from ..graph.index import GraphIndex
 from ..model import Evaluator, Introspection
 from ..objectives import Objective
 from ..params import MethodParams, param
+from ..perturb.masks.bilinear import bilinear_matrix
 from .registry import ExplainFn, Family, register
 
 
@@ -137,10 +137,6 @@ def register_cam(name: str, *, weights: ChannelWeights, citation: str) -> Explai
 
 # ---------------------------------------------------------------- reading a GAP → linear head
 
-_RESHAPES = ("Flatten", "Reshape", "Squeeze")
-_FINAL = ("Softmax", "LogSoftmax", "Sigmoid", "Identity")
-
-
 _HEADS: weakref.WeakKeyDictionary[Introspection, dict[str, NDArray[np.float64]]] = weakref.WeakKeyDictionary()
 """Head weights already read, per classifier and layer (reading converts a megabyte-sized initializer)."""
 _HEADS_LOCK = threading.Lock()
@@ -149,11 +145,8 @@ _HEADS_LOCK = threading.Lock()
 def linear_head(classifier: Introspection, layer: str) -> NDArray[np.float64]:
     """The class weights w [classes, K] of a head ``logits = w · GAP(layer) + b`` (Zhou et al. 2016).
 
-    Follows the layer's consumers on the way to the class-score output: a global average pool
-    (GlobalAveragePool, ReduceMean over H and W, or an AveragePool over the whole map), any
-    Flatten/Reshape/Squeeze to [batch, K], then Gemm or MatMul with a constant weight, an optional
-    constant bias Add and a final Softmax/Sigmoid. Read from the classifier's simplified graph
-    (constant-folded) when it keeps the layer, else from the model.
+    The head is recognised as :mod:`explainers.graph.cam_head` describes, in the classifier's
+    simplified graph (constant-folded) when it keeps the layer, else in the model.
 
     Raises:
         FailedPrecondition: the head is anything else; the message says what the layer feeds.
@@ -169,119 +162,7 @@ def linear_head(classifier: Introspection, layer: str) -> NDArray[np.float64]:
 
 
 def _read_linear_head(classifier: Introspection, layer: str) -> NDArray[np.float64]:
-    simplified = classifier.simplified_model()
-    graph = (simplified if layer in {o for n in simplified.graph.node for o in n.output} else classifier.model).graph
-    head = _Head(graph, classifier.signature.output_name, classifier.tensor_shapes())
-    channels = int(classifier.tensor_shapes()[layer][1])
-    pool = head.next(layer)
-    if not head.is_global_average_pool(pool, layer):
-        raise FailedPrecondition(f"CAM needs a global average pool followed by a linear layer after {layer!r}; "
-                                 f"the layer feeds {head.describe(layer)}, not a global average pool")
-    features = pool.output[0]
-    while (node := head.next(features)) is not None and node.op_type in _RESHAPES:
-        if head.shape(node.output[0])[1:] not in ((channels,), ()):
-            break
-        features = node.output[0]
-    linear = head.next(features)
-    weights = head.linear_weights(linear, features, channels)
-    if weights is None and channels == classifier.num_classes and head.stuck_before_output(features) is None:
-        return np.eye(channels)  # the pooled maps are the class scores (SqueezeNet's head): w = I
-    if weights is None:
-        raise FailedPrecondition(f"CAM needs a linear layer after the global average pool of {layer!r}; the pooled "
-                                 f"features feed {head.describe(features)}, not a Gemm or MatMul with constant "
-                                 f"weights over their {channels} channels")
-    stuck = head.stuck_before_output(linear.output[0])
-    if stuck is not None:
-        raise FailedPrecondition(f"CAM needs the linear layer after the global average pool of {layer!r} to give "
-                                 f"the class scores; {stuck!r} feeds {head.describe(stuck)}, not a bias Add or a "
-                                 "final Softmax/Sigmoid")
-    return weights
-
-
-class _Head:
-    """Graph queries for :func:`linear_head`: consumers on the path to ``output``, constants, shapes."""
-
-    def __init__(self, graph: onnx.GraphProto, output: str, shapes: dict[str, tuple]):
-        self.output, self.shapes = output, shapes
-        producers = {name: node for node in graph.node for name in node.output}
-        needed, stack = set(), [output]
-        while stack:  # tensors the output depends on
-            name = stack.pop()
-            if name not in needed:
-                needed.add(name)
-                stack.extend(producers[name].input if name in producers else ())
-        self.consumers: dict[str, list[onnx.NodeProto]] = {}
-        for node in graph.node:
-            if any(name in needed for name in node.output):
-                for name in set(node.input):
-                    self.consumers.setdefault(name, []).append(node)
-        self._tensors = {init.name: init for init in graph.initializer}  # converted on demand: a model's
-        for node in graph.node:  # weights are megabytes, the head needs one matrix
-            if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
-                self._tensors[node.output[0]] = node.attribute[0].t
-
-    def constant(self, name: str) -> NDArray | None:
-        tensor = self._tensors.get(name)
-        return None if tensor is None else numpy_helper.to_array(tensor)
-
-    def next(self, tensor: str) -> onnx.NodeProto | None:
-        """The one node consuming ``tensor`` on the way to the output (None if several or none)."""
-        nodes = self.consumers.get(tensor, [])
-        return nodes[0] if len(nodes) == 1 else None
-
-    def describe(self, tensor: str) -> str:
-        """What consumes ``tensor`` on the way to the output, for messages."""
-        nodes = [f"{node.op_type} {node.name!r}" if node.name else node.op_type
-                 for node in self.consumers.get(tensor, [])]
-        if not nodes:
-            return "nothing on the way to the class scores"
-        return nodes[0] if len(nodes) == 1 else f"{len(nodes)} nodes ({', '.join(nodes)})"
-
-    def shape(self, tensor: str) -> tuple:
-        return tuple(self.shapes.get(tensor, ()))
-
-    def is_global_average_pool(self, node: onnx.NodeProto | None, layer: str) -> bool:
-        if node is None:
-            return False
-        attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        if node.op_type == "GlobalAveragePool":
-            return True
-        if node.op_type == "ReduceMean":
-            axes = attributes.get("axes")
-            if axes is None and len(node.input) > 1:
-                constant = self.constant(node.input[1])
-                axes = None if constant is None else constant.tolist()
-            return axes is not None and sorted(a % 4 for a in axes) == [2, 3]
-        if node.op_type == "AveragePool":
-            size = list(self.shape(layer)[2:])
-            return list(attributes.get("kernel_shape", [])) == size and not any(attributes.get("pads", []))
-        return False
-
-    def linear_weights(self, node: onnx.NodeProto | None, features: str, channels: int) -> NDArray[np.float64] | None:
-        """[classes, K] of ``features`` [batch, K] @ a constant, or None if ``node`` is not that."""
-        if node is None or len(node.input) < 2 or node.input[0] != features:
-            return None
-        matrix = self.constant(node.input[1])
-        if matrix is None:
-            return None
-        matrix = matrix.astype(np.float64)
-        attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        if node.op_type == "Gemm" and not attributes.get("transA", 0):
-            matrix = matrix if attributes.get("transB", 0) else matrix.T
-            matrix = matrix if attributes.get("alpha", 1.0) == 1.0 else attributes["alpha"] * matrix
-        elif node.op_type == "MatMul" and matrix.ndim == 2:
-            matrix = matrix.T
-        else:
-            return None
-        return matrix if matrix.ndim == 2 and matrix.shape[1] == channels else None
-
-    def stuck_before_output(self, tensor: str) -> str | None:
-        """None if ``tensor`` is the class-score output up to a constant bias Add and a final
-        activation; else the tensor where the walk stopped."""
-        while tensor != self.output:
-            node = self.next(tensor)
-            bias = node is not None and node.op_type == "Add" and any(i in self._tensors for i in node.input)
-            if node is None or not (bias or node.op_type in _FINAL):
-                return tensor
-            tensor = node.output[0]
-        return None
+    index = GraphIndex(classifier.simplified_model())
+    index = index if layer in index.producers else GraphIndex(classifier.model)
+    return linear_head_weights(index, classifier.signature.output_name, classifier.tensor_shapes(), layer,
+                               classifier.num_classes)

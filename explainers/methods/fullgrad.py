@@ -4,80 +4,18 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import numpy as np
-import onnx
 from numpy.typing import NDArray
-from onnx import numpy_helper
 
 from ..events import Event, Explanation, Planned
+from ..graph.bias_layers import bias_terms
 from ..model import Evaluator
 from ..objectives import Objective
 from ..params import NoParams
 from .registry import Family, register
 
 _EPS = 1e-6  # the reference implementation's guard in the min-max normalisation
-
-
-@dataclass(frozen=True)
-class BiasTerm:
-    """Layer output z = (linear map of its input) + b. ``bias`` broadcasts against one sample of z:
-    along the channel axis (``per_channel``: Conv, BatchNormalization) or from the right (Gemm, Add)."""
-
-    layer: str
-    bias: NDArray[np.float64]
-    per_channel: bool
-
-    def broadcast(self, rank: int) -> NDArray[np.float64]:
-        """The bias shaped to broadcast against a per-sample z of ``rank`` axes."""
-        if self.per_channel:
-            return self.bias.reshape(-1, *[1] * (rank - 1))
-        return self.bias.reshape(self.bias.shape[max(0, self.bias.ndim - rank):])
-
-
-def bias_terms(graph: onnx.GraphProto, input_name: str, output_name: str) -> list[BiasTerm]:
-    """The biased layers on the input → output path: Conv with a bias, Gemm with C (times beta),
-    inference BatchNormalization (bias B − mean·scale/√(var + ε)), and Add of a constant to a
-    MatMul of a constant weight. Biases must be constants (initializers or Constant nodes)."""
-    constants = {init.name: init for init in graph.initializer}
-    constants.update({node.output[0]: node.attribute[0].t for node in graph.node
-                      if node.op_type == "Constant" and node.attribute[0].name == "value"})
-
-    def value(name: str) -> NDArray[np.float64]:
-        return numpy_helper.to_array(constants[name]).astype(np.float64)
-
-    producers = {name: node for node in graph.node for name in node.output}
-    reached = {input_name}
-    for node in graph.node:
-        if any(name in reached for name in node.input):
-            reached.update(node.output)
-    upstream, stack = {output_name}, [output_name]
-    while stack:
-        for name in getattr(producers.get(stack.pop()), "input", ()):
-            if name and name not in upstream:
-                upstream.add(name)
-                stack.append(name)
-    terms = []
-    for node in graph.node:
-        z, inputs = node.output[0], list(node.input)
-        if z not in reached or z not in upstream:
-            continue
-        if node.op_type == "Conv" and len(inputs) > 2 and inputs[2] in constants:
-            terms.append(BiasTerm(z, value(inputs[2]), True))
-        elif node.op_type == "Gemm" and len(inputs) > 2 and inputs[2] in constants:
-            beta = next((a.f for a in node.attribute if a.name == "beta"), 1.0)
-            terms.append(BiasTerm(z, beta * value(inputs[2]), False))
-        elif node.op_type == "BatchNormalization" and all(name in constants for name in inputs[1:5]):
-            scale, shift, mean, var = (value(name) for name in inputs[1:5])
-            epsilon = next((a.f for a in node.attribute if a.name == "epsilon"), 1e-5)
-            terms.append(BiasTerm(z, shift - mean * scale / np.sqrt(var + epsilon), True))
-        elif node.op_type == "Add" and sum(name in constants for name in inputs) == 1:
-            bias, other = (inputs[0], inputs[1]) if inputs[0] in constants else (inputs[1], inputs[0])
-            matmul = producers.get(other)
-            if matmul is not None and matmul.op_type == "MatMul" and matmul.input[1] in constants:
-                terms.append(BiasTerm(z, value(bias), False))
-    return terms
 
 
 def normalised(maps: NDArray[np.floating]) -> NDArray[np.float32]:

@@ -13,7 +13,7 @@ from ..events import Event, Explanation, Planned, Progress
 from ..model import Evaluator
 from ..objectives import Objective
 from ..params import param
-from ..perturb.paths import RULES, Quadrature, quadrature
+from ..perturb.paths import QUADRATURE, Quadrature, quadrature
 from .attribution import GradientAttribution, attribute, objective_values, times_difference
 from .baseline_input import BaselineParams
 from .registry import Family, register
@@ -35,7 +35,7 @@ def forward_scores_differentiated(model: Evaluator, objective: Objective) -> boo
 @dataclass(frozen=True, kw_only=True)
 class IntegratedGradientsParams(BaselineParams):
     steps: int = param(50, low=2, high=1024, doc="path points m (model evaluations per target)")
-    rule: str = param("gauss_legendre", choices=RULES, doc="quadrature of the path integral")
+    rule: str = param("gauss_legendre", choices=QUADRATURE, doc="quadrature of the path integral")
 
 
 @register(

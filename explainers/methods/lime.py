@@ -10,12 +10,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..events import Event, Explanation, Planned, Progress
-from ..graph.perturbation import segment_masks
 from ..model import Evaluator
 from ..objectives import Objective
 from ..params import MethodParams, param
-from ..perturb import superpixels as sp
 from ..perturb.baselines import BASELINES, make_baseline
+from ..perturb.masks import superpixels as sp
 from ..perturb.surrogate import WeightedRidge, exponential_kernel
 from .registry import Family, register
 
@@ -63,7 +62,7 @@ def lime(
     surrogate, reference, fitted = WeightedRidge(count, objective.num_targets), None, 0
     values_of = model.perturbed_values(
         total, lambda start, stop: {"segments_on": on[start:stop].astype(np.float32)}, objective,
-        source=segment_masks(height, width), image=image, baseline=baseline, per_request={"segments": segments},
+        source=sp.segment_masks(height, width), image=image, baseline=baseline, per_request={"segments": segments},
     )
     for start, stop, values in values_of:
         reference = values[0] if start == 0 else reference

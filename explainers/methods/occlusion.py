@@ -10,12 +10,11 @@ from numpy.typing import NDArray
 
 from ..errors import InvalidArgument
 from ..events import Event, Explanation, Planned, Progress
-from ..graph.perturbation import window_masks
 from ..model import Evaluator
 from ..objectives import Objective
 from ..params import MethodParams, param
 from ..perturb.baselines import BASELINES, make_baseline
-from ..perturb.windows import SlidingWindows, WindowDeltas
+from ..perturb.masks.windows import SlidingWindows, WindowDeltas, window_masks
 from .registry import Family, register
 
 

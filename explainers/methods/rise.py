@@ -9,12 +9,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..events import Event, Explanation, Planned, Progress
-from ..graph.perturbation import grid_masks
 from ..model import Evaluator
 from ..objectives import Objective
 from ..params import MethodParams, param
 from ..perturb.baselines import BASELINES, make_baseline
-from ..perturb.rise_masks import SAMPLINGS, GridMaskSum, GridSampler, GridTables, LastTenPercent
+from ..perturb.masks.grid import SAMPLINGS, GridMaskSum, GridSampler, GridTables, LastTenPercent
 from .registry import Family, register
 
 PARTIAL_MAPS = 100
@@ -52,7 +51,7 @@ def rise(
     bilinearly to (s + 1)·cell (cell = ⌈H/s⌉) and cropped at a uniform random shift (dy, dx) ∈
     [0, cell)²: ``Mᵢ = A[dy] · Gᵢ · B[dx]``, built inside the graph from s² + 2 numbers per sample;
     the same tables aggregate the map exactly without full-resolution masks
-    (:mod:`explainers.perturb.rise_masks`). ``b`` is the baseline (zero: the paper's x ⊙ M).
+    (:mod:`explainers.perturb.masks.grid`). ``b`` is the baseline (zero: the paper's x ⊙ M).
 
     Passes: N + 1 forward (the extra one scores the unmasked image), fewer with a convergence
     tolerance. Partial maps stream as chunks finish, at most one per 1% of the masks. Extras: ``masks_used``,
@@ -70,7 +69,7 @@ def rise(
     aggregate = GridMaskSum(tables, objective.num_targets, params.keep_probability)
     watch = LastTenPercent(params.masks, params.convergence_tolerance)
     values_of = model.perturbed_values(
-        params.masks, sampler.feed, objective, source=grid_masks(height, width, params.grid), image=image,
+        params.masks, sampler.feed, objective, source=tables.mask_source(), image=image,
         baseline=make_baseline(image, params.baseline),
     )
     stopped, rendered = False, 0

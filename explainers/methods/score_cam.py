@@ -8,9 +8,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..events import Event, Explanation, Planned, Progress
-from ..graph.perturbation import upsampled_masks
 from ..model import Evaluator
 from ..objectives import Objective, softmax
+from ..perturb.masks.upsampled import upsampled_masks
 from .cam_base import LayerParams, class_activation_maps, resolve_layer
 from .registry import Family, register
 

@@ -22,7 +22,7 @@ from ..events import Event, Explanation, Planned, Progress
 from ..model import Evaluator
 from ..objectives import Objective
 from ..params import MethodParams, param
-from ..perturb.paths import RULES
+from ..perturb.paths import QUADRATURE
 from .attribution import GradientAttribution, attribute, objective_values
 from .integrated_gradients import IntegratedGradientsParams
 from .registry import Family, get_method, gradient_attributions, register
@@ -43,7 +43,7 @@ class SmoothGradParams(MethodParams):
     ig_steps: int = param(_IG.steps, low=2, high=1024,
                           doc="path points of the wrapped integrated_gradients (another value than the default "
                               "is rejected with other inners)")
-    ig_rule: str = param(_IG.rule, choices=RULES,
+    ig_rule: str = param(_IG.rule, choices=QUADRATURE,
                          doc="quadrature of the wrapped integrated_gradients (another value than the default "
                              "is rejected with other inners)")
 

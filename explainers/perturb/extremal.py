@@ -4,7 +4,7 @@ Small, model-free pieces, each usable on its own:
 
 * :class:`SmoothMask` — the mask family: low-resolution parameters ``p`` [n, h, w], smoothed on
   their grid and upsampled bilinearly to masks ``m = R G_r p G_cᵀ Cᵀ`` [n, H, W] (R, C: the
-  matrices of the graph prefix :func:`~explainers.graph.perturbation.upsampled_masks`), and the
+  matrices of the graph prefix :func:`~explainers.perturb.masks.upsampled.upsampled_masks`), and the
   pull-back of a mask gradient to the parameters, ``∂/∂p = G_rᵀ Rᵀ (∂/∂m) C G_c``.
 * :func:`area_ones` and :func:`ranking_penalty` — the area constraint of the paper (eq. 5):
   ``‖sort(m) − r_a‖² / N`` with ``r_a`` the sorted mask of area ``a`` (``(1 − a)·N`` zeros, then ones).
@@ -28,8 +28,10 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import sparse
 
-from ..graph.perturbation import MaskSource, bilinear_matrix, upsampled_masks
+from ..graph.perturbation import MaskSource
 from ..objectives import Objective, softmax
+from .masks.bilinear import bilinear_matrix
+from .masks.upsampled import upsampled_masks
 
 FINAL_ACTIVATIONS = ("Softmax", "Sigmoid")
 """Final activations a gradient graph cuts off (it differentiates their input, the logits)."""
@@ -89,7 +91,8 @@ class SmoothMask:
 
     def source(self) -> MaskSource:
         """The graph prefix taking ``low_masks`` q [n, 1, h, w]."""
-        return upsampled_masks(*self.shape, *self.low_shape, normalise=False)
+        return upsampled_masks(*self.shape, *self.low_shape, normalise=False,
+                               matrices=(self.rows.toarray(), self.cols.toarray()))
 
     def low(self, params: NDArray[np.floating]) -> NDArray[np.float64]:
         """Parameters p [n, h, w] → what the graph is fed, q [n, h, w]."""

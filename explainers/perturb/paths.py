@@ -1,4 +1,4 @@
-"""Straight-line paths x′ → x for path-attribution methods: quadrature rules and baselines x′.
+"""Straight-line paths x′ → x for path-attribution methods: quadratures and baselines x′.
 
 Integrated Gradients integrates the gradient along ``x′ + α(x − x′)``, α ∈ [0, 1]; DeepLIFT and
 expected-gradients-style methods need the same reference inputs. Everything here is numpy only.
@@ -14,7 +14,9 @@ from numpy.typing import NDArray
 from ..errors import InvalidArgument
 from .baselines import make_baseline
 
-RULES = ("gauss_legendre", "trapezoid", "riemann_left", "riemann_right", "riemann_middle")
+QUADRATURE = ("gauss_legendre", "trapezoid", "riemann_left", "riemann_right", "riemann_middle")
+"""Quadratures of the path integral (not "rules": ``rules=`` names autodiff rule sets; the user-visible
+parameters ``rule``/``ig_rule`` keep their names, they are the contract)."""
 PATH_BASELINES = ("black", "zero", "blur", "uniform_noise", "tensor")
 
 
@@ -29,39 +31,39 @@ class Quadrature:
         return len(self.alphas)
 
     def index_of(self, alpha: float) -> int | None:
-        """The node exactly at ``alpha`` (0: the baseline, 1: the input), if the rule has one."""
+        """The node exactly at ``alpha`` (0: the baseline, 1: the input), if the quadrature has one."""
         hits = np.flatnonzero(self.alphas == alpha)
         return int(hits[0]) if len(hits) else None
 
 
-def quadrature(rule: str, steps: int) -> Quadrature:
-    """``steps`` nodes of ``rule`` on [0, 1] (as Captum's ``approximation_methods``).
+def quadrature(name: str, steps: int) -> Quadrature:
+    """``steps`` nodes of the quadrature ``name`` on [0, 1] (as Captum's ``approximation_methods``).
 
     ``gauss_legendre``: exact for polynomials of degree 2·steps − 1, no endpoint;
     ``trapezoid``: equally spaced, both endpoints (weights 1/2 at the ends), steps ≥ 2;
     ``riemann_left``/``riemann_right``/``riemann_middle``: k/m, (k + 1)/m, (k + ½)/m, weights 1/m.
 
     Raises:
-        ValueError: unknown rule, or too few steps for it.
+        ValueError: unknown quadrature, or too few steps for it.
     """
-    if steps < (2 if rule == "trapezoid" else 1):
-        raise ValueError(f"{rule} needs more than {steps} steps")
+    if steps < (2 if name == "trapezoid" else 1):
+        raise ValueError(f"{name} needs more than {steps} steps")
     k = np.arange(steps, dtype=np.float64)
     uniform = np.full(steps, 1.0 / steps)
-    if rule == "gauss_legendre":
+    if name == "gauss_legendre":
         nodes, weights = np.polynomial.legendre.leggauss(steps)
         return Quadrature(0.5 * (nodes + 1.0), 0.5 * weights)
-    if rule == "trapezoid":
+    if name == "trapezoid":
         weights = np.full(steps, 1.0 / (steps - 1))
         weights[[0, -1]] *= 0.5
         return Quadrature(k / (steps - 1), weights)
-    if rule == "riemann_left":
+    if name == "riemann_left":
         return Quadrature(k / steps, uniform)
-    if rule == "riemann_right":
+    if name == "riemann_right":
         return Quadrature((k + 1) / steps, uniform)
-    if rule == "riemann_middle":
+    if name == "riemann_middle":
         return Quadrature((k + 0.5) / steps, uniform)
-    raise ValueError(f"unknown rule {rule!r}; allowed: {', '.join(RULES)}")
+    raise ValueError(f"unknown quadrature {name!r}; allowed: {', '.join(QUADRATURE)}")
 
 
 def path_baseline(

@@ -25,19 +25,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..builder import GradientError
 from ..context import VjpContext
+from ..errors import Declined
 from ..registry import vjp
+from ._common import text
 
 _BIG = 2**62  # "to the end" for Slice
-
-
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else (value or "")
-
-
-def _label(node) -> str:
-    return f"{node.op_type} node {node.name or node.output[0]!r}"
 
 
 def explicit_pads(ctx: VjpContext, node, x: str, kernel: list[int], strides: list[int],
@@ -46,7 +39,7 @@ def explicit_pads(ctx: VjpContext, node, x: str, kernel: list[int], strides: lis
 
     SAME_UPPER puts the odd padding at the end, SAME_LOWER at the beginning (Conv and pooling)."""
     spatial = len(kernel)
-    auto_pad = _text(ctx.attr(node, "auto_pad", "NOTSET"))
+    auto_pad = text(ctx.attr(node, "auto_pad", "NOTSET"))
     if auto_pad in ("NOTSET", ""):
         return list(ctx.attr(node, "pads", [0] * (2 * spatial)))
     if auto_pad == "VALID":
@@ -70,11 +63,11 @@ def static_spatial(ctx: VjpContext, x: str) -> list[int] | None:
 
 
 def spatial_size(ctx: VjpContext, node, x: str) -> list[int]:
-    """The static spatial dims of ``x``; a GradientError naming the node when unknown."""
+    """The static spatial dims of ``x``; declines when unknown."""
     sizes = static_spatial(ctx, x)
     if sizes is None:
-        raise GradientError(
-            f"{_label(node)} needs a static spatial input size to be differentiated; got "
+        raise Declined(
+            f"needs a static spatial input size to be differentiated; got "
             f"{ctx.static_shape(x)} (pass input_shape= to build_gradient_model)"
         )
     return sizes
@@ -85,7 +78,7 @@ def kernel_shape(ctx: VjpContext, node, weights: str) -> list[int]:
     if kernel is None:
         shape = ctx.static_shape(weights)
         if shape is None or any(not isinstance(d, int) for d in shape[2:]):
-            raise GradientError(f"{_label(node)} has an unknown kernel size")
+            raise Declined("the kernel size is unknown")
         kernel = shape[2:]
     return list(kernel)
 
@@ -179,7 +172,7 @@ def _block_diagonal(ctx: VjpContext, t: str, node, w: str, group: int) -> str:
         return t
     shape = ctx.static_shape(w)
     if shape is None or not all(isinstance(d, int) for d in shape):
-        raise GradientError(f"{_label(node)}: the weight gradient with group > 1 needs the weight's static shape")
+        raise Declined("the weight gradient with group > 1 needs the weight's static shape")
     per_group = shape[1]
     kernel_size = int(np.prod(shape[2:]))
     blocks = ctx.op("Reshape", t, ctx.ints([group, -1, group, per_group, kernel_size]))
@@ -244,7 +237,7 @@ def _transpose_pads(ctx: VjpContext, node, x: str, kernel, strides, dilations) -
     or H·s for SAME); SAME_UPPER crops the odd unit at the end, SAME_LOWER and NOTSET at the
     beginning — what onnxruntime and onnx.reference do."""
     spatial = len(kernel)
-    auto_pad = _text(ctx.attr(node, "auto_pad", "NOTSET"))
+    auto_pad = text(ctx.attr(node, "auto_pad", "NOTSET"))
     output_shape = ctx.attr(node, "output_shape")
     if auto_pad == "VALID":
         return [0] * (2 * spatial)

@@ -50,9 +50,10 @@ import numpy as np
 from onnx import helper
 
 from ..context import VjpContext
-from ..registry import rule_set, vjp
+from ..registry import default_rule, vjp
+from ._common import node_attributes
 from .normalization import _standardized
-from .pooling import _scatter_add
+from .pooling import _scatter_add, max_pool_indices
 
 RULE_SET = "deeplift_rescale"
 
@@ -62,7 +63,15 @@ _SMOOTH_UNARY = ("Sigmoid", "Tanh", "Softplus", "Elu", "Selu", "LeakyRelu", "PRe
 
 
 def _vanilla(node):
-    return rule_set("vanilla")[node.op_type]
+    """The vanilla rule of ``node``'s op: exact where the op is linear in its input-dependent operands."""
+    return default_rule(node.op_type)
+
+
+def _approximate(ctx: VjpContext, node, grads, why: str):
+    """The vanilla gradient where no rescale rule applies (``why``): recorded in
+    ``ctx.approximations``, since summation-to-delta becomes approximate at this node."""
+    ctx.approximate(node, why)
+    return _vanilla(node)(ctx, node, grads)
 
 
 class _Renamed:
@@ -98,7 +107,7 @@ def _midpoint(ctx: VjpContext, name: str) -> str:
 def _vanilla_at(ctx: VjpContext, node, grads, inputs: list[str], *, forward: bool) -> list:
     """The vanilla rule of ``node`` applied to a copy evaluated on ``inputs`` (with the copy's
     forward outputs recomputed in-graph when ``forward``: rules may read them)."""
-    attributes = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    attributes = node_attributes(node)
     if forward:
         outputs = ctx.op_multi(node.op_type, inputs, len(node.output), **attributes)
         for new, old in zip(outputs, node.output):
@@ -121,7 +130,7 @@ def rescale_piecewise(ctx: VjpContext, node, grads):
     """m = (y − y′)/(x − x′), exact in floating point for ops that return x or a constant on each
     piece; the vanilla derivative where x = x′ (the term Δx·m is 0 there)."""
     if any(name and ctx.wants(name) for name in node.input[1:]):
-        return _vanilla(node)(ctx, node, grads)  # an input-dependent Clip bound: approximate
+        return _approximate(ctx, node, grads, "an input-dependent bound")
     (g,) = grads
     x, y = node.input[0], node.output[0]
     dx = ctx.op("Sub", x, ctx.reference(x))
@@ -147,7 +156,7 @@ def _secant(ctx: VjpContext, x: str, x_ref: str, y: str, y_ref: str, derivative_
 def rescale_smooth(ctx: VjpContext, node, grads):
     """m = (y − y′)/(x − x′); where |Δx| < √ε·(1 + |x| + |x′|) the derivative at (x + x′)/2."""
     if any(name and ctx.wants(name) for name in node.input[1:]):
-        return _vanilla(node)(ctx, node, grads)  # an input-dependent slope/exponent: approximate
+        return _approximate(ctx, node, grads, "an input-dependent slope or exponent")
     (g,) = grads
     x, y = node.input[0], node.output[0]
     inputs = [_midpoint(ctx, x), *node.input[1:]]
@@ -169,15 +178,13 @@ def rescale_max_pool(ctx: VjpContext, node, grads):
     x, y = node.input[0], node.output[0]
     x_ref, y_ref = ctx.reference(x), ctx.reference(y)
     top = ctx.op("Max", y, y_ref)
-    pool = _vanilla(node)  # routes through x's own Indices output (added to the forward node)
-    via_x = pool(ctx, node, [ctx.op("Mul", g, ctx.op("Sub", top, y_ref))])[0]
-    attributes = {a.name: helper.get_attribute_value(a) for a in node.attribute if a.name != "storage_order"}
-    _, ref_indices = ctx.op_multi("MaxPool", [x_ref], 2, **attributes)
-    via_ref = _scatter_add(ctx, x, ref_indices, ctx.op("Mul", g, ctx.op("Sub", y, top)))
+    indices = max_pool_indices(ctx, node, x)
+    via_x = _scatter_add(ctx, x, indices, ctx.op("Mul", g, ctx.op("Sub", top, y_ref)))
+    via_ref = _scatter_add(ctx, x, max_pool_indices(ctx, node, x_ref), ctx.op("Mul", g, ctx.op("Sub", y, top)))
     dx = ctx.op("Sub", x, x_ref)
     small = ctx.op("Equal", dx, ctx.const(0, like=x))
     rescaled = _safe_quotient(ctx, ctx.op("Add", via_x, via_ref), dx, small)
-    return [ctx.op("Where", small, pool(ctx, node, [g])[0], rescaled)]
+    return [ctx.op("Where", small, _scatter_add(ctx, x, indices, g), rescaled)]
 
 
 # ---------------------------------------------------------------------- products
@@ -187,8 +194,10 @@ def midpoint_bilinear(ctx: VjpContext, node, grads):
     (b + b′)/2, exact for Δ(a·b). With at most one input-dependent operand the op is linear in it
     (vanilla rule); three or more (Einsum) keep the vanilla rule (approximate)."""
     dependent = [name for name in node.input[:2 if node.op_type == "Gemm" else None] if name and ctx.wants(name)]
-    if len(dependent) != 2 or (node.op_type == "Einsum" and len(node.input) != 2):
-        return _vanilla(node)(ctx, node, grads)
+    if len(dependent) < 2:
+        return _vanilla(node)(ctx, node, grads)  # linear in its one input-dependent operand: exact
+    if node.op_type == "Einsum" and len(node.input) != 2:
+        return _approximate(ctx, node, grads, "an Einsum of three or more operands")
     inputs = [_midpoint(ctx, name) if i < 2 else name for i, name in enumerate(node.input)]
     return _vanilla_at(ctx, node, grads, inputs, forward=False)
 
@@ -199,7 +208,7 @@ def rescale_div(ctx: VjpContext, node, grads):
     constant b keeps the vanilla (linear) rule."""
     a, b = node.input
     if not ctx.wants(b):
-        return _vanilla(node)(ctx, node, grads)
+        return _vanilla(node)(ctx, node, grads)  # linear in a: exact
     (g,) = grads
     y = node.output[0]
     b_ref = ctx.reference(b)
@@ -241,7 +250,7 @@ def rescale_layer_normalization(ctx: VjpContext, node, grads):
     x, scale = node.input[0], node.input[1]
     bias = node.input[2] if len(node.input) > 2 else ""
     if ctx.wants(scale) or (bias and ctx.wants(bias)) or any(g is not None for g in grads[1:]):
-        return _vanilla(node)(ctx, node, grads)
+        return _approximate(ctx, node, grads, "an input-dependent scale or bias, or a gradient of Mean/InvStdDev")
     g = grads[0]
     axis = ctx.attr(node, "axis", -1)
     epsilon = ctx.attr(node, "epsilon", 1e-5)

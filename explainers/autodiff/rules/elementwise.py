@@ -15,8 +15,8 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from ..builder import GradientError
 from ..context import VjpContext
+from ..errors import Declined
 from ..registry import vjp
 
 _FLOAT_DTYPES = {"float16", "bfloat16", "float32", "float64"}
@@ -247,14 +247,14 @@ def dropout(ctx: VjpContext, node, grads):
     ratio and training_mode get none.
 
     A Dropout whose ``training_mode`` is not known to be false (a graph input, or constant true)
-    is random: building fails with a :class:`GradientError` rather than differentiating noise.
+    is random: the rule declines rather than differentiating noise.
     """
     training = node.input[2] if len(node.input) > 2 else ""
     if training:
         value = ctx.constant_value(training)
         if value is None or bool(np.asarray(value).any()):
-            raise GradientError(
-                f"Dropout node {node.name or node.output[0]!r} may run in training mode "
+            raise Declined(
+                f"may run in training mode "
                 f"(training_mode={training!r}); export the model in eval mode"
             )
     return [grads[0]] + [None] * (len(node.input) - 1)

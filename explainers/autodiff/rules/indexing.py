@@ -29,23 +29,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
-from onnx import TensorProto, helper
+from onnx import TensorProto
 
 from ..context import VjpContext
 from ..registry import vjp
+from ._common import node_attributes, text
 
 INT64_MAX = 2**63 - 1
-
-
-def node_attributes(node, **overrides) -> dict:
-    """The node's attributes as keyword arguments for :meth:`VjpContext.op`, with ``overrides``."""
-    attributes = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-    attributes.update(overrides)
-    return attributes
-
-
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def scatter_through_indices(
@@ -171,7 +161,7 @@ def pad(ctx: VjpContext, node, grads):
     generic rule (mirrored or repeated border elements accumulate). The pad value, when it
     depends on the input, gets Σ g over the padding positions; pads and axes get nothing."""
     g = grads[0]
-    mode = _text(ctx.attr(node, "mode", "constant"))
+    mode = text(ctx.attr(node, "mode", "constant"))
     value = node.input[2] if len(node.input) > 2 and node.input[2] else None
     want_value = value is not None and ctx.wants(value)
     grad_value = None

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..builder import GradientError
 from ..context import VjpContext
+from ..errors import Declined
 from ..registry import vjp
+from ._common import text
 
 
 @vjp("Gemm")
@@ -53,7 +54,7 @@ def matmul(ctx: VjpContext, node, grads):
     want_a, want_b = ctx.wants(a), ctx.wants(b)
     rank_a, rank_b = ctx.rank(a), ctx.rank(b)
     if rank_a is None or rank_b is None:
-        raise GradientError(f"MatMul node {node.name or y!r}: operand ranks are unknown ({rank_a}, {rank_b})")
+        raise Declined(f"operand ranks are unknown ({rank_a}, {rank_b})")
     grad_a = grad_b = None
     if rank_a == 1 and rank_b == 1:  # a dot product: g is a scalar
         return [ctx.op("Mul", g, b) if want_a else None, ctx.op("Mul", g, a) if want_b else None]
@@ -132,15 +133,14 @@ def einsum(ctx: VjpContext, node, grads):
     expanded to Xᵢ's shape. A label repeated within Xᵢ (a diagonal, e.g. ``ii->i``) is computed once
     and multiplied by an identity mask over its positions (needs that dim static). When the
     ellipsis of Xᵢ may broadcast against other operands, it must lead Xᵢ's term and the result
-    is summed back to Xᵢ's shape; other layouts raise a GradientError naming the equation.
+    is summed back to Xᵢ's shape; other layouts decline, naming the equation.
     """
     (g,) = grads
-    equation = ctx.attr(node, "equation")
-    equation = equation.decode() if isinstance(equation, bytes) else equation
+    equation = text(ctx.attr(node, "equation"))
     terms, out = parse_einsum(equation)
     operands = list(node.input)
     if len(terms) != len(operands):
-        raise GradientError(f"Einsum node {node.name or node.output[0]!r}: {equation!r} has {len(terms)} "
+        raise Declined(f"{equation!r} has {len(terms)} "
                             f"terms for {len(operands)} operands")
     return [_einsum_operand_grad(ctx, node, equation, g, operands, terms, out, i) if ctx.wants(name) else None
             for i, name in enumerate(operands)]
@@ -155,8 +155,8 @@ def _einsum_operand_grad(ctx: VjpContext, node, equation: str, g: str, operands:
     kept = [label for label in unique if label in available]
     shape = ctx.static_shape(name)
 
-    def fail(why: str) -> GradientError:
-        return GradientError(f"Einsum node {node.name or node.output[0]!r} ({equation!r}): {why}")
+    def fail(why: str) -> Declined:
+        return Declined(f"{equation!r}: {why}")
 
     # the ellipsis's axis count, needed when axes have to be placed around it
     ellipsis_rank = None

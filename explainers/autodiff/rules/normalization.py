@@ -16,8 +16,8 @@ the axes they are broadcast along, emitted only when they depend on the input.
 
 from __future__ import annotations
 
-from ..builder import GradientError
 from ..context import VjpContext
+from ..errors import Declined
 from ..registry import vjp
 
 
@@ -66,8 +66,7 @@ def batch_normalization(ctx: VjpContext, node, grads):
     Training mode (batch statistics) is refused: exported classifiers run in inference mode.
     """
     if ctx.attr(node, "training_mode", 0) or any(name for name in node.output[1:]):
-        raise GradientError(f"BatchNormalization node {node.name or node.output[0]!r} is in training mode; "
-                            f"export the model in eval mode")
+        raise Declined("is in training mode; export the model in eval mode")
     g = grads[0]
     x, scale, bias, mean, var = node.input[:5]
     epsilon = ctx.attr(node, "epsilon", 1e-5)
@@ -169,11 +168,11 @@ def group_normalization(ctx: VjpContext, node, grads):
     The statistics are recomputed in X's dtype whatever ``stash_type`` says.
 
     GroupNormalization-18 (scale and bias per group) is deprecated and rejected by onnx.checker;
-    it is refused with a GradientError.
+    the rule declines it.
     """
     if ctx.opset < 21:
-        raise GradientError(f"GroupNormalization node {node.name or node.output[0]!r}: opset {ctx.opset} "
-                            f"(per-group scale) is deprecated by ONNX; convert the model to opset 21")
+        raise Declined(f"opset {ctx.opset} "
+                       f"(per-group scale) is deprecated by ONNX; convert the model to opset 21")
     g = grads[0]
     x, scale, bias = node.input
     groups = ctx.attr(node, "num_groups")

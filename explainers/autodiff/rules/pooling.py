@@ -1,4 +1,4 @@
-"""Pooling: MaxPool (through its Indices output), AveragePool, GlobalAveragePool, GlobalMaxPool.
+"""Pooling: MaxPool (through Indices), AveragePool, GlobalAveragePool, GlobalMaxPool.
 
 Notation: X [N, C, spatial...], g the output gradient, k/s/d/p the kernel, strides, dilations and
 pads of one spatial axis, dk = d·(k − 1) + 1.
@@ -7,19 +7,22 @@ Max pooling routes each output's gradient to the input element it selected. Wind
 (kernel 3, stride 2 is the norm), so several outputs may select the same element and their
 gradients must add up: ``ScatterElements(reduction="add")`` (opset ≥ 16) does, where
 ``MaxUnpool`` (last write wins) would not. The selected element comes from the runtime itself (the
-forward node's Indices output; ArgMax for GlobalMaxPool), so ties follow the runtime's choice
-instead of being split by an equality mask.
+Indices output of a MaxPool; ArgMax for GlobalMaxPool), so ties follow the runtime's choice
+instead of being split by an equality mask. The forward node is never rewired: when it has no
+Indices output, the backward graph runs a twin MaxPool on the same input that has one (the same
+kernel on the same data selects the same elements; it costs one more pooling pass, small next to
+the convolutions around it).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from onnx import helper
 
-from ..builder import GradientError
 from ..context import VjpContext
+from ..errors import Declined
 from ..registry import vjp
-from .conv import _label, _text, explicit_pads, spatial_shape, static_spatial, transpose_conv_to
+from ._common import node_attributes
+from .conv import explicit_pads, spatial_shape, static_spatial, transpose_conv_to
 
 
 def spatial_count(ctx: VjpContext, x: str) -> str:
@@ -52,7 +55,7 @@ def _row_major_indices(ctx: VjpContext, node, x: str, indices: str) -> str:
     """Convert ``storage_order=1`` indices (spatial axes column-major) to row-major ones."""
     sizes = static_spatial(ctx, x)
     if sizes is None:
-        raise GradientError(f"{_label(node)}: storage_order=1 indices need a static spatial input size")
+        raise Declined("storage_order=1 indices need a static spatial input size")
     plane = int(np.prod(sizes))
     rest = ctx.op("Mod", indices, ctx.ints(plane))
     flat = ctx.op("Mul", ctx.op("Div", indices, ctx.ints(plane)), ctx.ints(plane))  # (n·C + c)·plane
@@ -65,31 +68,29 @@ def _row_major_indices(ctx: VjpContext, node, x: str, indices: str) -> str:
     return flat
 
 
-@vjp("MaxPool")
-def max_pool(ctx: VjpContext, node, grads):
-    """Y[n, c, o] = X[I[n, c, o]] with I the forward's Indices output, flattened over the whole
-    N·C·H·W input (padding excluded), as onnxruntime and onnx.reference compute it.
-
-    dX = Σ over outputs o with I(o) = i of g[o]: ScatterElements(reduction="add") of g into zeros.
-    The forward node is given an Indices output (row-major, ``storage_order`` 0) when it has none;
-    an existing column-major one (``storage_order`` 1) is converted.
-    """
-    g = grads[0]
-    x = node.input[0]
-    if len(node.output) > 1 and node.output[1]:
+def max_pool_indices(ctx: VjpContext, node, x: str) -> str:
+    """Row-major flat Indices [N, C, out...] of MaxPool ``node`` applied to ``x``: the node's own
+    Indices output when ``x`` is its input and it has one (a column-major one, ``storage_order``
+    1, converted), else the second output of a twin MaxPool on ``x`` emitted in the backward graph."""
+    if x == node.input[0] and len(node.output) > 1 and node.output[1]:
         indices = node.output[1]
         if ctx.attr(node, "storage_order", 0) and len(ctx.attr(node, "kernel_shape")) > 1:
             indices = _row_major_indices(ctx, node, x, indices)
-    else:
-        indices = ctx.fresh("maxpool_indices")
-        if len(node.output) > 1:
-            node.output[1] = indices
-        else:
-            node.output.append(indices)
-        for attribute in node.attribute:
-            if attribute.name == "storage_order":
-                attribute.i = 0
-    return [_scatter_add(ctx, x, indices, g)]
+        return indices
+    attributes = node_attributes(node, storage_order=0)
+    return ctx.op_multi("MaxPool", [x], 2, **attributes)[1]
+
+
+@vjp("MaxPool")
+def max_pool(ctx: VjpContext, node, grads):
+    """Y[n, c, o] = X[I[n, c, o]] with I the Indices of the pooling (:func:`max_pool_indices`),
+    flattened over the whole N·C·H·W input (padding excluded), as onnxruntime and
+    onnx.reference compute it.
+
+    dX = Σ over outputs o with I(o) = i of g[o]: ScatterElements(reduction="add") of g into zeros.
+    """
+    x = node.input[0]
+    return [_scatter_add(ctx, x, max_pool_indices(ctx, node, x), grads[0])]
 
 
 @vjp("GlobalMaxPool")
@@ -149,8 +150,8 @@ def average_pool(ctx: VjpContext, node, grads):
     pads = explicit_pads(ctx, node, x, kernel, strides, dilations)
     sizes = static_spatial(ctx, x)
     if sizes is None and ceil_mode:
-        raise GradientError(f"{_label(node)}: ceil_mode needs a static spatial input size "
-                            f"(pass input_shape= to build_gradient_model)")
+        raise Declined("ceil_mode needs a static spatial input size "
+                       "(pass input_shape= to build_gradient_model)")
     ends = list(pads[spatial:])
     if sizes is not None:  # grow the end padding so a plain Conv has the overhanging windows too
         pooled = _pooled_sizes(ctx, node, sizes, kernel, strides, pads, dilations, ceil_mode)
@@ -164,9 +165,7 @@ def average_pool(ctx: VjpContext, node, grads):
         plane = ctx.ints([1, 1] + sizes) if sizes is not None else ctx.op(
             "Concat", ctx.ints([1, 1]), spatial_shape(ctx, x), axis=0)
         ones = ctx.op("Expand", ctx.const(1, like=x), plane)
-        attributes = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        attributes = {k: _text(v) if isinstance(v, bytes) else v for k, v in attributes.items()}
-        averaged = ctx.op("AveragePool", ones, **attributes)
+        averaged = ctx.op("AveragePool", ones, **node_attributes(node))
         counted = ctx.op("Conv", ones, ones_kernel, strides=strides, pads=grown, dilations=dilations)
         if sizes is not None:  # an edge case of ceil_mode: the Conv may count one window more
             counted = ctx.op("Slice", counted, ctx.ints([0] * spatial), ctx.ints(pooled),

@@ -20,7 +20,7 @@ lengths of the resized axes and the policy is ``stretch``, as in torch's exports
 
 Otherwise, mode ``nearest`` falls back to the generic index rule (Resize run on the indices cast
 to int32, the integer type onnxruntime implements Resize for), and linear/cubic raise
-:class:`GradientError`.
+the rule declines.
 """
 
 from __future__ import annotations
@@ -31,14 +31,11 @@ from collections.abc import Sequence
 import numpy as np
 from onnx import TensorProto
 
-from ..builder import GradientError
 from ..context import VjpContext
+from ..errors import Declined
 from ..registry import vjp
-from .indexing import node_attributes, scatter_through_indices
-
-
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+from ._common import node_attributes, text
+from .indexing import scatter_through_indices
 
 
 # ---------------------------------------------------------------------- interpolation weights
@@ -53,7 +50,7 @@ def _nearest_coeffs(ratio: float, nearest_mode: str) -> np.ndarray:
         return np.array([1.0, 0.0])
     if nearest_mode == "ceil":
         return np.array([0.0, 1.0])
-    raise GradientError(f"Resize: unknown nearest_mode {nearest_mode!r}")
+    raise Declined(f"unknown nearest_mode {nearest_mode!r}")
 
 
 def _linear_coeffs(ratio: float, scale: float, antialias: bool) -> np.ndarray:
@@ -116,7 +113,7 @@ def _source_coordinates(mode: str, n_in: int, n_out: int, scale: float, roi: Seq
         offset = n_in / 2 * (1 - n_out / width)
         x = offset + (y + 0.5) / scale - 0.5
     else:
-        raise GradientError(f"Resize: unknown coordinate_transformation_mode {mode!r}")
+        raise Declined(f"unknown coordinate_transformation_mode {mode!r}")
     return x, outside
 
 
@@ -149,7 +146,7 @@ def interpolation_matrix(
     elif mode == "cubic":
         coeffs = [_cubic_coeffs(r, scale, cubic_coeff_a, antialias) for r in ratios]
     else:
-        raise GradientError(f"Resize: unknown mode {mode!r}")
+        raise Declined(f"unknown mode {mode!r}")
     coeffs = np.array(coeffs, dtype=np.float64).reshape(n_out, -1)
     taps = coeffs.shape[1]  # always even: 2 (nearest, linear), 4 (cubic), wider with antialias
     # The taps sit around the pixel the ratio is measured from (the left one, x − 1 when x is an
@@ -190,8 +187,8 @@ def separable_plan(ctx: VjpContext, node) -> list[tuple[int, np.ndarray]] | None
         return None
     rank = len(shape)
     axes = [a % rank for a in ctx.attr(node, "axes", range(rank))]
-    coordinate_mode = _text(ctx.attr(node, "coordinate_transformation_mode", "half_pixel"))
-    policy = _text(ctx.attr(node, "keep_aspect_ratio_policy", "stretch"))
+    coordinate_mode = text(ctx.attr(node, "coordinate_transformation_mode", "half_pixel"))
+    policy = text(ctx.attr(node, "keep_aspect_ratio_policy", "stretch"))
     roi, roi_given = _optional_constant(ctx, node, 1)
     scales, scales_given = _optional_constant(ctx, node, 2)
     sizes, sizes_given = _optional_constant(ctx, node, 3)
@@ -237,9 +234,9 @@ def separable_plan(ctx: VjpContext, node) -> list[tuple[int, np.ndarray]] | None
         if not isinstance(dim, int):
             return None
         matrix = interpolation_matrix(
-            dim, out, scale, mode=_text(ctx.attr(node, "mode", "nearest")),
+            dim, out, scale, mode=text(ctx.attr(node, "mode", "nearest")),
             coordinate_transformation_mode=coordinate_mode,
-            nearest_mode=_text(ctx.attr(node, "nearest_mode", "round_prefer_floor")),
+            nearest_mode=text(ctx.attr(node, "nearest_mode", "round_prefer_floor")),
             cubic_coeff_a=ctx.attr(node, "cubic_coeff_a", -0.75),
             exclude_outside=bool(ctx.attr(node, "exclude_outside", 0)),
             antialias=bool(ctx.attr(node, "antialias", 0)), roi=axis_roi,
@@ -271,7 +268,7 @@ def resize(ctx: VjpContext, node, grads):
     and sizes get no gradient."""
     g = grads[0]
     x = node.input[0]
-    mode = _text(ctx.attr(node, "mode", "nearest"))
+    mode = text(ctx.attr(node, "mode", "nearest"))
     plan = separable_plan(ctx, node)
     if plan is not None:
         grad_x = g
@@ -280,13 +277,13 @@ def resize(ctx: VjpContext, node, grads):
         if _sizes_at_run_time(ctx, node):
             grad_x = ctx.op("Reshape", grad_x, ctx.shape(x))
     elif mode == "nearest":
-        crop = _text(ctx.attr(node, "coordinate_transformation_mode", "half_pixel")) == "tf_crop_and_resize"
+        crop = text(ctx.attr(node, "coordinate_transformation_mode", "half_pixel")) == "tf_crop_and_resize"
         attributes = node_attributes(node, extrapolation_value=0.0) if crop else None
         grad_x, _ = scatter_through_indices(ctx, node, g, padded=crop, attributes=attributes,
                                             index_type=TensorProto.INT32)
     else:
-        raise GradientError(
-            f"Resize node {node.name or node.output[0]!r} (mode {mode!r}) needs static input lengths on the resized "
+        raise Declined(
+            f"(mode {mode!r}) needs static input lengths on the resized "
             f"axes and constant scales or sizes (and roi) to be differentiated"
         )
     return [grad_x] + [None] * (len(node.input) - 1)

@@ -11,10 +11,7 @@ import numpy as np
 
 from ..context import VjpContext
 from ..registry import vjp
-
-
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+from ._common import text
 
 
 @vjp("Reshape", "Flatten", "Squeeze", "Unsqueeze")
@@ -165,7 +162,7 @@ def depth_to_space(ctx: VjpContext, node, grads):
     g = grads[0]
     x = node.input[0]
     blocksize = ctx.attr(node, "blocksize")
-    mode = _text(ctx.attr(node, "mode", "DCR"))
+    mode = text(ctx.attr(node, "mode", "DCR"))
     dcr = ctx.op("SpaceToDepth", g, blocksize=blocksize)
     if mode == "DCR":
         return [dcr]

@@ -1,8 +1,8 @@
-"""RISE masks: the grid/shift sampler (mask generator), the exact aggregator and the convergence watch.
+"""RISE masks: the tables, their graph prefix, the grid/shift sampler, the exact aggregator and the convergence watch.
 
 A RISE mask is ``M = A[dy] · G · B[dx]`` [H, W]: a binary grid ``G`` [s, s] upsampled bilinearly to
 (s + 1)·cell and cropped at the shift (dy, dx), written with the separable tables ``A`` [cell_h, H, s]
-and ``B`` [cell_w, s, W] that :func:`~explainers.graph.perturbation.grid_masks` uses in the graph.
+and ``B`` [cell_w, s, W], built once (:class:`GridTables`) for the graph prefix (:func:`grid_masks`) and the aggregator.
 Because the map ``Σᵢ vᵢ Mᵢ`` is linear in the grids, the aggregator never builds a full-resolution
 mask: it sums ``vᵢ Gᵢ`` per shift (s² numbers per sample) and renders the map on demand as
 ``Σ_dy A[dy] (Σ_dx K[dy, dx] B[dx])`` — two small matrix products, independent of the mask count.
@@ -17,8 +17,11 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
+from onnx import TensorProto, helper, numpy_helper
 
-from ..graph.perturbation import bilinear_matrix
+from ...graph.perturbation import MASK, PREFIX, MaskSource
+from ...graph.perturbation import prefix_node as node
+from .bilinear import bilinear_matrix
 
 SAMPLINGS = ("random", "quasi_random")
 BLOCK = 256
@@ -28,7 +31,7 @@ draws, hence the map, do not depend on the batch size."""
 
 @dataclass(frozen=True)
 class GridTables:
-    """The interpolation tables of ``grid_masks`` (same construction, same float32 rounding).
+    """The interpolation tables of a RISE mask family, float32 as the graph uses them.
 
     ``rows`` [cell_h, H, s]: ``rows[dy] = R[dy : dy + H]``; ``cols`` [cell_w, s, W]: ``cols[dx] =
     C[dx : dx + W]ᵀ``, with R, C the bilinear matrices from s to (s + 1)·cell samples.
@@ -51,11 +54,45 @@ class GridTables:
         """Shift ranges (cell_h, cell_w): dy ∈ [0, cell_h), dx ∈ [0, cell_w)."""
         return self.rows.shape[0], self.cols.shape[0]
 
+    def mask_source(self) -> MaskSource:
+        """The graph prefix: inputs ``grids`` float [n, s, s] and ``shifts`` int64 [n, 2] (dy, dx in
+        [0, cell)); mask i is ``rows[dy] · G · cols[dx]`` — per sample only s² + 2 numbers travel."""
+        _, height, grid = self.rows.shape
+        width = self.cols.shape[2]
+        p = PREFIX
+        inits = [numpy_helper.from_array(self.rows, p + "row_table"),
+                 numpy_helper.from_array(self.cols, p + "col_table"),
+                 numpy_helper.from_array(np.array([0], np.int64), p + "zero"),
+                 numpy_helper.from_array(np.array([1], np.int64), p + "one"),
+                 numpy_helper.from_array(np.array([2], np.int64), p + "two"),
+                 numpy_helper.from_array(np.array([-1], np.int64), p + "flat"),
+                 numpy_helper.from_array(np.array([-1, 1, height, width], np.int64), p + "mask_shape")]
+        nodes = [
+            node("Slice", ["shifts", p + "zero", p + "one", p + "one"], p + "dy2"),
+            node("Slice", ["shifts", p + "one", p + "two", p + "one"], p + "dx2"),
+            node("Reshape", [p + "dy2", p + "flat"], p + "dy"),
+            node("Reshape", [p + "dx2", p + "flat"], p + "dx"),
+            node("Gather", [p + "row_table", p + "dy"], p + "row_weights", axis=0),  # [n, H, s]
+            node("Gather", [p + "col_table", p + "dx"], p + "col_weights", axis=0),  # [n, s, W]
+            node("MatMul", [p + "row_weights", "grids"], p + "rows_up"),  # [n, H, s]
+            node("MatMul", [p + "rows_up", p + "col_weights"], p + "up"),  # [n, H, W]
+            node("Reshape", [p + "up", p + "mask_shape"], MASK),
+        ]
+        inputs = [helper.make_tensor_value_info("grids", TensorProto.FLOAT, ["n", grid, grid]),
+                  helper.make_tensor_value_info("shifts", TensorProto.INT64, ["n", 2])]
+        return MaskSource(f"grid{grid}", inputs, nodes, inits)
+
     def masks(self, grids: NDArray[np.floating], shifts: NDArray[np.integer]) -> NDArray[np.float64]:
         """Full-resolution masks [n, H, W] (for tests and small n; the aggregator avoids them)."""
         rows = self.rows[shifts[:, 0]].astype(np.float64)
         cols = self.cols[shifts[:, 1]].astype(np.float64)
         return rows @ grids.astype(np.float64) @ cols
+
+
+def grid_masks(height: int, width: int, grid: int) -> MaskSource:
+    """RISE masks (Petsiuk et al. 2018) of s = ``grid`` cells per side for an H×W image: each grid is
+    upsampled bilinearly to (s + 1)·cell and cropped at the shift (:meth:`GridTables.mask_source`)."""
+    return GridTables.build(height, width, grid).mask_source()
 
 
 class GridSampler:

@@ -2,7 +2,7 @@
 
 LIME [48] explains an image through interpretable features: superpixel ``s`` is on (kept) or off
 (replaced by a baseline). A sample is a binary vector ``z`` [S]; the perturbed image is built in
-the graph by :func:`~explainers.graph.perturbation.segment_masks` from ``z`` and the per-request
+the graph by :func:`segment_masks` from ``z`` and the per-request
 superpixel map. The sampling, distance and baseline conventions follow the ``lime`` package's
 image explainer (``lime/lime_image.py``, Ribeiro et al. 2016).
 """
@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import NDArray
+from onnx import TensorProto, helper, numpy_helper
 from skimage.segmentation import slic
+
+from ...graph.perturbation import MASK, PREFIX, MaskSource
+from ...graph.perturbation import prefix_node as node
 
 LAB_LIGHTNESS = 100.0
 """SLIC's colour distance is in Lab units (lightness 0–100) for 3-channel images; other channel
@@ -74,3 +78,19 @@ def cosine_distance_to_all_on(on: NDArray[np.bool_]) -> NDArray[np.float64]:
 def paint(values: NDArray[np.floating], segments: NDArray[np.integer]) -> NDArray[np.float32]:
     """Per-superpixel values [T, S] painted onto their pixels: float32 [T, H, W]."""
     return np.asarray(values)[:, segments].astype(np.float32)
+
+
+def segment_masks(height: int, width: int) -> MaskSource:
+    """Inputs ``segments_on`` float [n, S] (1 keeps a superpixel) and ``segments`` int64 [H, W]
+    (the superpixel of each pixel, fed once per request)."""
+    p = PREFIX
+    inits = [numpy_helper.from_array(np.array([-1, 1, height, width], np.int64), p + "mask_shape"),
+             numpy_helper.from_array(np.array([-1], np.int64), p + "flat")]
+    nodes = [
+        node("Reshape", ["segments", p + "flat"], p + "segments_flat"),
+        node("Gather", ["segments_on", p + "segments_flat"], p + "pixels_on", axis=1),
+        node("Reshape", [p + "pixels_on", p + "mask_shape"], MASK),
+    ]
+    inputs = [helper.make_tensor_value_info("segments_on", TensorProto.FLOAT, ["n", "segments"]),
+              helper.make_tensor_value_info("segments", TensorProto.INT64, [height, width])]
+    return MaskSource("segments", inputs, nodes, inits, per_request=("segments",))
