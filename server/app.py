@@ -1,4 +1,4 @@
-"""Server assembly: services, health, reflection, auth, TLS, limits, graceful shutdown."""
+"""Server assembly: services, health, reflection, auth, TLS, limits, metrics, graceful shutdown."""
 
 from __future__ import annotations
 
@@ -20,7 +20,9 @@ from onnxplain.v1 import model_service_pb2 as model_pb2
 from onnxplain.v1 import model_service_pb2_grpc as model_grpc
 
 from .errors import to_status
-from .limits import ServerLimits
+from .limits import ServerLimits, grpc_options
+from .metrics import Metrics
+from .observe import ObservingInterceptor
 from .repository import ModelRepository, State
 from .services import ExplanationServicer, ModelServicer
 from .workers import WorkPool
@@ -68,12 +70,14 @@ class _BearerTokenInterceptor(grpc.aio.ServerInterceptor):
 
 
 class OnnxplainServer:
-    """A running server. ``port`` is the bound port (useful with port 0 in tests)."""
+    """A running server. ``port`` is the bound port (useful with port 0 in tests); ``metrics_port`` the
+    bound port of the HTTP metrics endpoint, or None when it is off."""
 
     def __init__(self, server: grpc.aio.Server, port: int, repository: ModelRepository, pool: WorkPool,
-                 health_servicer: health.aio.HealthServicer, limits: ServerLimits):
+                 health_servicer: health.aio.HealthServicer, limits: ServerLimits, metrics: Metrics):
         self.server, self.port, self.repository, self.pool = server, port, repository, pool
-        self.health, self.limits = health_servicer, limits
+        self.health, self.limits, self.metrics = health_servicer, limits, metrics
+        self.metrics_port: int | None = None
 
     async def set_serving(self, serving: bool) -> None:
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
@@ -94,6 +98,7 @@ class OnnxplainServer:
         await self.set_serving(False)
         await self.server.stop(self.limits.grace_seconds if grace is None else grace)
         self.pool.shutdown()
+        self.metrics.close()
 
 
 async def create_server(
@@ -106,23 +111,21 @@ async def create_server(
     token: str | None = None,
     tls: TlsFiles | None = None,
     load: bool = True,
+    metrics_address: tuple[str, int] | None = None,
 ) -> OnnxplainServer:
     """Build, bind and start a server; with ``load`` every repository model is loaded first.
 
     Returns once the server is accepting; health reports SERVING once loading has finished.
+    ``metrics_address`` (host, port; port 0 = any free one) serves Prometheus metrics over HTTP.
     """
     limits = limits or ServerLimits()
     repository = ModelRepository(models, providers=providers, threads=threads, allow_uploads=limits.allow_uploads)
     pool = WorkPool(max_concurrent=limits.max_concurrent, max_queue=limits.max_queue)
-    options = [
-        ("grpc.max_send_message_length", limits.max_message_bytes),
-        ("grpc.max_receive_message_length", limits.max_message_bytes),
-        ("grpc.max_connection_age_ms", 30 * 60 * 1000),
-        ("grpc.max_connection_age_grace_ms", 60 * 1000),
-    ]
-    interceptors = [_BearerTokenInterceptor(token)] if token else []
+    metrics = Metrics(pool, repository)
+    # observing first (outermost), so RPCs the token check refuses are counted and logged too
+    interceptors = [ObservingInterceptor(metrics), *([_BearerTokenInterceptor(token)] if token else [])]
     server = grpc.aio.server(
-        interceptors=interceptors, options=options, maximum_concurrent_rpcs=limits.max_concurrent_rpcs
+        interceptors=interceptors, options=grpc_options(limits), maximum_concurrent_rpcs=limits.max_concurrent_rpcs
     )
     ex_grpc.add_ExplanationServiceServicer_to_server(ExplanationServicer(repository, pool, limits), server)
     model_grpc.add_ModelServiceServicer_to_server(ModelServicer(repository, pool, limits), server)
@@ -140,7 +143,10 @@ async def create_server(
         port = server.add_secure_port(address, credentials)
     if port == 0:
         raise OSError(f"cannot bind {address}")
-    app = OnnxplainServer(server, port, repository, pool, health_servicer, limits)
+    app = OnnxplainServer(server, port, repository, pool, health_servicer, limits, metrics)
+    if metrics_address is not None:
+        app.metrics_port = metrics.serve(*metrics_address)
+        log.info("metrics at http://%s:%d/metrics", metrics_address[0], app.metrics_port)
     await app.set_serving(False)
     await server.start()
     if load:

@@ -38,6 +38,16 @@ class WorkPool:
         with self._lock:
             return self._admitted
 
+    @property
+    def running(self) -> int:
+        """Requests on a worker thread now (the pool runs whatever is admitted, up to its size)."""
+        return min(self.admitted, self.max_concurrent)
+
+    @property
+    def queued(self) -> int:
+        """Requests admitted and waiting for a worker thread."""
+        return max(self.admitted - self.max_concurrent, 0)
+
     def _admit(self) -> None:
         with self._lock:
             if self._admitted >= self.limit:
