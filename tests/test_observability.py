@@ -7,8 +7,12 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import shutil
-import time
+import signal
+import socket
+import subprocess
+import sys
 import urllib.request
 
 import grpc
@@ -16,7 +20,7 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
-from serving import ServerThread
+from serving import ServerThread, wait_for
 
 from onnxplain.client import Accepted, Client
 from onnxplain.server import app as server_app
@@ -65,7 +69,7 @@ class Lines:
 
     def __exit__(self, *exc) -> None:
         try:
-            wait_for(lambda: sum(map(is_completion, self.lines())) >= self.completions)
+            wait_for(lambda: sum(map(is_completion, self.lines())) >= self.completions, timeout=30)
         finally:
             self.logger.removeHandler(self.handler)
             self.logger.setLevel(self.level)
@@ -91,15 +95,6 @@ def sample(samples: dict, name: str, **labels: str) -> float | None:
     return samples.get((name, frozenset(labels.items())))
 
 
-def wait_for(predicate, timeout: float = 30) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
-
-
 def test_metrics_count_codes_latency_and_the_evaluations_results_report(served):
     with Client(served.address, timeout=60) as client:
         assert client.predict("linear", X, top_k=1)[0].label in {"a", "b", "c", "d"}
@@ -111,7 +106,7 @@ def test_metrics_count_codes_latency_and_the_evaluations_results_report(served):
             client.explain("linear", X, "no_such_method")
     assert missing.value.code() == bad_method.value.code() == grpc.StatusCode.NOT_FOUND
     port = served.app.metrics_port
-    assert wait_for(lambda: sample(scrape(port), "onnxplain_request_seconds_count", rpc=EXPLAIN) == 3)
+    assert wait_for(lambda: sample(scrape(port), "onnxplain_request_seconds_count", rpc=EXPLAIN) == 3, timeout=30)
     samples = scrape(port)
 
     assert sample(samples, "onnxplain_requests_total", rpc=PREDICT, code="OK") == 1
@@ -139,8 +134,8 @@ def test_cancelled_stream_is_counted_as_cancelled_and_frees_its_worker(repositor
             assert running.app.pool.running == 1
             stream.close()  # cancels the RPC
         port = running.app.metrics_port
-        assert wait_for(lambda: sample(scrape(port), "onnxplain_requests_total", rpc=EXPLAIN, code="CANCELLED") == 1)
-        assert wait_for(lambda: running.app.pool.admitted == 0)
+        assert wait_for(lambda: sample(scrape(port), "onnxplain_requests_total", rpc=EXPLAIN, code="CANCELLED") == 1, timeout=30)
+        assert wait_for(lambda: running.app.pool.admitted == 0, timeout=30)
         assert sample(scrape(port), "onnxplain_requests_total", rpc=EXPLAIN, code="OK") is None
     finally:
         running.stop()
@@ -293,3 +288,38 @@ def test_connection_age_reaches_the_server(monkeypatch, linear_only):
     running = ServerThread(linear_only, limits=ServerLimits(max_connection_age=42, max_connection_age_grace=3))
     running.stop()
     assert seen[0]["grpc.max_connection_age_ms"] == 42_000 and seen[0]["grpc.max_connection_age_grace_ms"] == 3_000
+
+
+def test_serve_command_exposes_metrics_and_logs_json_from_the_environment(linear_only):
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    port, metrics_port = ports
+    process = subprocess.Popen(
+        [sys.executable, "-m", "onnxplain.server.cli", "--models", str(linear_only), "--host", "127.0.0.1",
+         "--port", str(port), "--metrics-port", str(metrics_port), "--grace", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, "ONNXPLAIN_LOG_FORMAT": "json"})
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+
+            def serving() -> bool:
+                try:
+                    return health.Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1  # SERVING
+                except grpc.RpcError:
+                    return process.poll() is not None  # stop waiting for a server that died
+
+            assert wait_for(serving, timeout=60) and process.poll() is None
+        with Client(f"127.0.0.1:{port}") as client:
+            client.predict("linear", X)
+        assert wait_for(lambda: sample(scrape(metrics_port), "onnxplain_requests_total", rpc=PREDICT, code="OK") == 1,
+                        timeout=30)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0  # drained and stopped cleanly, metrics endpoint included
+    logged = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    assert [line["rpc"] for line in completion_lines(logged)] == ["Predict"]
+    assert any(line["msg"].startswith("metrics at http://127.0.0.1:") for line in logged)
