@@ -17,7 +17,8 @@ kind}``                                                          requests (kind:
 ===================================================  ==========  =================================
 
 ``rpc`` is the full method name without its leading slash (``onnxplain.v1.ExplanationService/Explain``);
-``code`` is the status code's name (``OK``, ``NOT_FOUND``, …). Label values are bounded: RPCs the
+``code`` is the status code's name (``OK``, ``NOT_FOUND``, …); an evaluation's ``method`` is the
+explanation method, or the RPC's name where the request names no method (``Predict``). Label values are bounded: RPCs the
 server does not implement are never counted, and evaluations are only counted for models and
 methods that exist (an unknown name fails before anything is evaluated).
 """

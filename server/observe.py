@@ -41,7 +41,7 @@ from .logs import client_text
 from .metrics import Metrics
 
 access_log = logging.getLogger("onnxplain.server.requests")
-LOGGED_PREFIX = "/onnxplain.v1."  # RPCs that write a completion line (health probes would drown them)
+LOGGED_PREFIX = "onnxplain.v1."  # RPCs that write a completion line (health probes would drown them)
 
 _HANDLER_KINDS = {  # (request_streaming, response_streaming) → the handler's behaviour and its factory
     (False, False): ("unary_unary", grpc.unary_unary_rpc_method_handler),
@@ -66,7 +66,6 @@ class Call:
     @property
     def short_name(self) -> str:
         return self.rpc.rsplit("/", 1)[-1]
-
 
 
 def request_fields(request: Any) -> dict[str, str]:
@@ -143,7 +142,7 @@ class ObservingInterceptor(grpc.aio.ServerInterceptor):
         seconds = time.perf_counter() - call.started
         self.metrics.observe(call.rpc, code.name, seconds)
         self.metrics.count_evaluations(call.model, call.method or call.short_name, call.forward, call.backward)
-        if ("/" + call.rpc).startswith(LOGGED_PREFIX):
+        if call.rpc.startswith(LOGGED_PREFIX):
             log_completion(call, code, seconds)
 
 
