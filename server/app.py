@@ -1,5 +1,5 @@
 """Server assembly: onnxplain's services and the Open Inference Protocol, health, reflection, auth, TLS,
-limits, graceful shutdown."""
+limits, metrics, graceful shutdown."""
 
 from __future__ import annotations
 
@@ -22,7 +22,9 @@ from onnxplain.v1 import explanation_service_pb2 as ex_pb2
 from onnxplain.v1 import model_service_pb2 as model_pb2
 
 from .handlers import add_service
-from .limits import ServerLimits
+from .limits import ServerLimits, grpc_options
+from .metrics import Metrics
+from .observe import ObservingInterceptor
 from .oip import SERVICE as OIP_SERVICE
 from .oip import InferenceServicer
 from .repository import ModelRepository, State
@@ -52,12 +54,14 @@ class TlsFiles:
 
 
 class OnnxplainServer:
-    """A running server. ``port`` is the bound port (useful with port 0 in tests)."""
+    """A running server. ``port`` is the bound port (useful with port 0 in tests); ``metrics_port`` the
+    bound port of the HTTP metrics endpoint, or None when it is off."""
 
     def __init__(self, server: grpc.aio.Server, port: int, repository: ModelRepository, pool: WorkPool,
-                 loader: Loader, health_servicer: health.aio.HealthServicer, limits: ServerLimits):
+                 loader: Loader, health_servicer: health.aio.HealthServicer, limits: ServerLimits, metrics: Metrics):
         self.server, self.port, self.repository, self.pool, self.loader = server, port, repository, pool, loader
-        self.health, self.limits = health_servicer, limits
+        self.health, self.limits, self.metrics = health_servicer, limits, metrics
+        self.metrics_port: int | None = None
         self.draining = False
 
     async def refresh_health(self) -> None:
@@ -99,6 +103,7 @@ class OnnxplainServer:
         await self.server.stop(0)
         self.pool.shutdown()
         self.loader.shutdown()
+        self.metrics.close()
 
 
 async def create_server(
@@ -112,6 +117,7 @@ async def create_server(
     admin_token: str | None = None,
     tls: TlsFiles | None = None,
     load: bool = True,
+    metrics_address: tuple[str, int] | None = None,
 ) -> OnnxplainServer:
     """Build, bind and start a server; with ``load`` every repository model is loaded first.
 
@@ -120,6 +126,7 @@ async def create_server(
     Raises:
         OSError: the address is in use or cannot be bound. FailedPrecondition: ``providers`` names an
             execution provider this onnxruntime build lacks (e.g. CUDA on a CPU-only install).
+        ``metrics_address`` (host, port; port 0 = any free one) serves Prometheus metrics over HTTP.
     """
     limits = limits or ServerLimits()
     check_providers(providers)
@@ -127,17 +134,13 @@ async def create_server(
                                  max_tensor_bytes=limits.max_tensor_bytes)
     pool = WorkPool(max_concurrent=limits.max_concurrent, max_queue=limits.max_queue)
     loader = Loader(max_pending=limits.max_pending_loads)
-    options = [
-        ("grpc.so_reuseport", 0),  # a second server on a busy port must fail, not share it silently
-        ("grpc.max_send_message_length", limits.max_message_bytes),
-        ("grpc.max_receive_message_length", limits.max_message_bytes),
-        ("grpc.max_connection_age_ms", 30 * 60 * 1000),
-        ("grpc.max_connection_age_grace_ms", 60 * 1000),
-    ]
+    metrics = Metrics(pool, repository)
     streams = OpenStreamBudget()
-    interceptors = [streams, *([BearerTokenInterceptor(token, admin_token)] if token else [])]
+    # observing first (outermost), so RPCs the stream budget or the token check refuse are counted and logged too
+    interceptors = [ObservingInterceptor(metrics), streams,
+                    *([BearerTokenInterceptor(token, admin_token)] if token else [])]
     server = grpc.aio.server(
-        interceptors=interceptors, options=options, maximum_concurrent_rpcs=limits.max_concurrent_rpcs
+        interceptors=interceptors, options=grpc_options(limits), maximum_concurrent_rpcs=limits.max_concurrent_rpcs
     )
     add_service(server, ExplanationServicer(repository, pool, limits), ex_pb2.DESCRIPTOR.services_by_name["ExplanationService"])
     models_servicer = ModelServicer(repository, pool, loader, limits)
@@ -162,10 +165,13 @@ async def create_server(
         raise OSError(f"cannot bind {address}: address already in use or not available") from exc
     if port == 0:
         raise OSError(f"cannot bind {address}: address already in use or not available")
-    app = OnnxplainServer(server, port, repository, pool, loader, health_servicer, limits)
+    app = OnnxplainServer(server, port, repository, pool, loader, health_servicer, limits, metrics)
     app.streams = streams
     models_servicer.health_changed = app.refresh_health
     inference._server_ready = lambda: not app.draining
+    if metrics_address is not None:
+        app.metrics_port = metrics.serve(*metrics_address)
+        log.info("metrics at http://%s:%d/metrics", metrics_address[0], app.metrics_port)
     await health_servicer.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
     await app.refresh_health()
     await server.start()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from onnxplain.explainers.errors import OnnxplainError
 
 from .app import TlsFiles, serve_forever
 from .limits import add_limit_flags, limits_from_args
+from .logs import add_log_flags, configure_logging
 from .security import read_secret
 
 PROVIDERS = {"auto": None, "cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
@@ -33,14 +33,19 @@ def build_parser(prog: str = "onnxplain-server") -> argparse.ArgumentParser:
     parser.add_argument("--tls-cert", help="PEM certificate chain (enables TLS)")
     parser.add_argument("--tls-key", help="PEM private key")
     parser.add_argument("--tls-client-ca", help="PEM CA bundle: require client certificates (mutual TLS)")
+    operations = parser.add_argument_group("operations")
+    operations.add_argument("--metrics-port", type=int, default=0,
+                            help="serve Prometheus metrics over HTTP at /metrics on this port (default 0 = off)")
+    operations.add_argument("--metrics-host", default="127.0.0.1", help="address the metrics endpoint binds")
+    add_log_flags(operations)
     add_limit_flags(parser.add_argument_group("limits"))
     return parser
 
 
 def main(argv: list[str] | None = None, *, prog: str = "onnxplain-server") -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     parser = build_parser(prog)
     args = parser.parse_args(argv)
+    configure_logging(args.log_level, args.log_format)
     try:
         token = read_secret(args.token, args.token_file, "ONNXPLAIN_TOKEN")
         admin_token = read_secret(args.admin_token, args.admin_token_file, "ONNXPLAIN_ADMIN_TOKEN")
@@ -56,6 +61,7 @@ def main(argv: list[str] | None = None, *, prog: str = "onnxplain-server") -> in
         asyncio.run(serve_forever(
             Path(args.models), address=f"{args.host}:{args.port}", limits=limits_from_args(args), threads=args.threads,
             providers=PROVIDERS[args.providers], token=token, admin_token=admin_token, tls=tls,
+            metrics_address=(args.metrics_host, args.metrics_port) if args.metrics_port else None,
         ))
     except (OSError, OnnxplainError) as exc:  # a busy port, a missing provider, an unreadable repository
         print(f"onnxplain serve: error: {exc}", file=sys.stderr)

@@ -40,6 +40,25 @@ class ServerLimits:
         5.0, "on SIGTERM, seconds health reports NOT_SERVING (and new work is refused) before the server stops, "
              "so load balancers see it")
     grace_seconds: float = _limit(30.0, "on SIGTERM, seconds running explanations may take to finish", flag="--grace")
+    max_connection_age: float = _limit(
+        30 * 60.0, "seconds before the server asks a client to reconnect, so load spreads after scaling; 0 = never")
+    max_connection_age_grace: float = _limit(
+        60.0, "seconds a connection past its age keeps for the RPCs in flight before it is closed")
+
+
+def grpc_options(limits: ServerLimits) -> list[tuple[str, int]]:
+    """The channel arguments of ``grpc.aio.server`` that these limits set (ages in milliseconds)."""
+    options = [
+        ("grpc.so_reuseport", 0),  # a second server on a busy port must fail, not share it silently
+        ("grpc.max_send_message_length", limits.max_message_bytes),
+        ("grpc.max_receive_message_length", limits.max_message_bytes),
+    ]
+    if limits.max_connection_age > 0:  # gRPC's own default: connections live for ever
+        options += [
+            ("grpc.max_connection_age_ms", round(limits.max_connection_age * 1000)),
+            ("grpc.max_connection_age_grace_ms", round(limits.max_connection_age_grace * 1000)),
+        ]
+    return options
 
 
 def _flag(f: dataclasses.Field) -> str:

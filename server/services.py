@@ -19,6 +19,7 @@ from .convert import fill_layers, method_info, model_info
 from .errors import abort
 from .explain_job import run_explain
 from .limits import ServerLimits
+from .observe import count_evaluations, request_fields
 from .repository import ModelRepository, check_name
 from .requests import prepare_image
 from .workers import Loader, WorkPool
@@ -85,7 +86,9 @@ class ModelServicer(model_grpc.ModelServiceServicer):
 
     @_unary
     async def Predict(self, request, context):
-        return await self.pool.call(self._predict, request)
+        response = await self.pool.call(self._predict, request)
+        count_evaluations(forward=1)
+        return response
 
     def _predict(self, request: model_pb2.PredictRequest) -> model_pb2.PredictResponse:
         classifier = self.repository.get(request.model)
@@ -115,7 +118,7 @@ class ExplanationServicer(ex_grpc.ExplanationServiceServicer):
             else asyncio.get_running_loop().call_later(
                 max(remaining, 0.0), partial(run_context.cancel, "deadline exceeded", deadline=True))
         )
-        log.info("explain request_id=%s model=%s method=%s", request.request_id, request.model, request.method)
+        log.info("explain started", extra={"fields": request_fields(request)})
         try:
             job = lambda: run_explain(request, self.repository, self.limits, run_context)  # noqa: E731
             async for response in self.pool.stream(job, run_context):
@@ -123,6 +126,7 @@ class ExplanationServicer(ex_grpc.ExplanationServiceServicer):
         except Exception as exc:
             await abort(context, exc, request_id=request.request_id)
         finally:
+            count_evaluations(run_context.forward, run_context.backward)
             if deadline_timer is not None:
                 deadline_timer.cancel()
 

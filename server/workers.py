@@ -44,6 +44,11 @@ class WorkPool:
             return self._admitted
 
     @property
+    def running(self) -> int:
+        """Requests on a worker thread now (the pool runs whatever is admitted, up to its size)."""
+        return min(self.admitted, self.max_concurrent)
+
+    @property
     def queued(self) -> int:
         """Requests admitted but not yet started on a worker."""
         with self._lock:

@@ -50,7 +50,9 @@ def test_the_container_flags_ports_and_probes_match_the_server(manifests):
     container = pod["containers"][0]
     args = server_parser().parse_args(container["args"])  # exits on an unknown flag
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports["grpc"] == args.port
+    assert ports["grpc"] == args.port and ports["metrics"] == args.metrics_port
+    annotations = manifests["Deployment"]["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(args.metrics_port)
     assert container["livenessProbe"]["grpc"] == {"port": args.port, "service": LIVENESS}
     assert container["startupProbe"]["grpc"]["service"] == LIVENESS
     assert container["readinessProbe"]["grpc"] == {"port": args.port}  # service "" = readiness

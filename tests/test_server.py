@@ -16,7 +16,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 from onnx.external_data_helper import set_external_data
 from PIL import Image
-from serving import ServerThread
+from serving import ServerThread, wait_for
 
 from onnxplain.client import Accepted, Client, Progress, Result
 from onnxplain.explainers import list_methods
@@ -52,15 +52,6 @@ def details(error: grpc.RpcError) -> tuple[str, list[str]]:
             detail.Unpack(bad)
             fields = [v.field for v in bad.field_violations]
     return reason, fields
-
-
-def wait_for(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def assert_still_serving(client: Client, coffee_png: bytes) -> None:

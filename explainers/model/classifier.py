@@ -249,6 +249,11 @@ class OnnxClassifier:
         return self.introspection.cam_layer
 
     @property
+    def cache_bytes(self) -> int:
+        """Estimated bytes of the compiled graph variants this model holds (see :mod:`.session`)."""
+        return self.sessions.stats().nbytes
+
+    @property
     def info(self) -> ModelInfo:
         return ModelInfo(
             name=self.name,
