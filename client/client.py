@@ -44,6 +44,8 @@ class Accepted:
     planned_evaluations: int
     targets: list[tuple[int, str]]
     parameters: dict[str, str]
+    warnings: tuple[str, ...] = ()
+    """Why the explanation may mislead (e.g. the model's preprocessing was defaulted)."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class Result:
     extras: dict[str, float] = field(default_factory=dict)
     elapsed_seconds: float = 0.0
     accepted: Accepted | None = None
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,14 @@ class Prediction:
     label: str
     score: float
     probability: float
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """The top classes, best first, and why they may be wrong (e.g. the model's preprocessing was defaulted)."""
+
+    classes: list[Prediction]
+    warnings: tuple[str, ...] = ()
 
 
 def image_input(image: ImageLike) -> tensor_pb2.ImageInput:
@@ -179,9 +190,14 @@ class Client:
         self._call(self.models.UnloadModel, model_pb2.UnloadModelRequest(name=name))
 
     def predict(self, model: str, image: ImageLike, top_k: int = 5) -> list[Prediction]:
+        return self.predictions(model, image, top_k).classes
+
+    def predictions(self, model: str, image: ImageLike, top_k: int = 5) -> Predictions:
+        """:meth:`predict` with the response's warnings."""
         request = model_pb2.PredictRequest(model=model, image=image_input(image), top_k=top_k)
         response = self._call(self.models.Predict, request)
-        return [Prediction(c.index, c.label, c.score, c.probability) for c in response.classes]
+        classes = [Prediction(c.index, c.label, c.score, c.probability) for c in response.classes]
+        return Predictions(classes, tuple(response.warnings))
 
     # ----------------------------------------------------------------- explanations
     def list_methods(self) -> list[ex_pb2.MethodInfo]:
@@ -253,7 +269,7 @@ class Client:
                     a = response.accepted
                     accepted = Accepted(
                         a.model, a.method, a.seed, a.planned_evaluations,
-                        [(t.class_index, t.label) for t in a.targets], dict(a.parameters),
+                        [(t.class_index, t.label) for t in a.targets], dict(a.parameters), tuple(a.warnings),
                     )
                     yield accepted
                 elif kind == "progress":
@@ -291,4 +307,5 @@ def _result(r: ex_pb2.Result, accepted: Accepted | None) -> Result:
         extras=dict(r.extras),
         elapsed_seconds=r.elapsed_seconds,
         accepted=accepted,
+        warnings=tuple(r.warnings),
     )

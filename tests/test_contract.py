@@ -14,6 +14,7 @@ from onnxplain.v1 import explanation_service_pb2 as ex_pb2
 
 ROOT = Path(__file__).resolve().parent.parent
 GENERATED = ROOT / "proto" / "onnxplain" / "v1"
+TRITON = ROOT / "proto" / "triton"
 SERVICE_MD_NAMES = {
     "occlusion", "lime", "rise", "extremal_perturbation", "meaningful_perturbation", "score_cam", "saliency",
     "input_x_gradient", "guided_backprop", "deconvnet", "cam", "grad_cam", "guided_grad_cam", "grad_cam_plus_plus",
@@ -24,12 +25,11 @@ SERVICE_MD_NAMES = {
 def test_committed_stubs_match_a_fresh_generation(tmp_path):
     subprocess.run([sys.executable, str(ROOT / "tools" / "gen_proto.py"), "--out", str(tmp_path)], check=True)
     fresh = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*.py*"))
-    committed = sorted(p.relative_to(GENERATED.parent.parent) for p in GENERATED.glob("*_pb2*.py*"))
+    proto_root = GENERATED.parent.parent
+    committed = sorted(p.relative_to(proto_root) for folder in (GENERATED, TRITON) for p in folder.glob("*_pb2*.py*"))
     assert fresh == committed, "run `make proto` and commit the stubs"
     for path in fresh:
-        assert (tmp_path / path).read_text() == (GENERATED.parent.parent / path).read_text(), (
-            f"{path} is stale: run `make proto`"
-        )
+        assert (tmp_path / path).read_text() == (proto_root / path).read_text(), f"{path} is stale: run `make proto`"
 
 
 def imports(folder: str) -> dict[Path, set[str]]:

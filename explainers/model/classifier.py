@@ -12,7 +12,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +29,9 @@ from ..graph.expose import expose_outputs
 from ..graph.layers import Layer, candidate_layers, default_cam_layer
 from ..graph.perturbation import SOURCE_BASELINE, SOURCE_IMAGE, MaskSource, prefixed_model
 from .config import ModelConfig
+from .image_input import with_image_input
 from .preprocessing import DEFAULT_MAX_PIXELS, Geometry, black_image, decode_image, preprocess
+from .provenance import Origin, settings_provenance, warnings
 from .signature import Signature, read_signature
 
 IMAGE = "image"
@@ -67,6 +69,10 @@ class ModelInfo:
     providers: tuple[str, ...]
     opset: int
     config: ModelConfig
+    provenance: Mapping[str, Origin] = field(default_factory=dict)
+    """Where each setting came from, by dotted config key (see :mod:`~explainers.model.provenance`)."""
+    warnings: tuple[str, ...] = ()
+    """What every result of this model must carry (e.g. that its preprocessing was defaulted)."""
 
 
 @dataclass(frozen=True)
@@ -147,6 +153,7 @@ class OnnxClassifier:
             onnx.checker.check_model(model)
         except (onnx.checker.ValidationError, ValueError) as exc:
             raise InvalidModel(f"invalid ONNX graph: {str(exc).strip().splitlines()[0]}") from exc
+        model, self.image_shape = with_image_input(model, self.config.image_shape, self.config.layout)
         self.signature: Signature = read_signature(model, layout=self.config.layout, output=self.config.output)
         self._dtype = _NUMPY_DTYPES[self.signature.input_datatype]
         self.channels, self.height, self.width = self._input_size()
@@ -298,7 +305,14 @@ class OnnxClassifier:
             providers=self.providers,
             opset=next((o.version for o in self.model.opset_import if o.domain in ("", "ai.onnx")), 0),
             config=self.config,
+            provenance=self.provenance,
+            warnings=warnings(self.provenance, size=(self.height, self.width)),
         )
+
+    @property
+    def provenance(self) -> dict[str, Origin]:
+        """Where each setting came from: configured, metadata, detected or defaulted."""
+        return settings_provenance(self.config, batch_mode=self.batch_mode, image_shape=self.image_shape)
 
     # ---------------------------------------------------------------- layers and gradients
     def tensor_shapes(self) -> dict[str, tuple]:
