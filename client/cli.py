@@ -73,9 +73,9 @@ def _provenance_summary(provenance) -> str:
     return "; ".join(f"{source}: {', '.join(groups[source])}" for source in order if source in groups)
 
 
-def _print_warnings(warnings, file=sys.stderr) -> None:
+def _print_warnings(warnings) -> None:
     for warning in warnings:
-        print(f"warning: {warning}", file=file)
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def cmd_methods(args: argparse.Namespace) -> int:

@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19triton/model_config.proto\x12\x10onnxplain.triton\"#\n\x12ModelTensorReshape\x12\r\n\x05shape\x18\x01 \x03(\x03\"\x80\x02\n\nModelInput\x12\x0c\n\x04name\x18\x01 \x01(\t\x12-\n\tdata_type\x18\x02 \x01(\x0e\x32\x1a.onnxplain.triton.DataType\x12\x33\n\x06\x66ormat\x18\x03 \x01(\x0e\x32#.onnxplain.triton.ModelInput.Format\x12\x0c\n\x04\x64ims\x18\x04 \x03(\x03\x12\x35\n\x07reshape\x18\x05 \x01(\x0b\x32$.onnxplain.triton.ModelTensorReshape\";\n\x06\x46ormat\x12\x0f\n\x0b\x46ORMAT_NONE\x10\x00\x12\x0f\n\x0b\x46ORMAT_NHWC\x10\x01\x12\x0f\n\x0b\x46ORMAT_NCHW\x10\x02\"\xa7\x01\n\x0bModelOutput\x12\x0c\n\x04name\x18\x01 \x01(\t\x12-\n\tdata_type\x18\x02 \x01(\x0e\x32\x1a.onnxplain.triton.DataType\x12\x0c\n\x04\x64ims\x18\x03 \x03(\x03\x12\x35\n\x07reshape\x18\x05 \x01(\x0b\x32$.onnxplain.triton.ModelTensorReshape\x12\x16\n\x0elabel_filename\x18\x04 \x01(\t\"\xa5\x02\n\x12ModelVersionPolicy\x12=\n\x06latest\x18\x01 \x01(\x0b\x32+.onnxplain.triton.ModelVersionPolicy.LatestH\x00\x12\x37\n\x03\x61ll\x18\x02 \x01(\x0b\x32(.onnxplain.triton.ModelVersionPolicy.AllH\x00\x12\x41\n\x08specific\x18\x03 \x01(\x0b\x32-.onnxplain.triton.ModelVersionPolicy.SpecificH\x00\x1a\x1e\n\x06Latest\x12\x14\n\x0cnum_versions\x18\x01 \x01(\r\x1a\x05\n\x03\x41ll\x1a\x1c\n\x08Specific\x12\x10\n\x08versions\x18\x01 \x03(\x03\x42\x0f\n\rpolicy_choice\"\x90\x02\n\x0bModelConfig\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08platform\x18\x02 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x11 \x01(\t\x12<\n\x0eversion_policy\x18\x03 \x01(\x0b\x32$.onnxplain.triton.ModelVersionPolicy\x12\x16\n\x0emax_batch_size\x18\x04 \x01(\x05\x12+\n\x05input\x18\x05 \x03(\x0b\x32\x1c.onnxplain.triton.ModelInput\x12-\n\x06output\x18\x06 \x03(\x0b\x32\x1d.onnxplain.triton.ModelOutput\x12\x1e\n\x16\x64\x65\x66\x61ult_model_filename\x18\x08 \x01(\t*\xfa\x01\n\x08\x44\x61taType\x12\x10\n\x0cTYPE_INVALID\x10\x00\x12\r\n\tTYPE_BOOL\x10\x01\x12\x0e\n\nTYPE_UINT8\x10\x02\x12\x0f\n\x0bTYPE_UINT16\x10\x03\x12\x0f\n\x0bTYPE_UINT32\x10\x04\x12\x0f\n\x0bTYPE_UINT64\x10\x05\x12\r\n\tTYPE_INT8\x10\x06\x12\x0e\n\nTYPE_INT16\x10\x07\x12\x0e\n\nTYPE_INT32\x10\x08\x12\x0e\n\nTYPE_INT64\x10\t\x12\r\n\tTYPE_FP16\x10\n\x12\r\n\tTYPE_FP32\x10\x0b\x12\r\n\tTYPE_FP64\x10\x0c\x12\x0f\n\x0bTYPE_STRING\x10\r\x12\r\n\tTYPE_BF16\x10\x0e\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19triton/model_config.proto\x12\x10onnxplain.triton\"#\n\x12ModelTensorReshape\x12\r\n\x05shape\x18\x01 \x03(\x03\"\x80\x02\n\nModelInput\x12\x0c\n\x04name\x18\x01 \x01(\t\x12-\n\tdata_type\x18\x02 \x01(\x0e\x32\x1a.onnxplain.triton.DataType\x12\x33\n\x06\x66ormat\x18\x03 \x01(\x0e\x32#.onnxplain.triton.ModelInput.Format\x12\x0c\n\x04\x64ims\x18\x04 \x03(\x03\x12\x35\n\x07reshape\x18\x05 \x01(\x0b\x32$.onnxplain.triton.ModelTensorReshape\";\n\x06\x46ormat\x12\x0f\n\x0b\x46ORMAT_NONE\x10\x00\x12\x0f\n\x0b\x46ORMAT_NHWC\x10\x01\x12\x0f\n\x0b\x46ORMAT_NCHW\x10\x02\"\xa7\x01\n\x0bModelOutput\x12\x0c\n\x04name\x18\x01 \x01(\t\x12-\n\tdata_type\x18\x02 \x01(\x0e\x32\x1a.onnxplain.triton.DataType\x12\x0c\n\x04\x64ims\x18\x03 \x03(\x03\x12\x35\n\x07reshape\x18\x05 \x01(\x0b\x32$.onnxplain.triton.ModelTensorReshape\x12\x16\n\x0elabel_filename\x18\x04 \x01(\t\"\xa5\x02\n\x12ModelVersionPolicy\x12=\n\x06latest\x18\x01 \x01(\x0b\x32+.onnxplain.triton.ModelVersionPolicy.LatestH\x00\x12\x37\n\x03\x61ll\x18\x02 \x01(\x0b\x32(.onnxplain.triton.ModelVersionPolicy.AllH\x00\x12\x41\n\x08specific\x18\x03 \x01(\x0b\x32-.onnxplain.triton.ModelVersionPolicy.SpecificH\x00\x1a\x1e\n\x06Latest\x12\x14\n\x0cnum_versions\x18\x01 \x01(\r\x1a\x05\n\x03\x41ll\x1a\x1c\n\x08Specific\x12\x10\n\x08versions\x18\x01 \x03(\x03\x42\x0f\n\rpolicy_choice\"\x14\n\x12ModelInstanceGroup\"\x0c\n\nBatchInput\"\r\n\x0b\x42\x61tchOutput\"\r\n\x0bModelWarmup\"\xeb\x03\n\x0bModelConfig\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08platform\x18\x02 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x11 \x01(\t\x12<\n\x0eversion_policy\x18\x03 \x01(\x0b\x32$.onnxplain.triton.ModelVersionPolicy\x12\x16\n\x0emax_batch_size\x18\x04 \x01(\x05\x12+\n\x05input\x18\x05 \x03(\x0b\x32\x1c.onnxplain.triton.ModelInput\x12-\n\x06output\x18\x06 \x03(\x0b\x32\x1d.onnxplain.triton.ModelOutput\x12\x1e\n\x16\x64\x65\x66\x61ult_model_filename\x18\x08 \x01(\t\x12<\n\x0einstance_group\x18\x07 \x03(\x0b\x32$.onnxplain.triton.ModelInstanceGroup\x12\x31\n\x0b\x62\x61tch_input\x18\x14 \x03(\x0b\x32\x1c.onnxplain.triton.BatchInput\x12\x33\n\x0c\x62\x61tch_output\x18\x15 \x03(\x0b\x32\x1d.onnxplain.triton.BatchOutput\x12\x33\n\x0cmodel_warmup\x18\x10 \x03(\x0b\x32\x1d.onnxplain.triton.ModelWarmup*\xfa\x01\n\x08\x44\x61taType\x12\x10\n\x0cTYPE_INVALID\x10\x00\x12\r\n\tTYPE_BOOL\x10\x01\x12\x0e\n\nTYPE_UINT8\x10\x02\x12\x0f\n\x0bTYPE_UINT16\x10\x03\x12\x0f\n\x0bTYPE_UINT32\x10\x04\x12\x0f\n\x0bTYPE_UINT64\x10\x05\x12\r\n\tTYPE_INT8\x10\x06\x12\x0e\n\nTYPE_INT16\x10\x07\x12\x0e\n\nTYPE_INT32\x10\x08\x12\x0e\n\nTYPE_INT64\x10\t\x12\r\n\tTYPE_FP16\x10\n\x12\r\n\tTYPE_FP32\x10\x0b\x12\r\n\tTYPE_FP64\x10\x0c\x12\x0f\n\x0bTYPE_STRING\x10\r\x12\r\n\tTYPE_BF16\x10\x0e\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'triton.model_config_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DATATYPE']._serialized_start=1085
-  _globals['_DATATYPE']._serialized_end=1335
+  _globals['_DATATYPE']._serialized_start=1370
+  _globals['_DATATYPE']._serialized_end=1620
   _globals['_MODELTENSORRESHAPE']._serialized_start=47
   _globals['_MODELTENSORRESHAPE']._serialized_end=82
   _globals['_MODELINPUT']._serialized_start=85
@@ -49,6 +49,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MODELVERSIONPOLICY_ALL']._serialized_end=760
   _globals['_MODELVERSIONPOLICY_SPECIFIC']._serialized_start=762
   _globals['_MODELVERSIONPOLICY_SPECIFIC']._serialized_end=790
-  _globals['_MODELCONFIG']._serialized_start=810
-  _globals['_MODELCONFIG']._serialized_end=1082
+  _globals['_MODELINSTANCEGROUP']._serialized_start=809
+  _globals['_MODELINSTANCEGROUP']._serialized_end=829
+  _globals['_BATCHINPUT']._serialized_start=831
+  _globals['_BATCHINPUT']._serialized_end=843
+  _globals['_BATCHOUTPUT']._serialized_start=845
+  _globals['_BATCHOUTPUT']._serialized_end=858
+  _globals['_MODELWARMUP']._serialized_start=860
+  _globals['_MODELWARMUP']._serialized_end=873
+  _globals['_MODELCONFIG']._serialized_start=876
+  _globals['_MODELCONFIG']._serialized_end=1367
 # @@protoc_insertion_point(module_scope)
