@@ -151,3 +151,13 @@ def test_the_cli_prints_settings_and_warnings_next_to_the_answer(server, tmp_pat
     assert cli_main(["predict", str(photo), "--server", server.address, "--model", "hf", "-q"]) == 0
     out, err = capsys.readouterr()
     assert out.split()[2] == "dark" and "settings" not in out and err == ""
+
+
+def test_an_upload_reads_its_metadata_under_its_config_json():
+    repository = ModelRepository(None, allow_uploads=True)
+    model = exports.with_metadata(exports.brightness(), **{"onnxplain.labels": '["light", "dark"]'})
+    entry = repository.load_bytes("up", model.SerializeToString(), json.dumps(CENTRED))
+    provenance = entry.classifier.info.provenance
+    assert entry.classifier.labels == ("light", "dark")
+    assert str(provenance["labels"]) == "metadata (metadata_props['onnxplain.labels'])"
+    assert str(provenance["preprocessing.scale"]) == "configured (config_json)" and entry.classifier.info.warnings == ()
