@@ -69,7 +69,7 @@ class ModelInfo:
     providers: tuple[str, ...]
     opset: int
     config: ModelConfig
-    provenance: Mapping[str, Origin] = field(default_factory=dict)
+    provenance: Mapping[str, Origin] = field(default_factory=dict, compare=False)
     """Where each setting came from, by dotted config key (see :mod:`~explainers.model.provenance`)."""
     warnings: tuple[str, ...] = ()
     """What every result of this model must carry (e.g. that its preprocessing was defaulted)."""
