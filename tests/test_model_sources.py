@@ -174,3 +174,17 @@ def test_fp16_and_grayscale_models_predict_and_explain():
         result = explain_once(classifier, tensor, "occlusion", Objective.for_classes([1], 2), {"window": 4, "stride": 4})
         assert result.heatmaps.shape == (1, 8, 8) and np.all(np.isfinite(result.heatmaps))
         assert result.scores[0] == pytest.approx(1 - 50 / 127.5, abs=2e-3)  # −mean of the normalised pixels
+
+
+def test_gradients_flow_through_the_image_input_of_a_flat_model():
+    """The digits MLP behind its new image input has the golden input gradients of the wrapped fixture."""
+    from onnxplain.explainers import RunContext
+
+    model, _, _ = exports.flat_digits()
+    golden = np.load(exports.FIXTURES / "sklearn_mlp.npz")
+    classifier = OnnxClassifier(model, config=ModelConfig(image_shape=(8, 8), output="probabilities"))
+    x, weights = golden["x"].astype(np.float32), golden["class_weights"].astype(np.float32)
+    chunks = list(classifier.gradients(3, lambda a, b: (x[a:b], weights[a:b]), context=RunContext(),
+                                       cut_final_activation=False))
+    grads = np.concatenate([chunk.input_grad for chunk in chunks])
+    np.testing.assert_allclose(grads, golden["input_grad"], rtol=1e-3, atol=1e-5)
