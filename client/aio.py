@@ -29,12 +29,13 @@ from .client import (
     Client,
     ImageLike,
     Prediction,
+    Predictions,
     Progress,
     Result,
     channel_options,
     image_input,
     parse_event,
-    predictions,
+    parse_predictions,
 )
 
 
@@ -82,8 +83,12 @@ class AsyncClient:
         await self._call(self.models.UnloadModel, model_pb2.UnloadModelRequest(name=name))
 
     async def predict(self, model: str, image: ImageLike, top_k: int = 5) -> list[Prediction]:
+        return (await self.predictions(model, image, top_k)).classes
+
+    async def predictions(self, model: str, image: ImageLike, top_k: int = 5) -> Predictions:
+        """:meth:`predict` with the response's warnings."""
         request = model_pb2.PredictRequest(model=model, image=image_input(image), top_k=top_k)
-        return predictions(await self._call(self.models.Predict, request))
+        return parse_predictions(await self._call(self.models.Predict, request))
 
     async def list_methods(self) -> list[ex_pb2.MethodInfo]:
         return list((await self._call(self.explanations.ListMethods, ex_pb2.ListMethodsRequest())).methods)

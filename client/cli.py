@@ -53,7 +53,29 @@ def cmd_models(args: argparse.Namespace) -> int:
             if m.error:
                 line += f"  error: {m.error}"
             print(line)
+            if m.provenance:
+                print(f"{'':24s} settings: {_provenance_summary(m.provenance)}")
+            for warning in m.warnings:
+                print(f"{'':24s} warning: {warning}")
     return 0
+
+
+def _source(origin: model_pb2.SettingOrigin) -> str:
+    return model_pb2.SettingSource.Name(origin.source).removeprefix("SETTING_SOURCE_").lower()
+
+
+def _provenance_summary(provenance) -> str:
+    """``configured: a, b; metadata: c; detected: d; defaulted: e``: which settings came from where."""
+    groups: dict[str, list[str]] = {}
+    for origin in provenance:
+        groups.setdefault(_source(origin), []).append(origin.setting)
+    order = ("configured", "metadata", "detected", "defaulted")
+    return "; ".join(f"{source}: {', '.join(groups[source])}" for source in order if source in groups)
+
+
+def _print_warnings(warnings) -> None:
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def cmd_methods(args: argparse.Namespace) -> int:
@@ -71,8 +93,16 @@ def cmd_methods(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     with _client(args) as client:
         model = args.model or _default_model(client)
-        for p in client.predict(model, Path(args.image), top_k=args.top_k):
+        predictions = client.predictions(model, Path(args.image), top_k=args.top_k)
+        for p in predictions.classes:
             print(f"{p.index:5d}  {p.probability:7.4f}  {p.label}")
+        info = next((m for m in client.list_models() if m.name == model), None)
+        if info is not None and not args.quiet:  # is my preprocessing right? what the answer rests on
+            print("settings (value, and where it came from):")
+            for origin in info.provenance:
+                where = f"{_source(origin)}" + (f" ({origin.detail})" if origin.detail else "")
+                print(f"  {origin.setting:28s} {origin.value:32s} {where}")
+        _print_warnings(predictions.warnings)
     return 0
 
 
@@ -117,6 +147,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
                 targets = ", ".join(f"{i} ({label})" for i, label in event.targets)
                 print(f"{event.method} on {event.model}: {targets}; {event.planned_evaluations} evaluations planned",
                       file=sys.stderr)
+                _print_warnings(event.warnings)
             elif isinstance(event, Progress) and not args.quiet:
                 _progress_bar(event.done, event.total)
             elif isinstance(event, Result):
@@ -180,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("image")
     predict.add_argument("--model")
     predict.add_argument("--top-k", type=int, default=5)
+    predict.add_argument("-q", "--quiet", action="store_true", help="only the classes (and warnings), not the settings")
     explain = client_command("explain", "explain an image; writes .npy heatmaps and PNG overlays", cmd_explain)
     explain.add_argument("image")
     explain.add_argument("--model", help="model name (default: the server's first ready model)")

@@ -69,6 +69,8 @@ class Accepted:
     planned_evaluations: int
     targets: list[tuple[int, str]]
     parameters: dict[str, str]
+    warnings: tuple[str, ...] = ()
+    """Why the explanation may mislead (e.g. the model's preprocessing was defaulted)."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,7 @@ class Result:
     extras: dict[str, float] = field(default_factory=dict)
     elapsed_seconds: float = 0.0
     accepted: Accepted | None = None
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,14 @@ class Prediction:
     label: str
     score: float
     probability: float
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """The top classes, best first, and why they may be wrong (e.g. the model's preprocessing was defaulted)."""
+
+    classes: list[Prediction]
+    warnings: tuple[str, ...] = ()
 
 
 def image_input(image: ImageLike) -> tensor_pb2.ImageInput:
@@ -214,8 +225,12 @@ class Client:
         self._call(self.models.UnloadModel, model_pb2.UnloadModelRequest(name=name))
 
     def predict(self, model: str, image: ImageLike, top_k: int = 5) -> list[Prediction]:
+        return self.predictions(model, image, top_k).classes
+
+    def predictions(self, model: str, image: ImageLike, top_k: int = 5) -> Predictions:
+        """:meth:`predict` with the response's warnings."""
         request = model_pb2.PredictRequest(model=model, image=image_input(image), top_k=top_k)
-        return predictions(self._call(self.models.Predict, request))
+        return parse_predictions(self._call(self.models.Predict, request))
 
     # ----------------------------------------------------------------- explanations
     def list_methods(self) -> list[ex_pb2.MethodInfo]:
@@ -302,15 +317,17 @@ def parse_event(response: ex_pb2.ExplainResponse, accepted: Accepted | None) -> 
     if kind == "accepted":
         a = response.accepted
         return Accepted(a.model, a.method, a.seed, a.planned_evaluations,
-                        [(t.class_index, t.label) for t in a.targets], dict(a.parameters))
+                        [(t.class_index, t.label) for t in a.targets], dict(a.parameters), tuple(a.warnings))
     if kind == "progress":
         p = response.progress
         return Progress(p.done, p.total, from_tensor(p.partial_heatmaps) if p.HasField("partial_heatmaps") else None)
     return _result(response.result, accepted)
 
 
-def predictions(response: model_pb2.PredictResponse) -> list[Prediction]:
-    return [Prediction(c.index, c.label, c.score, c.probability) for c in response.classes]
+def parse_predictions(response: model_pb2.PredictResponse) -> Predictions:
+    """The ranked classes of a PredictResponse, with the server's warnings (e.g. defaulted preprocessing)."""
+    classes = [Prediction(c.index, c.label, c.score, c.probability) for c in response.classes]
+    return Predictions(classes, tuple(response.warnings))
 
 
 def _result(r: ex_pb2.Result, accepted: Accepted | None) -> Result:
@@ -331,4 +348,5 @@ def _result(r: ex_pb2.Result, accepted: Accepted | None) -> Result:
         extras=dict(r.extras),
         elapsed_seconds=r.elapsed_seconds,
         accepted=accepted,
+        warnings=tuple(r.warnings),
     )

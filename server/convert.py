@@ -11,6 +11,7 @@ from numpy.typing import NDArray
 from onnxplain.explainers import Family, OnnxClassifier
 from onnxplain.explainers.methods import MethodSpec
 from onnxplain.explainers.model import ModelInfo
+from onnxplain.explainers.model.provenance import CONFIGURED, DEFAULTED, DETECTED, METADATA
 from onnxplain.v1 import explanation_service_pb2 as ex_pb2
 from onnxplain.v1 import model_service_pb2 as model_pb2
 from onnxplain.v1.wire import enum_short_name, from_tensor, to_tensor
@@ -27,6 +28,12 @@ _FAMILIES = {
     Family.PERTURBATION: ex_pb2.METHOD_FAMILY_PERTURBATION,
     Family.GRADIENT: ex_pb2.METHOD_FAMILY_GRADIENT,
     Family.CONTRASTIVE: ex_pb2.METHOD_FAMILY_CONTRASTIVE,
+}
+_SOURCES = {
+    CONFIGURED: model_pb2.SETTING_SOURCE_CONFIGURED,
+    METADATA: model_pb2.SETTING_SOURCE_METADATA,
+    DETECTED: model_pb2.SETTING_SOURCE_DETECTED,
+    DEFAULTED: model_pb2.SETTING_SOURCE_DEFAULTED,
 }
 PARAMS_ONEOF = "params"
 
@@ -68,6 +75,9 @@ def fill_model_info(message: model_pb2.ModelInfo, info: ModelInfo) -> None:
             scale=pre.scale,
             mean=list(pre.mean),
             std=list(pre.std),
+            resize_mode=pre.mode,
+            interpolation=pre.interpolation,
+            crop_pct=pre.crop_pct or 0.0,
         )
     )
     message.providers.extend(info.providers)
@@ -75,6 +85,26 @@ def fill_model_info(message: model_pb2.ModelInfo, info: ModelInfo) -> None:
     message.gradient_max_batch = info.gradient_max_batch
     message.batch_mode = getattr(model_pb2, f"BATCH_MODE_{info.batch_mode.upper()}")
     message.opset = info.opset
+    for setting, origin in info.provenance.items():
+        message.provenance.add(setting=setting, source=_SOURCES[origin.source], detail=origin.detail,
+                               value=setting_value(info, setting))
+    message.warnings.extend(info.warnings)
+
+
+def setting_value(info: ModelInfo, setting: str) -> str:
+    """The value of a provenance ``setting`` of ``info`` as short text (what `onnxplain predict` prints)."""
+    config, pre = info.config, info.config.preprocessing
+    values = {
+        "layout": info.layout, "output": info.output_name, "output_kind": info.output_kind,
+        "labels": f"{len(info.labels)} labels: {', '.join(info.labels[:3])}{', ...' if len(info.labels) > 3 else ''}",
+        "cam_layer": config.cam_layer or "(chosen on first use)", "batch_mode": info.batch_mode,
+        "max_batch": info.max_batch, "gradient_max_batch": info.gradient_max_batch,
+        "image_shape": (info.channels, info.height, info.width), "preprocessing.resize_mode": pre.mode,
+    }
+    value = values[setting] if setting in values else getattr(pre, setting.removeprefix("preprocessing."), "")
+    if isinstance(value, tuple):
+        return "[" + ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value) + "]"
+    return "" if value is None else (f"{value:g}" if isinstance(value, float) else str(value))
 
 
 def params_field(method: str) -> str:

@@ -50,6 +50,7 @@ def run_explain(
     interval = output.partial_interval_ms / 1000.0
     last_partial = -float("inf")
     spent = context.forward + context.backward  # e.g. the forward that found the top-k classes
+    warnings = classifier.info.warnings
 
     for event in explain(classifier, image.tensor, spec.name, objective, params, seed=seed, context=context):
         if isinstance(event, Planned):
@@ -61,7 +62,7 @@ def run_explain(
                 )
             accepted = ex_pb2.Accepted(
                 model=classifier.name, method=spec.name, seed=seed, planned_evaluations=planned, targets=targets,
-                parameters={k: str(v) for k, v in params.as_dict().items()},
+                parameters={k: str(v) for k, v in params.as_dict().items()}, warnings=warnings,
             )
             yield ex_pb2.ExplainResponse(request_id=rid, accepted=accepted)
         elif isinstance(event, Progress):
@@ -78,6 +79,7 @@ def run_explain(
                 raise NonFiniteResult(f"{spec.name} produced NaN or infinite heatmap values from a finite input "
                                       "(a bug, or a model whose scores overflow); nothing is returned as OK")
             result = _result(event, targets, image, output, started)
+            result.warnings.extend(warnings)
             yield ex_pb2.ExplainResponse(request_id=rid, result=result)
 
 

@@ -1,4 +1,7 @@
-"""The model repository: ``<root>/<name>/model.onnx`` + optional ``config.json``, Triton-style.
+"""The model repository: ``<root>/<name>/model.onnx`` + optional ``config.json``, or Triton's layout
+``<root>/<name>/<version>/model.onnx`` + ``config.pbtxt`` (:mod:`.triton`: the highest version, or the
+one its ``version_policy`` names). What the export and the files beside it say (labels, a Hugging Face
+``preprocessor_config.json``, ...) is merged under the config (:mod:`onnxplain.explainers.model.sources`).
 
 A model that fails to load is kept with its reason (state FAILED) and never stops the server.
 Paths are confined to the repository root: names are plain identifiers, symlinks may not escape
@@ -8,6 +11,7 @@ the root, and ONNX external-data files must stay inside the model's directory.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 from collections.abc import Callable
@@ -29,8 +33,12 @@ from onnxplain.explainers.errors import (
     PermissionDenied,
     Unavailable,
 )
+from onnxplain.explainers.model.sources import is_foreign_config, read_sources
 
 from .model_guard import all_tensors, check_external_data_confined, check_tensor_sizes, refuse_external_data
+from .triton import is_model_folder, read_model_folder
+
+log = logging.getLogger("onnxplain.server")
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 MODEL_FILE = "model.onnx"
@@ -93,7 +101,7 @@ class ModelRepository:
             raise InvalidArgument("models", f"model repository {self.root} is not a directory")
         with self._lock:
             for directory in sorted(self.root.iterdir()):
-                if (directory / MODEL_FILE).is_file() and NAME_PATTERN.match(directory.name):
+                if NAME_PATTERN.match(directory.name) and is_model_folder(directory, MODEL_FILE):
                     self._entries.setdefault(directory.name, Entry(directory.name, directory))
         return self.names()
 
@@ -151,7 +159,7 @@ class ModelRepository:
             entry = self._entries.setdefault(name, Entry(name, None))
 
         def build() -> OnnxClassifier:
-            config = ModelConfig()
+            raw = {}
             if config_json:
                 try:
                     raw = json.loads(config_json)
@@ -159,8 +167,9 @@ class ModelRepository:
                     raise InvalidArgument("config_json", f"not valid JSON: {exc}") from exc
                 if not isinstance(raw, dict):
                     raise InvalidArgument("config_json", "must be a JSON object")
-                config = ModelConfig.from_dict(raw)
+                ModelConfig.from_dict(raw)  # its own errors first, before the model is parsed
             model = parse_model(data)
+            config = read_sources(model, [], configured=raw, configured_detail="config_json")
             refuse_external_data(model)
             check_tensor_sizes(model, self.max_tensor_bytes)
             return OnnxClassifier(model, config=config, name=name, providers=self.providers, threads=self.threads)
@@ -209,22 +218,48 @@ class ModelRepository:
             raise error from exc
         with self._lock:
             entry.classifier, entry.state, entry.error, entry.loading = classifier, State.READY, "", False
+        for warning in classifier.info.warnings:  # once per load; every result repeats it to its caller
+            log.warning("model %s: %s", entry.name, warning)
         return entry
 
     def _read_from_directory(self, directory: Path) -> OnnxClassifier:
+        """Load ``<name>/model.onnx`` (or the served version's) with its config merged with what the export,
+        ``config.pbtxt`` and the files beside the model say; those are looked for beside the model file,
+        then in the model folder."""
         model_dir = self._confined(directory)
-        model_path = self._confined(model_dir / MODEL_FILE)
-        model = parse_model(model_path.read_bytes(), MODEL_FILE)
-        check_external_data_confined(model, model_dir)
+        found = read_model_folder(model_dir, MODEL_FILE)
+        model_path = self._confined(found.model_file)
+        model_home = model_path.parent
+        model = parse_model(model_path.read_bytes(), model_path.name)
+        check_external_data_confined(model, model_home)
         if any(uses_external_data(t) for t in all_tensors(model.graph)):
-            onnx.load_external_data_for_model(model, str(model_dir))
+            onnx.load_external_data_for_model(model, str(model_home))
         check_tensor_sizes(model, self.max_tensor_bytes)
-        config_path = model_dir / CONFIG_FILE
-        config = ModelConfig.from_file(self._confined(config_path)) if config_path.exists() else ModelConfig()
+        folders = [model_home] if model_home == model_dir else [model_home, model_dir]
+        configured = next((raw for raw in map(self._own_config, folders) if raw is not None), None)
+        config = read_sources(model, folders, configured=configured, serving=found.settings)
         return OnnxClassifier(model, config=config, name=directory.name, providers=self.providers, threads=self.threads)
+
+    def _own_config(self, folder: Path) -> dict | None:
+        """onnxplain's ``config.json`` in ``folder`` as a mapping (checked), or None (absent, or a timm or
+        transformers model config, which is read as metadata instead)."""
+        path = folder / CONFIG_FILE
+        if not path.exists():
+            return None
+        try:
+            raw = json.loads(self._confined(path).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise InvalidArgument("config", f"cannot read {path.name}: {exc}") from exc
+        if isinstance(raw, dict) and is_foreign_config(raw):
+            return None
+        config = ModelConfig.from_file(path)  # every error of a config of ours, with its field
+        if isinstance(raw.get("labels"), str):
+            raw["labels"] = list(config.labels or ())
+        return raw
 
     def _confined(self, path: Path) -> Path:
         resolved = path.resolve()
         if self.root is not None and not resolved.is_relative_to(self.root):
             raise PermissionDenied(f"{path} resolves outside the model repository")
         return resolved
+

@@ -96,7 +96,7 @@ class ModelServicer(model_grpc.ModelServiceServicer):
         scores = classifier.predict(image.tensor[None])[0]
         probabilities = scores if classifier.outputs_are_probabilities else softmax(scores.astype(np.float64))
         k = min(request.top_k or DEFAULT_TOP_K, classifier.num_classes)
-        response = model_pb2.PredictResponse(model=classifier.name)
+        response = model_pb2.PredictResponse(model=classifier.name, warnings=classifier.info.warnings)
         for index in np.argsort(-scores, kind="stable")[:k]:
             response.classes.add(
                 index=int(index), label=classifier.labels[index], score=float(scores[index]),

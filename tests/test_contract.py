@@ -24,12 +24,11 @@ SERVICE_MD_NAMES = {
 def test_committed_stubs_match_a_fresh_generation(tmp_path):
     subprocess.run([sys.executable, str(ROOT / "tools" / "gen_proto.py"), "--out", str(tmp_path)], check=True)
     fresh = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*.py*"))
-    committed = sorted(p.relative_to(GENERATED.parent.parent) for p in GENERATED.parent.parent.rglob("*_pb2*.py*"))
+    proto_root = GENERATED.parent.parent
+    committed = sorted(p.relative_to(proto_root) for p in proto_root.rglob("*_pb2*.py*"))
     assert fresh == committed, "run `make proto` and commit the stubs"
     for path in fresh:
-        assert (tmp_path / path).read_text() == (GENERATED.parent.parent / path).read_text(), (
-            f"{path} is stale: run `make proto`"
-        )
+        assert (tmp_path / path).read_text() == (proto_root / path).read_text(), f"{path} is stale: run `make proto`"
 
 
 def imports(folder: str) -> dict[Path, set[str]]:

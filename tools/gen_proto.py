@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Regenerate the committed Python stubs from proto/ (``make proto``).
+"""Regenerate the committed Python stubs from proto/ (``make proto``): the contract ``onnxplain/v1``
+(messages and gRPC services) and the vendored Triton ``triton/model_config.proto`` (messages only).
 
 ``--check DIR`` writes a fresh generation into DIR instead, for the drift test.
 """
@@ -25,6 +26,9 @@ def generate(out: Path) -> None:
             f"--grpc_python_out={out}", *sources]
     if protoc.main(args) != 0:
         sys.exit("protoc failed")
+    triton = ["protoc", f"-I{PROTO_ROOT}", f"--python_out={out}", f"--pyi_out={out}", "triton/model_config.proto"]
+    if protoc.main(triton) != 0:
+        sys.exit("protoc failed on the Triton proto")
 
 
 def main() -> None:

@@ -24,6 +24,8 @@ const image = { encoded: fs.readFileSync(imagePath) };
 models.Predict({ model, image, top_k: 1 }, (error, prediction) => {
   if (error) throw error;
   console.log(JSON.stringify({ predict: prediction.classes[0].label }));
+  // Why the answer may be wrong (e.g. the model's preprocessing was defaulted): printed, never dropped.
+  for (const warning of prediction.warnings) console.error(`warning: ${warning}`);
   const call = explanations.Explain({
     request_id: "node-1", model, method: "occlusion", image,
     occlusion: { window: 56, stride: 56 }, output: { overlay_png: true },
@@ -31,6 +33,9 @@ models.Predict({ model, image, top_k: 1 }, (error, prediction) => {
   const kinds = [];
   call.on("data", (response) => {
     kinds.push(response.event);
+    if (response.event === "accepted") {
+      for (const warning of response.accepted.warnings) console.error(`warning: ${warning}`);
+    }
     if (response.event === "result") {
       const heatmaps = response.result.heatmaps;
       console.log(JSON.stringify({

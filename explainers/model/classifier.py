@@ -10,7 +10,7 @@ evaluates through **the** batched loop (:mod:`.loop`); graph questions go to its
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +25,11 @@ from ..errors import InvalidModel
 from ..graph.layers import Layer
 from .batch_repair import with_working_batch
 from .config import ModelConfig
+from .image_input import with_image_input
 from .introspect import Introspection
 from .loop import IMAGE, Chunk, evaluate_in_chunks
 from .preprocessing import DEFAULT_MAX_PIXELS, Geometry, ModelInput, black_image, decode_image, preprocess
+from .provenance import Origin, settings_provenance, warnings
 from .session import Compiled, SessionPool
 from .signature import Signature, read_signature
 from .variants import PLAIN_VARIANT, Variant, build_variant
@@ -59,6 +61,10 @@ class ModelInfo:
     providers: tuple[str, ...]
     opset: int
     config: ModelConfig
+    provenance: Mapping[str, Origin] = field(default_factory=dict, compare=False)
+    """Where each setting came from, by dotted config key (see :mod:`~explainers.model.provenance`)."""
+    warnings: tuple[str, ...] = ()
+    """What every result of this model must carry (e.g. that its preprocessing was defaulted)."""
 
 
 def available_providers() -> list[str]:
@@ -105,6 +111,7 @@ class OnnxClassifier:
             onnx.checker.check_model(model)
         except (onnx.checker.ValidationError, ValueError) as exc:
             raise InvalidModel(f"invalid ONNX graph: {str(exc).strip().splitlines()[0]}") from exc
+        model, self.image_shape = with_image_input(model, self.config.image_shape, self.config.layout)
         self.signature: Signature = read_signature(model, layout=self.config.layout, output=self.config.output)
         self.model_input = ModelInput(self.signature.layout, _NUMPY_DTYPES[self.signature.input_datatype],
                                       *self._input_size())
@@ -249,6 +256,11 @@ class OnnxClassifier:
         return self.introspection.cam_layer
 
     @property
+    def provenance(self) -> dict[str, Origin]:
+        """Where each setting came from: configured, metadata, detected or defaulted."""
+        return settings_provenance(self.config, batch_mode=self.batch_mode, image_shape=self.image_shape)
+
+    @property
     def cache_bytes(self) -> int:
         """Estimated bytes of the compiled graph variants this model holds (see :mod:`.session`)."""
         return self.sessions.stats().nbytes
@@ -273,6 +285,8 @@ class OnnxClassifier:
             providers=self.providers,
             opset=next((o.version for o in self.model.opset_import if o.domain in ("", "ai.onnx")), 0),
             config=self.config,
+            provenance=self.provenance,
+            warnings=warnings(self.provenance, size=(self.height, self.width)),
         )
 
     def preprocess(self, photo: bytes | str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS

@@ -9,12 +9,18 @@ On disk it is ``models/<name>/config.json`` beside ``model.onnx`` (all keys opti
       "output_kind": "logits",               # or "probabilities"; detected when absent
       "output": "logits",                    # which output holds the class scores
       "preprocessing": {"resize": 256, "center_crop": 224, "channel_order": "RGB",
-                        "scale": 1.0, "mean": [127, 127, 127], "std": [128, 128, 128]},
+                        "scale": 1.0, "mean": [127, 127, 127], "std": [128, 128, 128],
+                        "resize_mode": "short_side", "interpolation": "bilinear", "crop_pct": null},
+      "image_shape": null,                   # [H, W], [C, H, W] or "square": a rank-2/3 input that is an image
       "cam_layer": null,                     # default layer for CAM methods (tensor name)
       "max_batch": 32,                       # samples per onnxruntime run
       "gradient_max_batch": null,            # per gradient-graph run (forward + backward); max_batch when null
       "max_cache_bytes": 268435456           # compiled graph variants kept per model (LRU beyond it)
     }
+
+Every key given is recorded as ``configured`` in :attr:`ModelConfig.origins`; what the export says
+(labels in its metadata, a Hugging Face ``preprocessor_config.json``, ...) is merged in by
+:mod:`~explainers.model.sources` and recorded as ``metadata`` (see :mod:`~explainers.model.provenance`).
 
 A backward pass keeps every activation of its batch alive; on a CPU a smaller batch stays in cache,
 so gradient graphs often run fastest at a few samples per run (the bundled EfficientNet-Lite0: 4,
@@ -31,17 +37,24 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidArgument
+from .provenance import CONFIGURED, Origin
 
 LAYOUTS = ("NCHW", "NHWC")
 OUTPUT_KINDS = ("logits", "probabilities")
 CHANNEL_ORDERS = ("RGB", "BGR")
 DEFAULT_MAX_CACHE_BYTES = 256 << 20  # ≈ 1 GB of onnxruntime memory: the estimate is 3–4× low
 """256 MiB of compiled graph variants per model, about 13 variants of the bundled EfficientNet-Lite0 (~19 MB each)."""
+_CONFIGURED = Origin(CONFIGURED)
+RESIZE_MODES = ("short_side", "squash", "none", "long_side_pad")
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming", "antialias")
+"""PIL's resampling filters by name (PIL and torchvision semantics: bilinear, bicubic, lanczos, box and
+hamming antialias when shrinking); ``antialias`` is PIL's historic name for ``lanczos``."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,9 +62,17 @@ class Preprocessing:
     """Encoded image → model input tensor, in this order:
 
     1. decode, convert to RGB (or grayscale for 1-channel models), reorder to ``channel_order``;
-    2. resize so the short side is ``resize`` (bilinear), or straight to the input size when None;
-    3. centre-crop ``center_crop`` (defaults to the model's input size);
-    4. ``(pixel · scale − mean) / std`` per channel, pixels in 0..255.
+    2. resize with the ``interpolation`` filter, by ``resize_mode`` (the model input is H × W):
+
+       * ``short_side`` (the default when ``resize`` is set): the short side becomes ``resize``, or
+         ``floor(min(H, W) / crop_pct)`` when only ``crop_pct`` is set (timm), keeping the aspect ratio;
+       * ``squash`` (the default otherwise): straight to H × W, or to ``resize`` on the short side of a
+         squashed, H:W-shaped image (e.g. 256×256, then a 224 crop);
+       * ``none``: no resizing; the centre H × W (black padding where the photo is smaller);
+       * ``long_side_pad``: the long side fits, the aspect ratio is kept, black bars pad the rest (letterbox);
+    3. centre-crop to the model's input size (``center_crop``, when given, must equal its short side);
+    4. ``(pixel · scale − mean) / std`` per channel, pixels in 0..255. ``mean`` and ``std`` are in the
+       **model's channel order**: after the reorder of step 1, so for BGR they are [B, G, R].
     """
 
     resize: int | None = None
@@ -60,8 +81,25 @@ class Preprocessing:
     scale: float = 1.0
     mean: tuple[float, ...] = (0.0, 0.0, 0.0)
     std: tuple[float, ...] = (1.0, 1.0, 1.0)
+    resize_mode: str | None = None
+    interpolation: str = "bilinear"
+    crop_pct: float | None = None
+
+    @property
+    def mode(self) -> str:
+        """``resize_mode``, or its default: ``short_side`` when ``resize`` or ``crop_pct`` is set, else ``squash``."""
+        if self.resize_mode is not None:
+            return self.resize_mode
+        return "short_side" if self.resize is not None or self.crop_pct is not None else "squash"
 
     def __post_init__(self) -> None:
+        if self.resize_mode is not None and self.resize_mode not in RESIZE_MODES:
+            raise InvalidArgument("preprocessing.resize_mode", f"{self.resize_mode!r}; allowed: {', '.join(RESIZE_MODES)}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise InvalidArgument("preprocessing.interpolation",
+                                  f"{self.interpolation!r}; allowed: {', '.join(INTERPOLATIONS)}")
+        if self.crop_pct is not None and not (isinstance(self.crop_pct, int | float) and 0 < self.crop_pct <= 1):
+            raise InvalidArgument("preprocessing.crop_pct", f"{self.crop_pct!r}; allowed: (0, 1] or null")
         if self.channel_order not in CHANNEL_ORDERS:
             raise InvalidArgument("preprocessing.channel_order", f"{self.channel_order!r}; allowed: RGB, BGR")
         for name in ("resize", "center_crop"):
@@ -92,8 +130,19 @@ class ModelConfig:
     max_batch: int = 32
     gradient_max_batch: int | None = None
     max_cache_bytes: int = DEFAULT_MAX_CACHE_BYTES
+    image_shape: tuple[int, ...] | str | None = None
+    origins: Mapping[str, Origin] = field(default_factory=dict, compare=False, repr=False)
+    """Where each setting given here came from, by dotted key (``"labels"``, ``"preprocessing.mean"``):
+    filled by :meth:`from_dict` and :mod:`~explainers.model.sources`; a key absent here was not given."""
 
     def __post_init__(self) -> None:
+        shape = self.image_shape
+        if isinstance(shape, list | tuple):
+            if not (len(shape) in (2, 3) and all(isinstance(d, int) and d > 0 for d in shape)):
+                raise InvalidArgument("config.image_shape", f"{list(shape)!r}; allowed: [H, W], [C, H, W] or \"square\"")
+            object.__setattr__(self, "image_shape", tuple(shape))
+        elif shape is not None and shape != "square":
+            raise InvalidArgument("config.image_shape", f"{shape!r}; allowed: [H, W], [C, H, W] or \"square\"")
         if self.layout is not None and self.layout not in LAYOUTS:
             raise InvalidArgument("config.layout", f"{self.layout!r}; allowed: NCHW, NHWC")
         if self.output_kind is not None and self.output_kind not in OUTPUT_KINDS:
@@ -107,12 +156,16 @@ class ModelConfig:
             raise InvalidArgument("config.max_cache_bytes", f"{self.max_cache_bytes!r}; allowed: an integer >= 0")
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any], *, base_dir: Path | None = None) -> ModelConfig:
-        """Parse a config mapping; ``labels`` may be a list or a file name relative to ``base_dir``."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise InvalidArgument(f"config.{unknown[0]}", f"unknown key; allowed: {', '.join(sorted(known))}")
+    def from_dict(cls, raw: dict[str, Any], *, base_dir: Path | None = None,
+                  origin: Origin = _CONFIGURED) -> ModelConfig:
+        """Parse a config mapping; ``labels`` may be a list or a file name relative to ``base_dir``.
+        Every key given is recorded in :attr:`origins` as ``origin``.
+
+        Raises:
+            InvalidArgument: a value is out of range, or keys are unknown (all of them are named).
+        """
+        known = {f.name for f in fields(cls)} - {"origins"}
+        _refuse_unknown("config", set(raw) - known, known)
         values = dict(raw)
         labels = values.get("labels")
         if isinstance(labels, str):
@@ -127,14 +180,12 @@ class ModelConfig:
             values["labels"] = tuple(str(label) for label in labels)
         if "preprocessing" in values:
             pre = values["preprocessing"] or {}
-            pre_known = {f.name for f in fields(Preprocessing)}
-            bad = sorted(set(pre) - pre_known)
-            if bad:
-                raise InvalidArgument(
-                    f"config.preprocessing.{bad[0]}", f"unknown key; allowed: {', '.join(sorted(pre_known))}"
-                )
+            _refuse_unknown("config.preprocessing", set(pre) - {f.name for f in fields(Preprocessing)},
+                            {f.name for f in fields(Preprocessing)})
             values["preprocessing"] = Preprocessing(**pre)
-        return cls(**values)
+        given = [f"preprocessing.{key}" for key in raw.get("preprocessing") or {}]
+        given += [key for key in raw if key != "preprocessing"]
+        return cls(**values, origins={key: origin for key in given})
 
     @classmethod
     def from_file(cls, path: str | Path) -> ModelConfig:
@@ -147,6 +198,17 @@ class ModelConfig:
         if not isinstance(raw, dict):
             raise InvalidArgument("config", f"{path.name} must hold a JSON object")
         return cls.from_dict(raw, base_dir=path.parent)
+
+
+def _refuse_unknown(where: str, unknown: set[str], known: set[str]) -> None:
+    """One error naming every unknown key at once (a typo rarely comes alone)."""
+    if not unknown:
+        return
+    names = sorted(unknown)
+    field_name = f"{where}.{names[0]}" if len(names) == 1 else where
+    listing = ", ".join(repr(name) for name in names)
+    raise InvalidArgument(field_name, f"unknown key{'s' if len(names) > 1 else ''} {listing}; "
+                                      f"allowed: {', '.join(sorted(known))}")
 
 
 def read_labels(path: Path) -> tuple[str, ...]:

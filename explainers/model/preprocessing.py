@@ -18,6 +18,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..errors import InvalidArgument, ResourceExhausted
 from .config import Preprocessing
+from .resize import FILTERS, resized_size, short_side_target
 
 DEFAULT_MAX_PIXELS = 40_000_000
 _OBJECT_REPR = re.compile(r"<[^<>]* at 0x[0-9a-fA-F]+>")
@@ -162,7 +163,8 @@ def preprocess(
     image: Image.Image, pre: Preprocessing, *, size: tuple[int, int], channels: int,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> tuple[NDArray[np.float32], Geometry]:
-    """Apply ``pre`` to a decoded image for a model whose input is ``size`` (H, W) × ``channels``.
+    """Apply ``pre`` to a decoded image for a model whose input is ``size`` (H, W) × ``channels``
+    (the resize modes are in :mod:`~explainers.model.resize`).
 
     Returns the canonical tensor [channels, H, W] float32 and the :class:`Geometry` to invert it.
     Memory stays within what ``max_pixels`` allows: the resized image may not exceed it (a 4000×1
@@ -178,17 +180,15 @@ def preprocess(
         )
     converted = image.convert("L" if channels == 1 else "RGB")
     w0, h0 = converted.size
-    if pre.resize is None:
-        resized_hw = (height, width)
-    else:  # torchvision's Resize(int): the long side is truncated, as in every pretrained recipe
-        short = min(h0, w0)
-        resized_hw = (max(height, int(h0 * pre.resize / short)), max(width, int(w0 * pre.resize / short)))
+    resized_hw = resized_size(pre, (h0, w0), (height, width))
     if resized_hw[0] * resized_hw[1] > max_pixels:
-        raise InvalidArgument("image", f"{w0}x{h0} is too elongated: resizing its short side to {pre.resize} makes "
-                                       f"it {resized_hw[1]}x{resized_hw[0]}, over the limit of {max_pixels} pixels; "
-                                       "crop it nearer to the model's aspect ratio first")
-    resized = converted.resize((resized_hw[1], resized_hw[0]), Image.BILINEAR)
-    # torchvision's CenterCrop offsets: int(round((size − crop) / 2))
+        raise InvalidArgument("image", f"{w0}x{h0} is too elongated: resizing its short side to "
+                                       f"{short_side_target(pre, size)} makes it {resized_hw[1]}x{resized_hw[0]}, over "
+                                       f"the limit of {max_pixels} pixels; crop it nearer to the model's aspect ratio "
+                                       "first")
+    resized = converted if resized_hw == (h0, w0) else converted.resize((resized_hw[1], resized_hw[0]),
+                                                                        FILTERS[pre.interpolation])
+    # torchvision's CenterCrop offsets: int(round((size − crop) / 2)); negative ones pad with black (PIL)
     top, left = int(round((resized_hw[0] - height) / 2)), int(round((resized_hw[1] - width) / 2))
     pixels = np.asarray(resized.crop((left, top, left + width, top + height)), np.float32)
     if pixels.ndim == 2:

@@ -107,7 +107,7 @@ class ExplainRequest(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., method: _Optional[str] = ..., image: _Optional[_Union[_tensor_pb2.ImageInput, _Mapping]] = ..., target: _Optional[_Union[Target, _Mapping]] = ..., seed: _Optional[int] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ..., occlusion: _Optional[_Union[_method_params_pb2.OcclusionParams, _Mapping]] = ..., rise: _Optional[_Union[_method_params_pb2.RiseParams, _Mapping]] = ..., lime: _Optional[_Union[_method_params_pb2.LimeParams, _Mapping]] = ..., score_cam: _Optional[_Union[_method_params_pb2.LayerParams, _Mapping]] = ..., extremal_perturbation: _Optional[_Union[_method_params_pb2.ExtremalPerturbationParams, _Mapping]] = ..., cam: _Optional[_Union[_method_params_pb2.LayerParams, _Mapping]] = ..., grad_cam: _Optional[_Union[_method_params_pb2.LayerParams, _Mapping]] = ..., guided_grad_cam: _Optional[_Union[_method_params_pb2.LayerParams, _Mapping]] = ..., grad_cam_plus_plus: _Optional[_Union[_method_params_pb2.LayerParams, _Mapping]] = ..., integrated_gradients: _Optional[_Union[_method_params_pb2.IntegratedGradientsParams, _Mapping]] = ..., smoothgrad: _Optional[_Union[_method_params_pb2.SmoothGradParams, _Mapping]] = ..., deeplift: _Optional[_Union[_method_params_pb2.DeepLiftParams, _Mapping]] = ...) -> None: ...
 
 class Accepted(_message.Message):
-    __slots__ = ("model", "method", "seed", "planned_evaluations", "targets", "parameters")
+    __slots__ = ("model", "method", "seed", "planned_evaluations", "targets", "parameters", "warnings")
     class ParametersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -121,13 +121,15 @@ class Accepted(_message.Message):
     PLANNED_EVALUATIONS_FIELD_NUMBER: _ClassVar[int]
     TARGETS_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
     model: str
     method: str
     seed: int
     planned_evaluations: int
     targets: _containers.RepeatedCompositeFieldContainer[TargetInfo]
     parameters: _containers.ScalarMap[str, str]
-    def __init__(self, model: _Optional[str] = ..., method: _Optional[str] = ..., seed: _Optional[int] = ..., planned_evaluations: _Optional[int] = ..., targets: _Optional[_Iterable[_Union[TargetInfo, _Mapping]]] = ..., parameters: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, model: _Optional[str] = ..., method: _Optional[str] = ..., seed: _Optional[int] = ..., planned_evaluations: _Optional[int] = ..., targets: _Optional[_Iterable[_Union[TargetInfo, _Mapping]]] = ..., parameters: _Optional[_Mapping[str, str]] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class TargetInfo(_message.Message):
     __slots__ = ("class_index", "label", "contrast_class")
@@ -164,7 +166,7 @@ class TargetResult(_message.Message):
     def __init__(self, target: _Optional[_Union[TargetInfo, _Mapping]] = ..., score: _Optional[float] = ..., heatmap_min: _Optional[float] = ..., heatmap_max: _Optional[float] = ..., overlay_png: _Optional[bytes] = ...) -> None: ...
 
 class Result(_message.Message):
-    __slots__ = ("heatmaps", "original_heatmaps", "targets", "forward_evaluations", "backward_evaluations", "extras", "elapsed_seconds")
+    __slots__ = ("heatmaps", "original_heatmaps", "targets", "forward_evaluations", "backward_evaluations", "extras", "elapsed_seconds", "warnings")
     class ExtrasEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -179,6 +181,7 @@ class Result(_message.Message):
     BACKWARD_EVALUATIONS_FIELD_NUMBER: _ClassVar[int]
     EXTRAS_FIELD_NUMBER: _ClassVar[int]
     ELAPSED_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
     heatmaps: _tensor_pb2.Tensor
     original_heatmaps: _tensor_pb2.Tensor
     targets: _containers.RepeatedCompositeFieldContainer[TargetResult]
@@ -186,7 +189,8 @@ class Result(_message.Message):
     backward_evaluations: int
     extras: _containers.ScalarMap[str, float]
     elapsed_seconds: float
-    def __init__(self, heatmaps: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., original_heatmaps: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., targets: _Optional[_Iterable[_Union[TargetResult, _Mapping]]] = ..., forward_evaluations: _Optional[int] = ..., backward_evaluations: _Optional[int] = ..., extras: _Optional[_Mapping[str, float]] = ..., elapsed_seconds: _Optional[float] = ...) -> None: ...
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, heatmaps: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., original_heatmaps: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., targets: _Optional[_Iterable[_Union[TargetResult, _Mapping]]] = ..., forward_evaluations: _Optional[int] = ..., backward_evaluations: _Optional[int] = ..., extras: _Optional[_Mapping[str, float]] = ..., elapsed_seconds: _Optional[float] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ExplainResponse(_message.Message):
     __slots__ = ("request_id", "accepted", "progress", "result")

@@ -25,51 +25,55 @@ _sym_db = _symbol_database.Default()
 from onnxplain.v1 import tensor_pb2 as onnxplain_dot_v1_dot_tensor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n onnxplain/v1/model_service.proto\x12\x0connxplain.v1\x1a\x19onnxplain/v1/tensor.proto\";\n\nTensorSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x10\n\x08\x64\x61tatype\x18\x03 \x01(\t\"\x7f\n\rPreprocessing\x12\x0e\n\x06resize\x18\x01 \x01(\r\x12\x0e\n\x06height\x18\x02 \x01(\r\x12\r\n\x05width\x18\x03 \x01(\r\x12\x15\n\rchannel_order\x18\x04 \x01(\t\x12\r\n\x05scale\x18\x05 \x01(\x01\x12\x0c\n\x04mean\x18\x06 \x03(\x01\x12\x0b\n\x03std\x18\x07 \x03(\x01\"\xa1\x04\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x05state\x18\x02 \x01(\x0e\x32\x18.onnxplain.v1.ModelState\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\'\n\x05input\x18\x05 \x01(\x0b\x32\x18.onnxplain.v1.TensorSpec\x12(\n\x06output\x18\x06 \x01(\x0b\x32\x18.onnxplain.v1.TensorSpec\x12$\n\x06layout\x18\x07 \x01(\x0e\x32\x14.onnxplain.v1.Layout\x12-\n\x0boutput_kind\x18\x08 \x01(\x0e\x32\x18.onnxplain.v1.OutputKind\x12\x13\n\x0bnum_classes\x18\t \x01(\r\x12\x0e\n\x06labels\x18\n \x03(\t\x12\x32\n\rpreprocessing\x18\x0b \x01(\x0b\x32\x1b.onnxplain.v1.Preprocessing\x12\x11\n\tproviders\x18\x0c \x03(\t\x12\x11\n\tmax_batch\x18\r \x01(\r\x12+\n\nbatch_mode\x18\x0e \x01(\x0e\x32\x17.onnxplain.v1.BatchMode\x12\r\n\x05opset\x18\x0f \x01(\x03\x12\'\n\x06layers\x18\x10 \x03(\x0b\x32\x17.onnxplain.v1.LayerInfo\x12\x11\n\tcam_layer\x18\x11 \x01(\t\x12\x1a\n\x12gradient_max_batch\x18\x12 \x01(\r\"9\n\tLayerInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0f\n\x07op_type\x18\x03 \x01(\t\"\x13\n\x11ListModelsRequest\"=\n\x12ListModelsResponse\x12\'\n\x06models\x18\x01 \x03(\x0b\x32\x17.onnxplain.v1.ModelInfo\"\x1f\n\x0fGetModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\":\n\x10GetModelResponse\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.onnxplain.v1.ModelInfo\"I\n\x10LoadModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nonnx_model\x18\x02 \x01(\x0c\x12\x13\n\x0b\x63onfig_json\x18\x03 \x01(\t\";\n\x11LoadModelResponse\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.onnxplain.v1.ModelInfo\"\"\n\x12UnloadModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x15\n\x13UnloadModelResponse\"W\n\x0ePredictRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\'\n\x05image\x18\x02 \x01(\x0b\x32\x18.onnxplain.v1.ImageInput\x12\r\n\x05top_k\x18\x03 \x01(\r\"N\n\nClassScore\x12\r\n\x05index\x18\x01 \x01(\r\x12\r\n\x05label\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x01\x12\x13\n\x0bprobability\x18\x04 \x01(\x01\"K\n\x0fPredictResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12)\n\x07\x63lasses\x18\x02 \x03(\x0b\x32\x18.onnxplain.v1.ClassScore*\x8b\x01\n\nModelState\x12\x1b\n\x17MODEL_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14MODEL_STATE_UNLOADED\x10\x01\x12\x17\n\x13MODEL_STATE_LOADING\x10\x02\x12\x15\n\x11MODEL_STATE_READY\x10\x03\x12\x16\n\x12MODEL_STATE_FAILED\x10\x04*B\n\x06Layout\x12\x16\n\x12LAYOUT_UNSPECIFIED\x10\x00\x12\x0f\n\x0bLAYOUT_NCHW\x10\x01\x12\x0f\n\x0bLAYOUT_NHWC\x10\x02*`\n\nOutputKind\x12\x1b\n\x17OUTPUT_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12OUTPUT_KIND_LOGITS\x10\x01\x12\x1d\n\x19OUTPUT_KIND_PROBABILITIES\x10\x02*t\n\tBatchMode\x12\x1a\n\x16\x42\x41TCH_MODE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x42\x41TCH_MODE_DYNAMIC\x10\x01\x12\x18\n\x14\x42\x41TCH_MODE_REWRITTEN\x10\x02\x12\x19\n\x15\x42\x41TCH_MODE_PER_SAMPLE\x10\x03\x32\x94\x03\n\x0cModelService\x12O\n\nListModels\x12\x1f.onnxplain.v1.ListModelsRequest\x1a .onnxplain.v1.ListModelsResponse\x12I\n\x08GetModel\x12\x1d.onnxplain.v1.GetModelRequest\x1a\x1e.onnxplain.v1.GetModelResponse\x12L\n\tLoadModel\x12\x1e.onnxplain.v1.LoadModelRequest\x1a\x1f.onnxplain.v1.LoadModelResponse\x12R\n\x0bUnloadModel\x12 .onnxplain.v1.UnloadModelRequest\x1a!.onnxplain.v1.UnloadModelResponse\x12\x46\n\x07Predict\x12\x1c.onnxplain.v1.PredictRequest\x1a\x1d.onnxplain.v1.PredictResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n onnxplain/v1/model_service.proto\x12\x0connxplain.v1\x1a\x19onnxplain/v1/tensor.proto\";\n\nTensorSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x10\n\x08\x64\x61tatype\x18\x03 \x01(\t\"\xbd\x01\n\rPreprocessing\x12\x0e\n\x06resize\x18\x01 \x01(\r\x12\x0e\n\x06height\x18\x02 \x01(\r\x12\r\n\x05width\x18\x03 \x01(\r\x12\x15\n\rchannel_order\x18\x04 \x01(\t\x12\r\n\x05scale\x18\x05 \x01(\x01\x12\x0c\n\x04mean\x18\x06 \x03(\x01\x12\x0b\n\x03std\x18\x07 \x03(\x01\x12\x13\n\x0bresize_mode\x18\x08 \x01(\t\x12\x15\n\rinterpolation\x18\t \x01(\t\x12\x10\n\x08\x63rop_pct\x18\n \x01(\x01\"l\n\rSettingOrigin\x12\x0f\n\x07setting\x18\x01 \x01(\t\x12+\n\x06source\x18\x02 \x01(\x0e\x32\x1b.onnxplain.v1.SettingSource\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\x12\r\n\x05value\x18\x04 \x01(\t\"\xe4\x04\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x05state\x18\x02 \x01(\x0e\x32\x18.onnxplain.v1.ModelState\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\'\n\x05input\x18\x05 \x01(\x0b\x32\x18.onnxplain.v1.TensorSpec\x12(\n\x06output\x18\x06 \x01(\x0b\x32\x18.onnxplain.v1.TensorSpec\x12$\n\x06layout\x18\x07 \x01(\x0e\x32\x14.onnxplain.v1.Layout\x12-\n\x0boutput_kind\x18\x08 \x01(\x0e\x32\x18.onnxplain.v1.OutputKind\x12\x13\n\x0bnum_classes\x18\t \x01(\r\x12\x0e\n\x06labels\x18\n \x03(\t\x12\x32\n\rpreprocessing\x18\x0b \x01(\x0b\x32\x1b.onnxplain.v1.Preprocessing\x12\x11\n\tproviders\x18\x0c \x03(\t\x12\x11\n\tmax_batch\x18\r \x01(\r\x12+\n\nbatch_mode\x18\x0e \x01(\x0e\x32\x17.onnxplain.v1.BatchMode\x12\r\n\x05opset\x18\x0f \x01(\x03\x12\'\n\x06layers\x18\x10 \x03(\x0b\x32\x17.onnxplain.v1.LayerInfo\x12\x11\n\tcam_layer\x18\x11 \x01(\t\x12\x1a\n\x12gradient_max_batch\x18\x12 \x01(\r\x12/\n\nprovenance\x18\x13 \x03(\x0b\x32\x1b.onnxplain.v1.SettingOrigin\x12\x10\n\x08warnings\x18\x14 \x03(\t\"9\n\tLayerInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0f\n\x07op_type\x18\x03 \x01(\t\"\x13\n\x11ListModelsRequest\"=\n\x12ListModelsResponse\x12\'\n\x06models\x18\x01 \x03(\x0b\x32\x17.onnxplain.v1.ModelInfo\"\x1f\n\x0fGetModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\":\n\x10GetModelResponse\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.onnxplain.v1.ModelInfo\"I\n\x10LoadModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nonnx_model\x18\x02 \x01(\x0c\x12\x13\n\x0b\x63onfig_json\x18\x03 \x01(\t\";\n\x11LoadModelResponse\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.onnxplain.v1.ModelInfo\"\"\n\x12UnloadModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x15\n\x13UnloadModelResponse\"W\n\x0ePredictRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\'\n\x05image\x18\x02 \x01(\x0b\x32\x18.onnxplain.v1.ImageInput\x12\r\n\x05top_k\x18\x03 \x01(\r\"N\n\nClassScore\x12\r\n\x05index\x18\x01 \x01(\r\x12\r\n\x05label\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x01\x12\x13\n\x0bprobability\x18\x04 \x01(\x01\"]\n\x0fPredictResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12)\n\x07\x63lasses\x18\x02 \x03(\x0b\x32\x18.onnxplain.v1.ClassScore\x12\x10\n\x08warnings\x18\x03 \x03(\t*\x8b\x01\n\nModelState\x12\x1b\n\x17MODEL_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14MODEL_STATE_UNLOADED\x10\x01\x12\x17\n\x13MODEL_STATE_LOADING\x10\x02\x12\x15\n\x11MODEL_STATE_READY\x10\x03\x12\x16\n\x12MODEL_STATE_FAILED\x10\x04*B\n\x06Layout\x12\x16\n\x12LAYOUT_UNSPECIFIED\x10\x00\x12\x0f\n\x0bLAYOUT_NCHW\x10\x01\x12\x0f\n\x0bLAYOUT_NHWC\x10\x02*`\n\nOutputKind\x12\x1b\n\x17OUTPUT_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12OUTPUT_KIND_LOGITS\x10\x01\x12\x1d\n\x19OUTPUT_KIND_PROBABILITIES\x10\x02*t\n\tBatchMode\x12\x1a\n\x16\x42\x41TCH_MODE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x42\x41TCH_MODE_DYNAMIC\x10\x01\x12\x18\n\x14\x42\x41TCH_MODE_REWRITTEN\x10\x02\x12\x19\n\x15\x42\x41TCH_MODE_PER_SAMPLE\x10\x03*\xa6\x01\n\rSettingSource\x12\x1e\n\x1aSETTING_SOURCE_UNSPECIFIED\x10\x00\x12\x1d\n\x19SETTING_SOURCE_CONFIGURED\x10\x01\x12\x1b\n\x17SETTING_SOURCE_METADATA\x10\x02\x12\x1b\n\x17SETTING_SOURCE_DETECTED\x10\x03\x12\x1c\n\x18SETTING_SOURCE_DEFAULTED\x10\x04\x32\x94\x03\n\x0cModelService\x12O\n\nListModels\x12\x1f.onnxplain.v1.ListModelsRequest\x1a .onnxplain.v1.ListModelsResponse\x12I\n\x08GetModel\x12\x1d.onnxplain.v1.GetModelRequest\x1a\x1e.onnxplain.v1.GetModelResponse\x12L\n\tLoadModel\x12\x1e.onnxplain.v1.LoadModelRequest\x1a\x1f.onnxplain.v1.LoadModelResponse\x12R\n\x0bUnloadModel\x12 .onnxplain.v1.UnloadModelRequest\x1a!.onnxplain.v1.UnloadModelResponse\x12\x46\n\x07Predict\x12\x1c.onnxplain.v1.PredictRequest\x1a\x1d.onnxplain.v1.PredictResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'onnxplain.v1.model_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MODELSTATE']._serialized_start=1493
-  _globals['_MODELSTATE']._serialized_end=1632
-  _globals['_LAYOUT']._serialized_start=1634
-  _globals['_LAYOUT']._serialized_end=1700
-  _globals['_OUTPUTKIND']._serialized_start=1702
-  _globals['_OUTPUTKIND']._serialized_end=1798
-  _globals['_BATCHMODE']._serialized_start=1800
-  _globals['_BATCHMODE']._serialized_end=1916
+  _globals['_MODELSTATE']._serialized_start=1751
+  _globals['_MODELSTATE']._serialized_end=1890
+  _globals['_LAYOUT']._serialized_start=1892
+  _globals['_LAYOUT']._serialized_end=1958
+  _globals['_OUTPUTKIND']._serialized_start=1960
+  _globals['_OUTPUTKIND']._serialized_end=2056
+  _globals['_BATCHMODE']._serialized_start=2058
+  _globals['_BATCHMODE']._serialized_end=2174
+  _globals['_SETTINGSOURCE']._serialized_start=2177
+  _globals['_SETTINGSOURCE']._serialized_end=2343
   _globals['_TENSORSPEC']._serialized_start=77
   _globals['_TENSORSPEC']._serialized_end=136
-  _globals['_PREPROCESSING']._serialized_start=138
-  _globals['_PREPROCESSING']._serialized_end=265
-  _globals['_MODELINFO']._serialized_start=268
-  _globals['_MODELINFO']._serialized_end=813
-  _globals['_LAYERINFO']._serialized_start=815
-  _globals['_LAYERINFO']._serialized_end=872
-  _globals['_LISTMODELSREQUEST']._serialized_start=874
-  _globals['_LISTMODELSREQUEST']._serialized_end=893
-  _globals['_LISTMODELSRESPONSE']._serialized_start=895
-  _globals['_LISTMODELSRESPONSE']._serialized_end=956
-  _globals['_GETMODELREQUEST']._serialized_start=958
-  _globals['_GETMODELREQUEST']._serialized_end=989
-  _globals['_GETMODELRESPONSE']._serialized_start=991
-  _globals['_GETMODELRESPONSE']._serialized_end=1049
-  _globals['_LOADMODELREQUEST']._serialized_start=1051
-  _globals['_LOADMODELREQUEST']._serialized_end=1124
-  _globals['_LOADMODELRESPONSE']._serialized_start=1126
-  _globals['_LOADMODELRESPONSE']._serialized_end=1185
-  _globals['_UNLOADMODELREQUEST']._serialized_start=1187
-  _globals['_UNLOADMODELREQUEST']._serialized_end=1221
-  _globals['_UNLOADMODELRESPONSE']._serialized_start=1223
-  _globals['_UNLOADMODELRESPONSE']._serialized_end=1244
-  _globals['_PREDICTREQUEST']._serialized_start=1246
-  _globals['_PREDICTREQUEST']._serialized_end=1333
-  _globals['_CLASSSCORE']._serialized_start=1335
-  _globals['_CLASSSCORE']._serialized_end=1413
-  _globals['_PREDICTRESPONSE']._serialized_start=1415
-  _globals['_PREDICTRESPONSE']._serialized_end=1490
-  _globals['_MODELSERVICE']._serialized_start=1919
-  _globals['_MODELSERVICE']._serialized_end=2323
+  _globals['_PREPROCESSING']._serialized_start=139
+  _globals['_PREPROCESSING']._serialized_end=328
+  _globals['_SETTINGORIGIN']._serialized_start=330
+  _globals['_SETTINGORIGIN']._serialized_end=438
+  _globals['_MODELINFO']._serialized_start=441
+  _globals['_MODELINFO']._serialized_end=1053
+  _globals['_LAYERINFO']._serialized_start=1055
+  _globals['_LAYERINFO']._serialized_end=1112
+  _globals['_LISTMODELSREQUEST']._serialized_start=1114
+  _globals['_LISTMODELSREQUEST']._serialized_end=1133
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1135
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1196
+  _globals['_GETMODELREQUEST']._serialized_start=1198
+  _globals['_GETMODELREQUEST']._serialized_end=1229
+  _globals['_GETMODELRESPONSE']._serialized_start=1231
+  _globals['_GETMODELRESPONSE']._serialized_end=1289
+  _globals['_LOADMODELREQUEST']._serialized_start=1291
+  _globals['_LOADMODELREQUEST']._serialized_end=1364
+  _globals['_LOADMODELRESPONSE']._serialized_start=1366
+  _globals['_LOADMODELRESPONSE']._serialized_end=1425
+  _globals['_UNLOADMODELREQUEST']._serialized_start=1427
+  _globals['_UNLOADMODELREQUEST']._serialized_end=1461
+  _globals['_UNLOADMODELRESPONSE']._serialized_start=1463
+  _globals['_UNLOADMODELRESPONSE']._serialized_end=1484
+  _globals['_PREDICTREQUEST']._serialized_start=1486
+  _globals['_PREDICTREQUEST']._serialized_end=1573
+  _globals['_CLASSSCORE']._serialized_start=1575
+  _globals['_CLASSSCORE']._serialized_end=1653
+  _globals['_PREDICTRESPONSE']._serialized_start=1655
+  _globals['_PREDICTRESPONSE']._serialized_end=1748
+  _globals['_MODELSERVICE']._serialized_start=2346
+  _globals['_MODELSERVICE']._serialized_end=2750
 # @@protoc_insertion_point(module_scope)

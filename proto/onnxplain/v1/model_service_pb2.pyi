@@ -34,6 +34,14 @@ class BatchMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     BATCH_MODE_DYNAMIC: _ClassVar[BatchMode]
     BATCH_MODE_REWRITTEN: _ClassVar[BatchMode]
     BATCH_MODE_PER_SAMPLE: _ClassVar[BatchMode]
+
+class SettingSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SETTING_SOURCE_UNSPECIFIED: _ClassVar[SettingSource]
+    SETTING_SOURCE_CONFIGURED: _ClassVar[SettingSource]
+    SETTING_SOURCE_METADATA: _ClassVar[SettingSource]
+    SETTING_SOURCE_DETECTED: _ClassVar[SettingSource]
+    SETTING_SOURCE_DEFAULTED: _ClassVar[SettingSource]
 MODEL_STATE_UNSPECIFIED: ModelState
 MODEL_STATE_UNLOADED: ModelState
 MODEL_STATE_LOADING: ModelState
@@ -49,6 +57,11 @@ BATCH_MODE_UNSPECIFIED: BatchMode
 BATCH_MODE_DYNAMIC: BatchMode
 BATCH_MODE_REWRITTEN: BatchMode
 BATCH_MODE_PER_SAMPLE: BatchMode
+SETTING_SOURCE_UNSPECIFIED: SettingSource
+SETTING_SOURCE_CONFIGURED: SettingSource
+SETTING_SOURCE_METADATA: SettingSource
+SETTING_SOURCE_DETECTED: SettingSource
+SETTING_SOURCE_DEFAULTED: SettingSource
 
 class TensorSpec(_message.Message):
     __slots__ = ("name", "shape", "datatype")
@@ -61,7 +74,7 @@ class TensorSpec(_message.Message):
     def __init__(self, name: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., datatype: _Optional[str] = ...) -> None: ...
 
 class Preprocessing(_message.Message):
-    __slots__ = ("resize", "height", "width", "channel_order", "scale", "mean", "std")
+    __slots__ = ("resize", "height", "width", "channel_order", "scale", "mean", "std", "resize_mode", "interpolation", "crop_pct")
     RESIZE_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
     WIDTH_FIELD_NUMBER: _ClassVar[int]
@@ -69,6 +82,9 @@ class Preprocessing(_message.Message):
     SCALE_FIELD_NUMBER: _ClassVar[int]
     MEAN_FIELD_NUMBER: _ClassVar[int]
     STD_FIELD_NUMBER: _ClassVar[int]
+    RESIZE_MODE_FIELD_NUMBER: _ClassVar[int]
+    INTERPOLATION_FIELD_NUMBER: _ClassVar[int]
+    CROP_PCT_FIELD_NUMBER: _ClassVar[int]
     resize: int
     height: int
     width: int
@@ -76,10 +92,25 @@ class Preprocessing(_message.Message):
     scale: float
     mean: _containers.RepeatedScalarFieldContainer[float]
     std: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, resize: _Optional[int] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., channel_order: _Optional[str] = ..., scale: _Optional[float] = ..., mean: _Optional[_Iterable[float]] = ..., std: _Optional[_Iterable[float]] = ...) -> None: ...
+    resize_mode: str
+    interpolation: str
+    crop_pct: float
+    def __init__(self, resize: _Optional[int] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., channel_order: _Optional[str] = ..., scale: _Optional[float] = ..., mean: _Optional[_Iterable[float]] = ..., std: _Optional[_Iterable[float]] = ..., resize_mode: _Optional[str] = ..., interpolation: _Optional[str] = ..., crop_pct: _Optional[float] = ...) -> None: ...
+
+class SettingOrigin(_message.Message):
+    __slots__ = ("setting", "source", "detail", "value")
+    SETTING_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    setting: str
+    source: SettingSource
+    detail: str
+    value: str
+    def __init__(self, setting: _Optional[str] = ..., source: _Optional[_Union[SettingSource, str]] = ..., detail: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "state", "error", "description", "input", "output", "layout", "output_kind", "num_classes", "labels", "preprocessing", "providers", "max_batch", "batch_mode", "opset", "layers", "cam_layer", "gradient_max_batch")
+    __slots__ = ("name", "state", "error", "description", "input", "output", "layout", "output_kind", "num_classes", "labels", "preprocessing", "providers", "max_batch", "batch_mode", "opset", "layers", "cam_layer", "gradient_max_batch", "provenance", "warnings")
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
@@ -98,6 +129,8 @@ class ModelInfo(_message.Message):
     LAYERS_FIELD_NUMBER: _ClassVar[int]
     CAM_LAYER_FIELD_NUMBER: _ClassVar[int]
     GRADIENT_MAX_BATCH_FIELD_NUMBER: _ClassVar[int]
+    PROVENANCE_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
     name: str
     state: ModelState
     error: str
@@ -116,7 +149,9 @@ class ModelInfo(_message.Message):
     layers: _containers.RepeatedCompositeFieldContainer[LayerInfo]
     cam_layer: str
     gradient_max_batch: int
-    def __init__(self, name: _Optional[str] = ..., state: _Optional[_Union[ModelState, str]] = ..., error: _Optional[str] = ..., description: _Optional[str] = ..., input: _Optional[_Union[TensorSpec, _Mapping]] = ..., output: _Optional[_Union[TensorSpec, _Mapping]] = ..., layout: _Optional[_Union[Layout, str]] = ..., output_kind: _Optional[_Union[OutputKind, str]] = ..., num_classes: _Optional[int] = ..., labels: _Optional[_Iterable[str]] = ..., preprocessing: _Optional[_Union[Preprocessing, _Mapping]] = ..., providers: _Optional[_Iterable[str]] = ..., max_batch: _Optional[int] = ..., batch_mode: _Optional[_Union[BatchMode, str]] = ..., opset: _Optional[int] = ..., layers: _Optional[_Iterable[_Union[LayerInfo, _Mapping]]] = ..., cam_layer: _Optional[str] = ..., gradient_max_batch: _Optional[int] = ...) -> None: ...
+    provenance: _containers.RepeatedCompositeFieldContainer[SettingOrigin]
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., state: _Optional[_Union[ModelState, str]] = ..., error: _Optional[str] = ..., description: _Optional[str] = ..., input: _Optional[_Union[TensorSpec, _Mapping]] = ..., output: _Optional[_Union[TensorSpec, _Mapping]] = ..., layout: _Optional[_Union[Layout, str]] = ..., output_kind: _Optional[_Union[OutputKind, str]] = ..., num_classes: _Optional[int] = ..., labels: _Optional[_Iterable[str]] = ..., preprocessing: _Optional[_Union[Preprocessing, _Mapping]] = ..., providers: _Optional[_Iterable[str]] = ..., max_batch: _Optional[int] = ..., batch_mode: _Optional[_Union[BatchMode, str]] = ..., opset: _Optional[int] = ..., layers: _Optional[_Iterable[_Union[LayerInfo, _Mapping]]] = ..., cam_layer: _Optional[str] = ..., gradient_max_batch: _Optional[int] = ..., provenance: _Optional[_Iterable[_Union[SettingOrigin, _Mapping]]] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class LayerInfo(_message.Message):
     __slots__ = ("name", "shape", "op_type")
@@ -199,9 +234,11 @@ class ClassScore(_message.Message):
     def __init__(self, index: _Optional[int] = ..., label: _Optional[str] = ..., score: _Optional[float] = ..., probability: _Optional[float] = ...) -> None: ...
 
 class PredictResponse(_message.Message):
-    __slots__ = ("model", "classes")
+    __slots__ = ("model", "classes", "warnings")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     CLASSES_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
     model: str
     classes: _containers.RepeatedCompositeFieldContainer[ClassScore]
-    def __init__(self, model: _Optional[str] = ..., classes: _Optional[_Iterable[_Union[ClassScore, _Mapping]]] = ...) -> None: ...
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, model: _Optional[str] = ..., classes: _Optional[_Iterable[_Union[ClassScore, _Mapping]]] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...

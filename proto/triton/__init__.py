@@ -1,0 +1,1 @@
+"""Vendored Triton model-config messages (BSD-3-Clause, see LICENSE here): parse ``config.pbtxt`` files."""
