@@ -15,11 +15,11 @@ from ..objectives import Objective
 from ..params import NoParams
 from .registry import Family, register
 
-_EPS = 1e-6  # the reference implementation's guard in the min-max normalisation
+_EPS = 1e-6  # the authors' implementation's guard in the min-max normalisation
 
 
 def normalised(maps: NDArray[np.floating]) -> NDArray[np.float32]:
-    """The reference implementation's post-processing of [T, ...] maps: abs, then min-max to [0, 1] per target."""
+    """The authors' implementation's post-processing of [T, ...] maps: abs, then min-max to [0, 1] per target."""
     flat = np.abs(maps.astype(np.float32)).reshape(len(maps), -1)
     flat -= flat.min(axis=1, keepdims=True)
     flat /= flat.max(axis=1, keepdims=True) + _EPS
@@ -39,7 +39,7 @@ def _aligned_corners(source: int, target: int) -> NDArray[np.float32]:
 
 
 def upsampled(maps: NDArray[np.floating], size: tuple[int, int]) -> NDArray[np.float32]:
-    """Bilinear resize of [T, h, w] to [T, H, W] with aligned corners (the reference implementation's)."""
+    """Bilinear resize of [T, h, w] to [T, H, W] with aligned corners (the authors' implementation's)."""
     rows, cols = _aligned_corners(maps.shape[1], size[0]), _aligned_corners(maps.shape[2], size[1])
     return np.stack([rows @ m.astype(np.float32) @ cols.T for m in maps])
 
@@ -56,7 +56,7 @@ def fullgrad(
 ) -> Iterator[Event]:
     """Input-gradient ⊙ input plus the bias-gradients ∂s/∂z ⊙ b of every biased layer.
 
-    Each term is post-processed as in the reference implementation — abs, min-max normalised per
+    Each term is post-processed as in the authors' implementation — abs, min-max normalised per
     target over (channels, h, w), summed over channels; bias-gradients of 4-D layers upsampled
     bilinearly (aligned corners) to the input — and the maps are summed (unsigned). Before
     post-processing the terms satisfy completeness, s(x) = Σ x ⊙ ∂s/∂x + Σ_layers Σ b ⊙ ∂s/∂z,

@@ -28,7 +28,7 @@ def integrated(path: Quadrature, baseline: NDArray[np.float32] | None = None) ->
 def forward_scores_differentiated(model: Evaluator, objective: Objective) -> bool:
     """Whether plain forwards give the objective on the scores the gradient graph differentiates.
     Not so when the evaluator cuts a final Softmax/Sigmoid to differentiate the logits (it does
-    unless the objective asks for probabilities): then only its reference pass measures them."""
+    unless the objective asks for probabilities): then only its baseline pass measures them."""
     return objective.space == "probability" or model.signature.output_producer not in ("Softmax", "Sigmoid")
 
 

@@ -59,13 +59,13 @@ def lime(
     weights = exponential_kernel(sp.cosine_distance_to_all_on(on), params.kernel_width)
     baseline = sp.segment_mean(image, segments) if params.baseline == "segment_mean" else make_baseline(image, params.baseline)
 
-    surrogate, reference, fitted = WeightedRidge(count, objective.num_targets), None, 0
+    surrogate, unperturbed, fitted = WeightedRidge(count, objective.num_targets), None, 0
     values_of = model.perturbed_values(
         total, lambda start, stop: {"segments_on": on[start:stop].astype(np.float32)}, objective,
         source=sp.segment_masks(height, width), image=image, baseline=baseline, per_request={"segments": segments},
     )
     for start, stop, values in values_of:
-        reference = values[0] if start == 0 else reference
+        unperturbed = values[0] if start == 0 else unperturbed
         surrogate.add(on[start:stop], values, weights[start:stop])
         # refit (O(S³)) when the samples grew by a quarter: often at first, when the map changes most
         if refit := stop == total or stop - fitted >= max(1, count // 4, fitted // 4):
@@ -75,4 +75,4 @@ def lime(
               "slic_seconds": slic_seconds, "bytes_per_sample": model.context.bytes_fed / total}
     for t in range(objective.num_targets):
         extras[f"r2[{t}]"], extras[f"intercept[{t}]"] = float(fit.r2[t]), float(fit.intercept[t])
-    yield Explanation(heatmaps=sp.paint(fit.coef, segments), scores=reference, forward=model.context.forward, extras=extras)
+    yield Explanation(heatmaps=sp.paint(fit.coef, segments), scores=unperturbed, forward=model.context.forward, extras=extras)

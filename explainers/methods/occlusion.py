@@ -55,15 +55,15 @@ def occlusion(
     yield Planned(forward=total)
 
     deltas = WindowDeltas(windows, (height, width), objective.num_targets)
-    reference = None
+    unperturbed = None
     values_of = model.perturbed_values(
         total, lambda start, stop: {"windows": boxes[start:stop]}, objective,
         source=window_masks(height, width), image=image, baseline=make_baseline(image, params.baseline),
     )
     for start, stop, values in values_of:
         if start == 0:
-            reference, values, start = values[0], values[1:], 1
-        deltas.add(start - 1, reference - values)
+            unperturbed, values, start = values[0], values[1:], 1
+        deltas.add(start - 1, unperturbed - values)
         yield Progress(done=stop, total=total, heatmaps=deltas.heatmaps())
-    yield Explanation(heatmaps=deltas.heatmaps(), scores=reference, forward=model.context.forward,
+    yield Explanation(heatmaps=deltas.heatmaps(), scores=unperturbed, forward=model.context.forward,
                       extras={"bytes_per_sample": model.context.bytes_fed / total})

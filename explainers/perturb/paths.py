@@ -1,7 +1,7 @@
 """Straight-line paths x′ → x for path-attribution methods: quadratures and baselines x′.
 
 Integrated Gradients integrates the gradient along ``x′ + α(x − x′)``, α ∈ [0, 1]; DeepLIFT and
-expected-gradients-style methods need the same reference inputs. Everything here is numpy only.
+expected-gradients-style methods need the same baselines. Everything here is numpy only.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def path_baseline(
     black: NDArray[np.float32] | None = None,
     field: str = "params.baseline_tensor",
 ) -> NDArray[np.float32]:
-    """The reference input x′ [C, H, W] float32 for ``image`` [C, H, W].
+    """The baseline x′ [C, H, W] float32 for ``image`` [C, H, W].
 
     ``black``: ``black``, the all-black image through the model's preprocessing (the IG paper's
     choice; :func:`explainers.model.black_image`; 0 for a model whose config sets no mean); ``zero``: 0 in the model's normalised space (the
