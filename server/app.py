@@ -122,11 +122,11 @@ async def create_server(
     """Build, bind and start a server; with ``load`` every repository model is loaded first.
 
     Returns once the server is accepting; readiness reports SERVING once a model is READY.
+    ``metrics_address`` (host, port; port 0 = any free one) serves Prometheus metrics over HTTP.
 
     Raises:
         OSError: the address is in use or cannot be bound. FailedPrecondition: ``providers`` names an
             execution provider this onnxruntime build lacks (e.g. CUDA on a CPU-only install).
-        ``metrics_address`` (host, port; port 0 = any free one) serves Prometheus metrics over HTTP.
     """
     limits = limits or ServerLimits()
     check_providers(providers)
@@ -142,15 +142,40 @@ async def create_server(
     server = grpc.aio.server(
         interceptors=interceptors, options=grpc_options(limits), maximum_concurrent_rpcs=limits.max_concurrent_rpcs
     )
-    add_service(server, ExplanationServicer(repository, pool, limits), ex_pb2.DESCRIPTOR.services_by_name["ExplanationService"])
     models_servicer = ModelServicer(repository, pool, loader, limits)
-    add_service(server, models_servicer, model_pb2.DESCRIPTOR.services_by_name["ModelService"])
     inference = InferenceServicer(repository, pool, limits)
+    health_servicer = _add_services(server, ExplanationServicer(repository, pool, limits), models_servicer, inference)
+    port = _bind(server, address, tls)
+    app = OnnxplainServer(server, port, repository, pool, loader, health_servicer, limits, metrics)
+    app.streams = streams
+    models_servicer.health_changed = app.refresh_health
+    inference._server_ready = lambda: not app.draining
+    if metrics_address is not None:
+        app.metrics_port = metrics.serve(*metrics_address)
+        log.info("metrics at http://%s:%d/metrics", metrics_address[0], app.metrics_port)
+    await health_servicer.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
+    await app.refresh_health()
+    await server.start()
+    if load:
+        await app.load_all()
+    return app
+
+
+def _add_services(server: grpc.aio.Server, explanations: ExplanationServicer, models: ModelServicer,
+                  inference: InferenceServicer) -> health.aio.HealthServicer:
+    """onnxplain's services and the OIP one (checked before their handlers run), health, reflection."""
+    add_service(server, explanations, ex_pb2.DESCRIPTOR.services_by_name["ExplanationService"])
+    add_service(server, models, model_pb2.DESCRIPTOR.services_by_name["ModelService"])
     add_service(server, inference, OIP_SERVICE)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, OIP_SERVICE.full_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    return health_servicer
+
+
+def _bind(server: grpc.aio.Server, address: str, tls: TlsFiles | None) -> int:
+    """Bind ``address`` (TLS when ``tls``); the port bound. Raises OSError when the address is taken."""
     try:
         if tls is None:
             port = server.add_insecure_port(address)
@@ -165,19 +190,7 @@ async def create_server(
         raise OSError(f"cannot bind {address}: address already in use or not available") from exc
     if port == 0:
         raise OSError(f"cannot bind {address}: address already in use or not available")
-    app = OnnxplainServer(server, port, repository, pool, loader, health_servicer, limits, metrics)
-    app.streams = streams
-    models_servicer.health_changed = app.refresh_health
-    inference._server_ready = lambda: not app.draining
-    if metrics_address is not None:
-        app.metrics_port = metrics.serve(*metrics_address)
-        log.info("metrics at http://%s:%d/metrics", metrics_address[0], app.metrics_port)
-    await health_servicer.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
-    await app.refresh_health()
-    await server.start()
-    if load:
-        await app.load_all()
-    return app
+    return port
 
 
 def check_providers(providers: list[str] | None) -> None:
