@@ -28,7 +28,7 @@ def free_port() -> int:
 def served(repository):
     port = free_port()
     process = subprocess.Popen([ONNXPLAIN, "serve", "--models", str(repository), "--host", "127.0.0.1",
-                                "--port", str(port), "--grace", "5"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                                "--port", str(port), "--grace", "5", "--drain-seconds", "0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     address = f"127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     with grpc.insecure_channel(address) as channel:

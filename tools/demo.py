@@ -55,7 +55,7 @@ def main() -> int:
     address = f"localhost:{args.port}"
     cli = [str(BIN / "onnxplain")]
     server = subprocess.Popen([*cli, "serve", "--models", str(ROOT / "models"), "--host", "127.0.0.1",
-                               "--port", str(args.port)])
+                               "--port", str(args.port), "--drain-seconds", "0"])  # no load balancer to tell
     try:
         wait_until_serving(address, server)
         for name in PHOTOS:
