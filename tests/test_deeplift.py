@@ -249,12 +249,12 @@ def test_each_rule_sums_to_delta_and_tends_to_the_gradient(case):
     x′ → x (equal to it at x′ = x, where the rules fall back to the derivative)."""
     import onnxruntime as ort
 
-    from onnxplain.explainers.autodiff import CLASS_WEIGHTS, INPUT_GRAD, REFERENCE_INPUT, build_gradient_model
+    from onnxplain.explainers.autodiff import BASELINE_INPUT, CLASS_WEIGHTS, INPUT_GRAD, build_gradient_model
 
     nodes, opset, initializers = RULE_TABLE[case]
     model = _op_model(nodes, opset, initializers)
     run = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run
-    rescale = build_gradient_model(model, rules="deeplift_rescale", reference_pass=True).model
+    rescale = build_gradient_model(model, rules="deeplift_rescale", baseline_pass=True).model
     multipliers = ort.InferenceSession(rescale.SerializeToString(), providers=["CPUExecutionProvider"]).run
     gradient = build_gradient_model(model).model
     vanilla = ort.InferenceSession(gradient.SerializeToString(), providers=["CPUExecutionProvider"]).run
@@ -262,15 +262,15 @@ def test_each_rule_sums_to_delta_and_tends_to_the_gradient(case):
     x = rng.standard_normal((3, 3, 4, 4)).astype(np.float32)
     seeds = rng.standard_normal(run(None, {"x": x})[0].shape).astype(np.float32)
     for x_ref in (rng.standard_normal(x.shape).astype(np.float32), np.zeros_like(x)):
-        (m,) = multipliers([INPUT_GRAD], {"x": x, REFERENCE_INPUT: x_ref, CLASS_WEIGHTS: seeds})
+        (m,) = multipliers([INPUT_GRAD], {"x": x, BASELINE_INPUT: x_ref, CLASS_WEIGHTS: seeds})
         delta = ((run(None, {"x": x})[0] - run(None, {"x": x_ref})[0]).astype(np.float64) * seeds).sum(axis=1)
         total = ((x - x_ref).astype(np.float64) * m).reshape(3, -1).sum(axis=1)
         np.testing.assert_allclose(total, delta, rtol=1e-4, atol=1e-4 * np.abs(delta).max())
     (g,) = vanilla([INPUT_GRAD], {"x": x, CLASS_WEIGHTS: seeds})
-    (at_x,) = multipliers([INPUT_GRAD], {"x": x, REFERENCE_INPUT: x, CLASS_WEIGHTS: seeds})
+    (at_x,) = multipliers([INPUT_GRAD], {"x": x, BASELINE_INPUT: x, CLASS_WEIGHTS: seeds})
     np.testing.assert_allclose(at_x, g, rtol=1e-5, atol=1e-5)
     near = x + (1e-3 * rng.standard_normal(x.shape)).astype(np.float32)
-    (close,) = multipliers([INPUT_GRAD], {"x": x, REFERENCE_INPUT: near, CLASS_WEIGHTS: seeds})
+    (close,) = multipliers([INPUT_GRAD], {"x": x, BASELINE_INPUT: near, CLASS_WEIGHTS: seeds})
     assert np.abs(close - g).max() <= 0.05 * np.abs(g).max(), np.abs(close - g).max()
 
 

@@ -128,8 +128,8 @@ def test_wrapped_path_methods_reference_the_models_black_image_as_they_do_alone(
     zero = explain_once(classifier, x, inner, objective, {"baseline": "zero"})
     assert not np.allclose(wrapped.heatmaps, zero.heatmaps, atol=1e-3)  # black is not 0 for this model
     points = 2 * 2 * (50 if inner == "integrated_gradients" else 1)
-    reference_passes = points if inner == "deeplift" else 0
-    assert (wrapped.forward, wrapped.backward) == (points + reference_passes + 1, points)
+    baseline_passes = points if inner == "deeplift" else 0
+    assert (wrapped.forward, wrapped.backward) == (points + baseline_passes + 1, points)
     assert (planned.forward, planned.backward) == (wrapped.forward, wrapped.backward)
 
 

@@ -4,7 +4,7 @@
 a weighted class score with respect to its input and chosen layers; see AUTODIFF.md.
 """
 
-from .builder import CLASS_WEIGHTS, INPUT_GRAD, REFERENCE_INPUT, GradientModel, build_gradient_model
+from .builder import BASELINE_INPUT, CLASS_WEIGHTS, INPUT_GRAD, GradientModel, build_gradient_model
 from .context import VjpContext
 from .errors import Declined, GradientError
 from .registry import vjp
@@ -14,7 +14,7 @@ __all__ = [
     "CLASS_WEIGHTS",
     "Declined",
     "INPUT_GRAD",
-    "REFERENCE_INPUT",
+    "BASELINE_INPUT",
     "GradientError",
     "GradientModel",
     "VjpContext",

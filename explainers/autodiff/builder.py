@@ -32,7 +32,7 @@ from .rule_sets import rule_set, supported_ops
 
 CLASS_WEIGHTS = "class_weights"
 INPUT_GRAD = "input_grad"
-REFERENCE_INPUT = "reference_input"
+BASELINE_INPUT = "baseline_input"
 MIN_OPSET = 16
 _FINAL_ACTIVATIONS = ("Softmax", "Sigmoid")
 _NON_FLOAT_OPS = {
@@ -59,7 +59,7 @@ class GradientModel:
     score_tensor: str
     input_grad: str
     layers: dict[str, tuple[str, str]]
-    reference_input: str | None = None
+    baseline_input: str | None = None
     approximations: tuple[str, ...] = ()
 
 
@@ -73,7 +73,7 @@ def build_gradient_model(
     cut_final_activation: bool = True,
     input_shape: Sequence[int | None] | None = None,
     shape_hints: Mapping[str, tuple] | None = None,
-    reference_pass: bool = False,
+    baseline_pass: bool = False,
 ) -> GradientModel:
     """Differentiate ``model``'s class scores with respect to its input and ``layers``.
 
@@ -89,8 +89,8 @@ def build_gradient_model(
             gives rules static spatial sizes when the graph declares them symbolic.
         shape_hints: shapes known from elsewhere (e.g. probed by running the model), used where
             static inference leaves a dimension unknown or symbolic.
-        reference_pass: also evaluate the forward graph on a second input ``reference_input``
-            (a baseline x′) so that rules can read ``ctx.reference(tensor)``, e.g. DeepLIFT's
+        baseline_pass: also evaluate the forward graph on a second input ``baseline_input``
+            (a baseline x′) so that rules can read ``ctx.baseline(tensor)``, e.g. DeepLIFT's
             rescale rule (f(x) − f(x′)) / (x − x′).
 
     Raises:
@@ -133,9 +133,9 @@ def build_gradient_model(
         raise GradientError(f"the score {score_tensor!r} does not depend on the input {input_name!r}")
 
     input_dtype = dtypes.get(input_name, np.dtype(np.float32))
-    references = _reference_pass(graph, input_name, differentiable) if reference_pass else None
+    baselines = _baseline_pass(graph, input_name, differentiable) if baseline_pass else None
     ctx = VjpContext(shapes=shapes, dtypes=dtypes, opset=index.opset, default_dtype=input_dtype,
-                     constants=index.folded_constants, differentiable=differentiable, references=references)
+                     constants=index.folded_constants, differentiable=differentiable, baselines=baselines)
     ctx.dtypes[CLASS_WEIGHTS] = ctx.dtype(score_tensor)
     pending: dict[str, list[str]] = {score_tensor: [CLASS_WEIGHTS]}
 
@@ -181,41 +181,41 @@ def build_gradient_model(
         layer_outputs[layer] = (f"layer_{index}", f"layer_{index}_grad")
         extra_outputs += [(f"layer_{index}", layer, layer), (f"layer_{index}_grad", grad, layer)]
     built = _assemble(model, ctx, input_name, output_name, score_tensor, extra_outputs, layer_outputs,
-                      reference_pass)
+                      baseline_pass)
     return built
 
 
-def _reference_pass(graph: onnx.GraphProto, input_name: str, differentiable: set[str]) -> dict[str, str]:
-    """Append a copy of every input-dependent forward node, fed by REFERENCE_INPUT.
+def _baseline_pass(graph: onnx.GraphProto, input_name: str, differentiable: set[str]) -> dict[str, str]:
+    """Append a copy of every input-dependent forward node, fed by BASELINE_INPUT.
 
-    Returns the map tensor → its twin in the reference pass."""
-    twins = {input_name: REFERENCE_INPUT}
+    Returns the map tensor → its twin in the baseline pass."""
+    twins = {input_name: BASELINE_INPUT}
     copies = []
     for node in graph.node:
         if not any(name in twins for name in node.input):
             continue
         copy = onnx.NodeProto()
         copy.CopyFrom(node)
-        copy.name = f"{node.name or node.output[0]}@reference"
+        copy.name = f"{node.name or node.output[0]}@baseline"
         for i, name in enumerate(node.input):
             copy.input[i] = twins.get(name, name)
         for i, name in enumerate(node.output):
             if name:
-                twins[name] = copy.output[i] = f"{name}@reference"
+                twins[name] = copy.output[i] = f"{name}@baseline"
         copies.append(copy)
     graph.node.extend(copies)
     for value in graph.input:
         if value.name == input_name:
             twin = onnx.ValueInfoProto()
             twin.CopyFrom(value)
-            twin.name = REFERENCE_INPUT
+            twin.name = BASELINE_INPUT
             graph.input.append(twin)
             break
     return {name: twin for name, twin in twins.items() if name in differentiable}
 
 
 def _assemble(model, ctx, input_name, output_name, score_tensor, extra_outputs, layer_outputs,
-              reference_pass: bool) -> GradientModel:
+              baseline_pass: bool) -> GradientModel:
     graph = model.graph
     graph.node.extend(ctx.nodes)
     graph.initializer.extend(ctx.initializers)
@@ -236,7 +236,7 @@ def _assemble(model, ctx, input_name, output_name, score_tensor, extra_outputs, 
     except onnx.checker.ValidationError as exc:  # a rule emitted something invalid: a bug
         raise RuntimeError(f"the gradient graph is invalid: {exc}") from exc
     return GradientModel(model, input_name, output_name, score_tensor, INPUT_GRAD, layer_outputs,
-                         REFERENCE_INPUT if reference_pass else None, tuple(ctx.approximations))
+                         BASELINE_INPUT if baseline_pass else None, tuple(ctx.approximations))
 
 
 # ---------------------------------------------------------------------- analysis helpers

@@ -31,11 +31,11 @@ class VjpContext:
 
     def __init__(self, *, shapes: dict[str, tuple[Dim, ...]], dtypes: dict[str, np.dtype], opset: int,
                  default_dtype: np.dtype, constants: dict[str, np.ndarray], differentiable: set[str],
-                 references: dict[str, str] | None = None, prefix: str = "grad"):
+                 baselines: dict[str, str] | None = None, prefix: str = "grad"):
         self.shapes, self.dtypes, self.opset = shapes, dtypes, opset
         self._constants = constants
         self._differentiable = differentiable
-        self._references = references
+        self._baselines = baselines
         self.default_dtype = default_dtype
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
@@ -91,13 +91,13 @@ class VjpContext:
         """Dims as inferred: int when fixed, str for a symbolic dim, None when unknown."""
         return self.shapes.get(name)
 
-    def reference(self, name: str) -> str:
-        """The twin of forward tensor ``name`` evaluated on the reference input x′ (DeepLIFT).
+    def baseline(self, name: str) -> str:
+        """The twin of forward tensor ``name`` evaluated on the baseline x′ (DeepLIFT's reference input).
 
-        Only available when the graph is built with ``reference_pass=True``."""
-        if self._references is None:
-            raise Declined("this rule set needs a reference pass (build with reference_pass=True)")
-        return self._references[name]
+        Only available when the graph is built with ``baseline_pass=True``."""
+        if self._baselines is None:
+            raise Declined("this rule set needs a baseline pass (build with baseline_pass=True)")
+        return self._baselines[name]
 
     def approximate(self, node: onnx.NodeProto, why: str) -> None:
         """Record that ``node``'s rule fell back to a rule that is only approximate here, and why

@@ -1,9 +1,9 @@
 """A gradient graph with a baseline pass, fed one baseline x′ per request.
 
 DeepLIFT's rules read the forward tensors at a baseline x′ as well as at x. The gradient builder
-(:func:`explainers.autodiff.build_gradient_model` with ``reference_pass=True``) adds that second
-forward pass — the *twins* of the forward tensors, named ``<tensor>@reference`` — reading an input
-(``GradientModel.reference_input``) shaped like the image batch. :func:`feed_baseline_once` adapts
+(:func:`explainers.autodiff.build_gradient_model` with ``baseline_pass=True``) adds that second
+forward pass — the *twins* of the forward tensors, named ``<tensor>@baseline`` — reading an input
+(``GradientModel.baseline_input``) shaped like the image batch. :func:`feed_baseline_once` adapts
 the graph so the baseline is fed once per request instead of once per sample, and so the graph
 reports score(x) − score(x′), the sum every DeepLIFT attribution must reach.
 """
@@ -22,7 +22,7 @@ BASELINE_IMAGE = "baseline_image"
 """Graph input of a baseline-pass gradient graph: the baseline x′ [1, model layout], fed once per request."""
 SCORE_DELTA = "score_delta"
 """Output of a baseline-pass gradient graph: score(x) − score(x′) [n, classes] of the differentiated scores."""
-_TWIN = "@reference"
+_TWIN = "@baseline"
 """How the gradient builder names the baseline twin of a forward tensor (its suffix)."""
 
 
@@ -42,7 +42,7 @@ def _score_ancestors(graph: onnx.GraphProto, score: str) -> set[str]:
 def feed_baseline_once(built: GradientModel) -> GradientModel:
     """Adapt a baseline-pass gradient graph to one baseline per request.
 
-    The builder's baseline input (``built.reference_input``) is shaped like the image batch; here
+    The builder's baseline input (``built.baseline_input``) is shaped like the image batch; here
     it becomes the in-graph ``Expand`` of a new input :data:`BASELINE_IMAGE` [1, ...] to the
     batch's shape (fed once, bound on the device for CUDA). Output :data:`SCORE_DELTA` =
     score(x) − score(x′): the baseline twins of the forward path to the score that dead-code
@@ -50,7 +50,7 @@ def feed_baseline_once(built: GradientModel) -> GradientModel:
     that kept ones are reused.
 
     Args:
-        built: a gradient graph built with ``reference_pass=True`` (not modified).
+        built: a gradient graph built with ``baseline_pass=True`` (not modified).
 
     Returns:
         ``built`` with the adapted graph.
@@ -59,9 +59,9 @@ def feed_baseline_once(built: GradientModel) -> GradientModel:
         ValueError: ``built`` has no baseline pass.
         onnx.checker.ValidationError: the adapted graph is invalid (a bug, not a user error).
     """
-    twin_input = built.reference_input
+    twin_input = built.baseline_input
     if twin_input is None:
-        raise ValueError("feed_baseline_once needs a gradient graph built with reference_pass=True")
+        raise ValueError("feed_baseline_once needs a gradient graph built with baseline_pass=True")
     model = onnx.ModelProto()
     model.CopyFrom(built.model)
     graph = model.graph

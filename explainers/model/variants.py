@@ -104,7 +104,7 @@ def build_variant(variant: Variant, graph: Introspection, model_input: ModelInpu
         base, input_name=signature.input_name, output_name=signature.output_name, layers=variant.layers,
         rules=variant.rules, cut_final_activation=variant.cut_final_activation,
         input_shape=(None, *model_input.model_shape), shape_hints=graph.tensor_shapes(),
-        reference_pass=variant.baseline_pass,
+        baseline_pass=variant.baseline_pass,
     )
     if variant.baseline_pass:
         built = feed_baseline_once(built)

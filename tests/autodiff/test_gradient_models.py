@@ -13,9 +13,9 @@ from onnx.reference import ReferenceEvaluator
 
 from onnxplain.explainers import Evaluator, ModelConfig, Objective, OnnxClassifier, RunContext
 from onnxplain.explainers.autodiff import (
+    BASELINE_INPUT,
     CLASS_WEIGHTS,
     INPUT_GRAD,
-    REFERENCE_INPUT,
     GradientError,
     build_gradient_model,
     rule_set,
@@ -150,13 +150,13 @@ def _relu_mlp(seed: int = 0) -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
-def test_reference_pass_lets_a_rule_read_the_baseline_tensors():
-    """A DeepLIFT-rescale ReLU written against ctx.reference satisfies completeness exactly."""
+def test_baseline_pass_lets_a_rule_read_the_baseline_tensors():
+    """A DeepLIFT-rescale ReLU written against ctx.baseline satisfies completeness exactly."""
 
     def rescale_relu(ctx, node, grads):
         x, y = node.input[0], node.output[0]
-        dx = ctx.op("Sub", x, ctx.reference(x))
-        dy = ctx.op("Sub", y, ctx.reference(y))
+        dx = ctx.op("Sub", x, ctx.baseline(x))
+        dy = ctx.op("Sub", y, ctx.baseline(y))
         small = ctx.op("Less", ctx.op("Abs", dx), ctx.const(1e-6, like=x))
         safe = ctx.op("Where", small, ctx.const(1.0, like=x), dx)
         gradient = ctx.op("Where", ctx.op("Greater", x, ctx.const(0, like=x)), ctx.const(1, like=x), ctx.const(0, like=x))
@@ -164,19 +164,19 @@ def test_reference_pass_lets_a_rule_read_the_baseline_tensors():
         return [ctx.op("Mul", grads[0], multiplier)]
 
     model = _relu_mlp()
-    graph = build_gradient_model(model, rules={**rule_set("vanilla"), "Relu": rescale_relu}, reference_pass=True)
-    assert graph.reference_input == REFERENCE_INPUT
+    graph = build_gradient_model(model, rules={**rule_set("vanilla"), "Relu": rescale_relu}, baseline_pass=True)
+    assert graph.baseline_input == BASELINE_INPUT
     x = RNG.standard_normal((4, 2, 2, 2)).astype(np.float32)
     baseline = np.zeros_like(x)
     seeds = np.eye(3, dtype=np.float32)[[0, 1, 2, 0]]
     evaluator = ReferenceEvaluator(graph.model)
-    grad, logits = evaluator.run([INPUT_GRAD, "logits"], {"x": x, REFERENCE_INPUT: baseline, CLASS_WEIGHTS: seeds})
+    grad, logits = evaluator.run([INPUT_GRAD, "logits"], {"x": x, BASELINE_INPUT: baseline, CLASS_WEIGHTS: seeds})
     base_logits = ReferenceEvaluator(model).run(["logits"], {"x": baseline})[0]
     attribution = ((x - baseline) * grad).reshape(4, -1).sum(1)
     expected = ((logits - base_logits) * seeds).sum(1)
     np.testing.assert_allclose(attribution, expected, rtol=1e-5, atol=1e-5)
     # without a reference pass the same rule set fails at build time with a clear message
-    with pytest.raises(GradientError, match="reference pass"):
+    with pytest.raises(GradientError, match="baseline pass"):
         build_gradient_model(model, rules={**rule_set("vanilla"), "Relu": rescale_relu})
 
 

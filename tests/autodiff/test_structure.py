@@ -113,7 +113,7 @@ def _max_pool_model() -> onnx.ModelProto:
 def test_max_pool_leaves_the_forward_node_untouched(rules):
     model = _max_pool_model()
     before = model.SerializeToString()
-    built = build_gradient_model(model, rules=rules, reference_pass=rules != "vanilla").model
+    built = build_gradient_model(model, rules=rules, baseline_pass=rules != "vanilla").model
     assert model.SerializeToString() == before
     forward = next(node for node in built.graph.node if node.name == "" and node.op_type == "MaxPool"
                    and node.input[0] == "x")
@@ -147,7 +147,7 @@ def test_deeplift_records_where_it_falls_back_to_the_gradient():
             y = Einsum <equation = "ij,ij,ij->ij"> (x, x, e)
         }
     """)
-    built = build_gradient_model(model, rules="deeplift_rescale", reference_pass=True)
+    built = build_gradient_model(model, rules="deeplift_rescale", baseline_pass=True)
     assert len(built.approximations) == 1
     assert "Einsum node 'y': an Einsum of three or more operands" in built.approximations[0]
     assert build_gradient_model(model).approximations == ()

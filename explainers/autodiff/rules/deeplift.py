@@ -1,8 +1,8 @@
 """DeepLIFT's rescale rule (Shrikumar, Greenside & Kundaje, ICML 2017) as the rule set "deeplift_rescale".
 
 DeepLIFT propagates *multipliers* m = Δy/Δx (Δ: the difference between the input x and a reference
-input x′) instead of derivatives. The graph must be built with ``reference_pass=True`` so that a
-rule can read ``ctx.reference(t)``, tensor t evaluated on x′. The input "gradient" of the model is
+input x′, the paper's *reference* and onnxplain's baseline) instead of derivatives. The graph must be built with ``baseline_pass=True`` so that a
+rule can read ``ctx.baseline(t)``, tensor t evaluated on x′. The input "gradient" of the model is
 then the multiplier of the score, and the summation-to-delta property (completeness)
 
     Σ_i (x_i − x′_i) · m_i = f(x) − f(x′)
@@ -99,7 +99,7 @@ def _midpoint(ctx: VjpContext, name: str) -> str:
     """(t + t′)/2 for an input-dependent tensor, t itself for a constant one."""
     if not name or not ctx.wants(name):
         return name
-    mid = ctx.op("Mul", ctx.op("Add", name, ctx.reference(name)), ctx.const(0.5, like=name))
+    mid = ctx.op("Mul", ctx.op("Add", name, ctx.baseline(name)), ctx.const(0.5, like=name))
     _like(ctx, mid, name)
     return mid
 
@@ -133,8 +133,8 @@ def rescale_piecewise(ctx: VjpContext, node, grads):
         return _approximate(ctx, node, grads, "an input-dependent bound")
     (g,) = grads
     x, y = node.input[0], node.output[0]
-    dx = ctx.op("Sub", x, ctx.reference(x))
-    dy = ctx.op("Sub", y, ctx.reference(y))
+    dx = ctx.op("Sub", x, ctx.baseline(x))
+    dy = ctx.op("Sub", y, ctx.baseline(y))
     small = ctx.op("Equal", dx, ctx.const(0, like=x))
     rescaled = ctx.op("Mul", g, _safe_quotient(ctx, dy, dx, small))
     fallback = _vanilla(node)(ctx, node, grads)[0]
@@ -164,7 +164,7 @@ def rescale_smooth(ctx: VjpContext, node, grads):
     def derivative():  # the vanilla rule seeded with ones gives f′ itself
         return _vanilla_at(ctx, node, [ctx.op("Expand", ctx.const(1, like=y), ctx.shape(y))], inputs, forward=True)[0]
 
-    multiplier = _secant(ctx, x, ctx.reference(x), y, ctx.reference(y), derivative)
+    multiplier = _secant(ctx, x, ctx.baseline(x), y, ctx.baseline(y), derivative)
     return [ctx.op("Mul", g, multiplier)] + [None] * (len(node.input) - 1)
 
 
@@ -176,7 +176,7 @@ def rescale_max_pool(ctx: VjpContext, node, grads):
     vanilla gradient where Δx = 0."""
     (g,) = grads[:1]
     x, y = node.input[0], node.output[0]
-    x_ref, y_ref = ctx.reference(x), ctx.reference(y)
+    x_ref, y_ref = ctx.baseline(x), ctx.baseline(y)
     top = ctx.op("Max", y, y_ref)
     indices = max_pool_indices(ctx, node, x)
     via_x = _scatter_add(ctx, x, indices, ctx.op("Mul", g, ctx.op("Sub", top, y_ref)))
@@ -211,7 +211,7 @@ def rescale_div(ctx: VjpContext, node, grads):
         return _vanilla(node)(ctx, node, grads)  # linear in a: exact
     (g,) = grads
     y = node.output[0]
-    b_ref = ctx.reference(b)
+    b_ref = ctx.baseline(b)
     grad_a = None
     if ctx.wants(a):
         one = ctx.const(1, like=b)
@@ -255,7 +255,7 @@ def rescale_layer_normalization(ctx: VjpContext, node, grads):
     axis = ctx.attr(node, "axis", -1)
     epsilon = ctx.attr(node, "epsilon", 1e-5)
     centered, inverse_std, _ = _standardized(ctx, ctx.op("Flatten", x, axis=axis), epsilon)
-    centered_ref, inverse_std_ref, _ = _standardized(ctx, ctx.op("Flatten", ctx.reference(x), axis=axis), epsilon)
+    centered_ref, inverse_std_ref, _ = _standardized(ctx, ctx.op("Flatten", ctx.baseline(x), axis=axis), epsilon)
     g_hat = ctx.op("Flatten", ctx.op("Mul", g, scale), axis=axis)
     both = ctx.op("Mul", inverse_std, inverse_std_ref)
     m_s = ctx.op("Neg", ctx.op("Div", ctx.op("Mul", both, both), ctx.op("Add", inverse_std, inverse_std_ref)))
@@ -276,7 +276,7 @@ def rescale_softmax(ctx: VjpContext, node, grads):
     * Δe = m·Δx, m the secant of exp (its derivative at the midpoint where Δx is tiny)."""
     (g,) = grads
     x = node.input[0]
-    x_ref = ctx.reference(x)
+    x_ref = ctx.baseline(x)
     axis = ctx.attr(node, "axis", -1)
     shift = _reduce(ctx, "ReduceMax", ctx.op("Max", x, x_ref), axis)
     shifted, shifted_ref = ctx.op("Sub", x, shift), ctx.op("Sub", x_ref, shift)
