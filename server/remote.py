@@ -8,7 +8,7 @@ black box of a repository entry: ``<root>/<name>/remote.json`` instead of ``mode
       "model": "resnet",                     # the model's name there (required)
       "version": "",                         # "" = the endpoint's choice
       "input": null, "output": null,         # tensor names; null = the model's only input / output
-      "tls": {"ca": "ca.pem", "cert": "client.pem", "key": "client.key"},   # optional; all three optional
+      "tls": {"ca": "ca.pem", "cert": "client.pem", "key": "client.key"},   # optional: TLS; {} = system roots
       "token_file": "token",                 # optional: sent as "authorization: Bearer <token>"
       "max_in_flight": 4,                    # concurrent ModelInfer requests to the endpoint, for all requests
       "timeout_seconds": 60,                 # deadline of one ModelInfer (and of the metadata calls)
@@ -82,6 +82,8 @@ class RemoteSpec:
     version: str = ""
     input: str | None = None
     output: str | None = None
+    tls: bool = False
+    """Connect with TLS: ``ca`` (else the system's roots) checks the server; ``cert`` + ``key`` identify us."""
     ca: bytes | None = None
     cert: bytes | None = None
     key: bytes | None = None
@@ -128,7 +130,8 @@ class RemoteSpec:
             raise InvalidArgument("remote.retries", f"{retries}; allowed: [0, 10]")
         return cls(address, model, _field(raw, "version", str, "", "a version string"),
                    _field(raw, "input", str, None, "a tensor name"), _field(raw, "output", str, None, "a tensor name"),
-                   files.get("ca"), files.get("cert"), files.get("key"), token, in_flight, float(timeout), retries)
+                   tls is not None, files.get("ca"), files.get("cert"), files.get("key"), token, in_flight,
+                   float(timeout), retries)
 
     @classmethod
     def from_folder(cls, folder: Path, confine: Callable[[Path], Path]) -> RemoteSpec:
@@ -185,7 +188,7 @@ class OipEndpoint:
         self.max_in_flight = spec.max_in_flight
         options = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES), ("grpc.enable_retries", 0)]
-        if spec.ca or spec.cert:
+        if spec.tls:
             credentials = grpc.ssl_channel_credentials(spec.ca, spec.key, spec.cert)
             self._channel = grpc.secure_channel(spec.address, credentials, options=options)
         else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import socket
 import subprocess
 import time
@@ -30,7 +31,9 @@ from onnxplain.explainers.errors import FailedPrecondition, InvalidArgument, Inv
 from onnxplain.explainers.model.remote import RemoteClassifier
 from onnxplain.oip import grpc_service_pb2 as oip_pb2
 from onnxplain.oip import grpc_service_pb2_grpc as oip_grpc
+from onnxplain.server.app import TlsFiles
 from onnxplain.server.remote import OipEndpoint, RemoteSpec
+from onnxplain.server.repository import ModelRepository
 
 ROOT = Path(__file__).resolve().parent.parent
 KSERVE_PYTHON = ROOT / ".venv-kserve" / "bin" / "python"
@@ -235,3 +238,35 @@ def test_a_server_killed_mid_request_is_unavailable_after_bounded_retries(served
         assert answered + 2 <= remote.endpoint.calls <= answered + 3  # it, then 2 retries, then no more
         remote.close()
 
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl makes the test certificate")
+def test_tls_and_token_options_reach_an_endpoint_that_requires_them(served, tmp_path):
+    """onnxplain's own OIP endpoint with TLS and a bearer token as the remote: the entry's ``tls.ca`` and
+    ``token_file`` (files of the model folder) get through; without the token the endpoint refuses."""
+    root, _, _ = served
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", tmp_path / "key.pem",
+                    "-out", tmp_path / "cert.pem"], check=True, capture_output=True, timeout=60)
+    served_root = tmp_path / "served"
+    shutil.copytree(root / "local", served_root / "cnn")
+    running = ServerThread(served_root, token="s3cret", tls=TlsFiles(cert=tmp_path / "cert.pem", key=tmp_path / "key.pem"))
+    try:
+        folder = tmp_path / "repository" / "secure"
+        folder.mkdir(parents=True)
+        shutil.copy(tmp_path / "cert.pem", folder / "ca.pem")
+        (folder / "token").write_text("s3cret\n")
+        (folder / "config.json").write_text(json.dumps(CONFIG))
+        entry = {"address": running.address, "model": "cnn", "tls": {"ca": "ca.pem"}}
+        (folder / "remote.json").write_text(json.dumps({**entry, "token_file": "token"}))
+        repository = ModelRepository(tmp_path / "repository")
+        assert repository.names() == ["secure"]
+        remote = repository.load("secure").classifier
+        local = OnnxClassifier.load(root / "local" / "model.onnx", config=ModelConfig.from_dict(CONFIG))
+        batch = np.random.default_rng(5).standard_normal((3, 3, SIZE, SIZE)).astype(np.float32)
+        np.testing.assert_array_equal(remote.predict(batch), local.predict(batch))
+        (folder / "remote.json").write_text(json.dumps(entry))
+        with pytest.raises(FailedPrecondition, match="refused the request: .*UNAUTHENTICATED after 1 attempt"):
+            repository.load("secure")
+    finally:
+        running.stop()
