@@ -252,6 +252,8 @@ class OipEndpoint:
     def _call(self, method, request, stop: threading.Event, *, count: bool = False):
         """``method(request)`` with the deadline, retried on :data:`RETRYABLE` with backoff; see :meth:`forward`."""
         for attempt in range(self.spec.retries + 1):
+            if stop.is_set():  # a request still queued when its run stopped is never sent
+                raise Cancelled(f"stopped before calling {self.spec.where}")
             if count:
                 with self._count:
                     self.calls += 1
@@ -269,9 +271,8 @@ class OipEndpoint:
                 if code not in RETRYABLE or attempt == self.spec.retries:
                     raise _error(code, exc.details(), self.spec.where, attempt + 1) from None
             backoff = min(MAX_BACKOFF, FIRST_BACKOFF * 2**attempt) * random.uniform(0.5, 1.0)
-            if stop.wait(backoff):
-                raise Cancelled(f"stopped while waiting to retry {self.spec.where}")
-        raise AssertionError("unreachable")
+            stop.wait(backoff)  # cut short by a stop, which the next attempt then reports
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def close(self) -> None:
         self._channel.close()

@@ -13,6 +13,7 @@ import json
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -26,9 +27,9 @@ from serving import ServerThread, wait_for
 
 from onnxplain.client import Client
 from onnxplain.client.client import Progress
-from onnxplain.explainers import ModelConfig, Objective, OnnxClassifier, explain_once
-from onnxplain.explainers.errors import FailedPrecondition, InvalidArgument, InvalidModel, Unavailable
-from onnxplain.explainers.model.remote import RemoteClassifier
+from onnxplain.explainers import ModelConfig, Objective, OnnxClassifier, RunContext, explain_once
+from onnxplain.explainers.errors import Cancelled, FailedPrecondition, InvalidArgument, InvalidModel, Unavailable
+from onnxplain.explainers.model.remote import RemoteClassifier, RemoteSignature
 from onnxplain.oip import grpc_service_pb2 as oip_pb2
 from onnxplain.oip import grpc_service_pb2_grpc as oip_grpc
 from onnxplain.server.app import TlsFiles
@@ -37,8 +38,6 @@ from onnxplain.server.repository import ModelRepository
 
 ROOT = Path(__file__).resolve().parent.parent
 KSERVE_PYTHON = ROOT / ".venv-kserve" / "bin" / "python"
-pytestmark = pytest.mark.skipif(not KSERVE_PYTHON.exists(),
-                                reason="KServe's virtualenv is missing: `make test` creates .venv-kserve")
 SIZE, CLASSES = 16, 3
 CONFIG = {"labels": ["cat", "dog", "cup"], "max_batch": 4,
           "preprocessing": {"resize": SIZE, "scale": 1 / 255, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}}
@@ -87,6 +86,8 @@ def calls_made(calls: Path) -> list[int]:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """A repository with the model twice — "local" (model.onnx) and "remote" (remote.json) — and KServe serving it."""
+    if not KSERVE_PYTHON.exists():
+        pytest.skip("KServe's virtualenv is missing: `make test` creates .venv-kserve")
     root = tmp_path_factory.mktemp("remote")
     model = builders.small_cnn(size=SIZE, classes=CLASSES, seed=4)
     for name in ("local", "remote", "short_retries"):
@@ -98,6 +99,54 @@ def served(tmp_path_factory):
         (root / "remote" / "remote.json").write_text(json.dumps({"address": address, "model": "cnn",
                                                                  "max_in_flight": 2}))
         yield root, address, calls
+
+
+class InProcessEndpoint:
+    """An :class:`~onnxplain.explainers.model.remote.Endpoint` over an onnxruntime session in this process,
+    slowed to ``seconds`` a request, recording how many requests ran at once and which saw their stop."""
+
+    def __init__(self, model: onnx.ModelProto, *, max_in_flight: int, seconds: float):
+        import onnxruntime as ort
+
+        self.session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        self.max_in_flight, self.seconds = max_in_flight, seconds
+        self.signature = RemoteSignature("x", "FP32", (None, 3, SIZE, SIZE), "logits", (None, CLASSES), "in process")
+        self.lock, self.running, self.most, self.stopped = threading.Lock(), 0, 0, 0
+
+    def forward(self, batch, stop):
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            if stop.wait(self.seconds):
+                with self.lock:
+                    self.stopped += 1
+                raise Cancelled("stopped")
+            return self.session.run(["logits"], {"x": batch})[0]
+        finally:
+            with self.lock:
+                self.running -= 1
+
+    def close(self) -> None:
+        pass
+
+
+def test_requests_in_flight_are_bounded_and_a_cancelled_run_stops_them(image):
+    model = builders.small_cnn(size=SIZE, classes=CLASSES, seed=4)
+    endpoint = InProcessEndpoint(model, max_in_flight=3, seconds=0.05)
+    remote = RemoteClassifier(endpoint, config=ModelConfig(max_batch=2), name="slow")
+    batch = np.stack([image * k for k in np.linspace(-1, 1, 20)])
+    np.testing.assert_allclose(remote.predict(batch), OnnxClassifier(model).predict(batch), rtol=1e-6)
+    assert endpoint.most == 3  # 10 requests of 2 rows, 3 at a time
+    endpoint.seconds = 30.0
+    context = RunContext()
+    threading.Timer(0.3, context.cancel).start()
+    started = time.monotonic()
+    with pytest.raises(Cancelled):
+        remote.predict(batch, context=context)
+    assert time.monotonic() - started < 2  # not 30 s: the requests in flight saw their stop
+    assert wait_for(lambda: endpoint.stopped == 3 and endpoint.running == 0, timeout=5)
+    remote.close()
 
 
 @pytest.fixture(scope="module")
@@ -183,6 +232,10 @@ def test_over_grpc_the_remote_entry_serves_the_local_maps(served):
         with Client(running.address, timeout=60) as client:
             names = {m.name: m for m in client.list_models()}
             assert names["remote"].state == names["local"].state
+            info = client.get_model("remote")  # GetModel lists CAM layers: a remote model has none
+            assert not info.layers and info.cam_layer == "" and info.num_classes == CLASSES
+            where = {p.setting: p.detail for p in info.provenance}["endpoint"]
+            assert where.startswith("served over OIP: model 'cnn' at 127.0.0.1:")
             for method, params in (("occlusion", {"window": 4, "stride": 4}), ("rise", {"masks": 32, "grid": 4})):
                 expected = client.explain("local", png, method, classes=[1], params=params, seed=3)
                 got = client.explain("remote", png, method, classes=[1], params=params, seed=3)

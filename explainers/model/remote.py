@@ -141,7 +141,7 @@ def stand_in(signature: RemoteSignature, dtype: type) -> onnx.ModelProto:
     It has the remote model's input (name, dtype, shape), so a perturbation prefix attaches to it as it
     would to the model itself."""
     element = onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
-    dims = ["N" if d is None else d for d in signature.input_shape]
+    dims = [f"d{axis}" if d is None else d for axis, d in enumerate(signature.input_shape)]
     graph = onnx.helper.make_graph(
         [onnx.helper.make_node("Identity", [signature.input_name], [_SENT])], "remote_stand_in",
         [onnx.helper.make_tensor_value_info(signature.input_name, element, dims)],
