@@ -65,8 +65,9 @@ _TLS_KEYS = {"ca", "cert", "key"}
 
 
 def _field(raw: dict, key: str, kind: type | tuple[type, ...], default: Any, allowed: str) -> Any:
-    value = raw.get(key, default)
-    if value is default and key not in raw:
+    """``raw[key]`` checked to be a ``kind`` (``default`` when absent or null)."""
+    value = raw.get(key)
+    if value is None:
         return default
     if not isinstance(value, kind) or isinstance(value, bool):
         raise InvalidArgument(f"remote.{key}", f"{value!r}; allowed: {allowed}")
@@ -199,9 +200,13 @@ class OipEndpoint:
         """ModelInfer attempts so far (retries included)."""
         self._count = threading.Lock()
         request = oip_pb2.ModelMetadataRequest(name=spec.model, version=spec.version)
-        metadata = self._call(self._stub.ModelMetadata, request, threading.Event())
-        source = _pick(metadata.inputs, spec.input, "input", spec.where)
-        scores = _pick(metadata.outputs, spec.output, "output", spec.where)
+        try:
+            metadata = self._call(self._stub.ModelMetadata, request, threading.Event())
+            source = _pick(metadata.inputs, spec.input, "input", spec.where)
+            scores = _pick(metadata.outputs, spec.output, "output", spec.where)
+        except BaseException:
+            self._channel.close()
+            raise
         self.signature = RemoteSignature(source.name, source.datatype, _dims(source.shape), scores.name,
                                          _dims(scores.shape), spec.where)
 

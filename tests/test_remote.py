@@ -212,6 +212,10 @@ def test_a_remote_entry_is_refused_with_the_field_named(served, tmp_path):
     _, address, _ = served
     with pytest.raises(InvalidArgument, match=r"remote.max_in_flight: 0; allowed: \[1, 64\]"):
         RemoteSpec.from_dict({"address": address, "model": "cnn", "max_in_flight": 0}, lambda field, name: b"")
+    nulls = {"address": address, "model": "cnn", "version": None, "input": None, "output": None, "tls": None}
+    assert RemoteSpec.from_dict(nulls, lambda field, name: b"") == RemoteSpec(address, "cnn")  # null = the default
+    with pytest.raises(InvalidArgument, match="remote.model: missing"):
+        RemoteSpec.from_dict({"address": address}, lambda field, name: b"")
     with pytest.raises(InvalidArgument, match="remote: unknown keys adress"):
         RemoteSpec.from_dict({"adress": address, "model": "cnn"}, lambda field, name: b"")
     (tmp_path / "m").mkdir()
