@@ -55,16 +55,17 @@ def kserve_server(model_path: Path, calls: Path):
     """KServe serving ``model_path`` as "cnn"; yields (address, process). Always killed on the way out."""
     grpc_port = free_port()
     address = f"127.0.0.1:{grpc_port}"
-    process = subprocess.Popen([KSERVE_PYTHON, ROOT / "tests" / "peers" / "kserve_onnx_server.py", model_path, "cnn",
-                                str(grpc_port), str(free_port()), calls],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log = calls.with_suffix(".log")  # a file, not a pipe: KServe logs every call, and a full pipe would block it
+    with log.open("ab") as output:
+        process = subprocess.Popen([KSERVE_PYTHON, ROOT / "tests" / "peers" / "kserve_onnx_server.py", model_path,
+                                    "cnn", str(grpc_port), str(free_port()), calls], stdout=output, stderr=output)
     try:
         with grpc.insecure_channel(address) as channel:
             stub = oip_grpc.GRPCInferenceServiceStub(channel)
 
             def ready() -> bool:
                 if process.poll() is not None:
-                    raise RuntimeError(f"KServe exited: {process.stderr.read().decode()[-2000:]}")
+                    raise RuntimeError(f"KServe exited: {log.read_text(errors='replace')[-2000:]}")
                 try:
                     return stub.ServerReady(oip_pb2.ServerReadyRequest(), timeout=1).ready
                 except grpc.RpcError:
