@@ -91,7 +91,7 @@ def served(tmp_path_factory):
         pytest.skip("KServe's virtualenv is missing: `make test` creates .venv-kserve")
     root = tmp_path_factory.mktemp("remote")
     model = builders.small_cnn(size=SIZE, classes=CLASSES, seed=4)
-    for name in ("local", "remote", "short_retries"):
+    for name in ("local", "remote"):
         (root / name).mkdir()
         (root / name / "config.json").write_text(json.dumps(CONFIG))
     onnx.save(model, root / "local" / "model.onnx")
