@@ -7,6 +7,9 @@ STAMP := $(VENV)/.installed-$(EXTRA)
 # Triton's own client for the Open Inference Protocol tests: it pins protobuf < 7, so it lives apart.
 TRITON_VENV := .venv-tritonclient
 TRITON_STAMP := $(TRITON_VENV)/.installed
+# KServe's ModelServer as a real OIP server to explain a remote model against: it pins protobuf < 7 too.
+KSERVE_VENV := .venv-kserve
+KSERVE_STAMP := $(KSERVE_VENV)/.installed
 PORT ?= 50051
 
 .PHONY: setup proto serve demo test bench lint clean
@@ -33,7 +36,12 @@ $(TRITON_STAMP):
 	$(TRITON_VENV)/bin/python -m pip install --quiet "tritonclient[grpc]==2.73.0"
 	touch $@
 
-test: setup $(TRITON_STAMP)
+$(KSERVE_STAMP):
+	test -x $(KSERVE_VENV)/bin/python || $(PYTHON) -m venv $(KSERVE_VENV)
+	$(KSERVE_VENV)/bin/python -m pip install --quiet "kserve==0.21.0" "onnxruntime==1.32.0" numpy
+	touch $@
+
+test: setup $(TRITON_STAMP) $(KSERVE_STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: setup
@@ -43,4 +51,4 @@ lint: setup
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) $(TRITON_VENV) out .pytest_cache
+	rm -rf $(VENV) $(TRITON_VENV) $(KSERVE_VENV) out .pytest_cache

@@ -1,6 +1,7 @@
 """The model repository: ``<root>/<name>/model.onnx`` + optional ``config.json``, or Triton's layout
 ``<root>/<name>/<version>/model.onnx`` + ``config.pbtxt`` (:mod:`.triton`: the highest version, or the
-one its ``version_policy`` names). What the export and the files beside it say (labels, a Hugging Face
+one its ``version_policy`` names), or ``<root>/<name>/remote.json``: a model served by an Open Inference
+Protocol endpoint (:mod:`.remote`; black-box methods only). What the export and the files beside it say (labels, a Hugging Face
 ``preprocessor_config.json``, ...) is merged under the config (:mod:`onnxplain.explainers.model.sources`).
 
 A model that fails to load is kept with its reason (state FAILED) and never stops the server.
@@ -33,9 +34,11 @@ from onnxplain.explainers.errors import (
     PermissionDenied,
     Unavailable,
 )
+from onnxplain.explainers.model.remote import RemoteClassifier
 from onnxplain.explainers.model.sources import is_foreign_config, read_sources
 
 from .model_guard import all_tensors, check_external_data_confined, check_tensor_sizes, refuse_external_data
+from .remote import REMOTE_FILE, OipEndpoint, RemoteSpec
 from .triton import is_model_folder, read_model_folder
 
 log = logging.getLogger("onnxplain.server")
@@ -94,14 +97,15 @@ class ModelRepository:
         self.scan()
 
     def scan(self) -> list[str]:
-        """Register every ``<root>/<name>/model.onnx`` not yet known; returns all names."""
+        """Register every ``<root>/<name>/`` with a model (or a ``remote.json``) not yet known; returns all names."""
         if self.root is None:
             return self.names()
         if not self.root.is_dir():
             raise InvalidArgument("models", f"model repository {self.root} is not a directory")
         with self._lock:
             for directory in sorted(self.root.iterdir()):
-                if NAME_PATTERN.match(directory.name) and is_model_folder(directory, MODEL_FILE):
+                if NAME_PATTERN.match(directory.name) and (is_model_folder(directory, MODEL_FILE)
+                                                           or (directory / REMOTE_FILE).is_file()):
                     self._entries.setdefault(directory.name, Entry(directory.name, directory))
         return self.names()
 
@@ -227,6 +231,8 @@ class ModelRepository:
         ``config.pbtxt`` and the files beside the model say; those are looked for beside the model file,
         then in the model folder."""
         model_dir = self._confined(directory)
+        if (model_dir / REMOTE_FILE).is_file():
+            return self._read_remote(model_dir)
         found = read_model_folder(model_dir, MODEL_FILE)
         model_path = self._confined(found.model_file)
         model_home = model_path.parent
@@ -239,6 +245,17 @@ class ModelRepository:
         configured = next((raw for raw in map(self._own_config, folders) if raw is not None), None)
         config = read_sources(model, folders, configured=configured, serving=found.settings)
         return OnnxClassifier(model, config=config, name=directory.name, providers=self.providers, threads=self.threads)
+
+    def _read_remote(self, model_dir: Path) -> RemoteClassifier:
+        """A model served elsewhere: ``remote.json`` says where, the folder's config and files what it is."""
+        spec = RemoteSpec.from_folder(model_dir, self._confined)
+        config = read_sources(onnx.ModelProto(), [model_dir], configured=self._own_config(model_dir))
+        endpoint = OipEndpoint(spec)
+        try:
+            return RemoteClassifier(endpoint, config=config, name=model_dir.name)
+        except BaseException:
+            endpoint.close()
+            raise
 
     def _own_config(self, folder: Path) -> dict | None:
         """onnxplain's ``config.json`` in ``folder`` as a mapping (checked), or None (absent, or a timm or

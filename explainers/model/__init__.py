@@ -5,7 +5,7 @@ One job a module: :mod:`.classifier` loads and validates a model and says what i
 questions by running the model; :mod:`.variants` builds the graph variants; :mod:`.session` keeps
 their compiled sessions in one bounded pool; :mod:`.loop` is the one batched evaluation loop;
 :mod:`.evaluator` is the methods' handle, bound to one request; :mod:`.preprocessing` turns images
-and client tensors into model input.
+and client tensors into model input; :mod:`.remote` is a classifier whose model is served elsewhere.
 """
 
 from .classifier import ModelInfo, OnnxClassifier, available_providers
@@ -14,6 +14,7 @@ from .evaluator import Evaluator, GradientBatch, layer_gradient
 from .introspect import Introspection
 from .loop import IMAGE, Chunk
 from .preprocessing import Geometry, ModelInput, black_image, canonical_tensor, decode_image, preprocess, to_rgb_array
+from .remote import Endpoint, RemoteClassifier, RemoteSignature
 from .session import PoolStats, SessionPool
 from .variants import PLAIN_VARIANT, Variant
 
@@ -21,6 +22,7 @@ __all__ = [
     "IMAGE",
     "PLAIN_VARIANT",
     "Chunk",
+    "Endpoint",
     "Evaluator",
     "GradientBatch",
     "Geometry",
@@ -31,6 +33,8 @@ __all__ = [
     "OnnxClassifier",
     "PoolStats",
     "Preprocessing",
+    "RemoteClassifier",
+    "RemoteSignature",
     "SessionPool",
     "Variant",
     "available_providers",

@@ -122,16 +122,7 @@ class OnnxClassifier:
         self.sessions = SessionPool(self._build, self._open_session, max_bytes=self.config.max_cache_bytes,
                                     pinned=[PLAIN_VARIANT])
         self._plain = self.sessions.get(PLAIN_VARIANT).session
-        probe_outputs = self._run_plain(self._probe_batch(self.max_batch if self.max_batch < 2 else 2))
-        self.num_classes = int(probe_outputs.shape[1])
-        self.output_kind = self.config.output_kind or self._detect_output_kind(probe_outputs)
-        labels = self.config.labels or tuple(f"class_{i}" for i in range(self.num_classes))
-        if len(labels) != self.num_classes:
-            raise InvalidModel(
-                f"the labels list has {len(labels)} entries but the model has {self.num_classes} classes",
-                field="config.labels",
-            )
-        self.labels = labels
+        self._read_outputs()
         self.introspection = Introspection(
             self.model, signature=self.signature, num_classes=self.num_classes, probe=self._probe_batch,
             open_session=self._open_session, per_sample=self.batch_mode == "per_sample",
@@ -205,6 +196,24 @@ class OnnxClassifier:
                 f"{_dims(scores.shape)} for a batch of {n}; allowed: [batch, classes] as declared"
             )
         return scores
+
+    def _read_outputs(self) -> None:
+        """Probe the plain model once: its number of classes, output kind and labels.
+
+        Raises:
+            InvalidModel: the scores are not [n, classes] (see :meth:`_run_plain`), or the configured
+                labels are not one per class.
+        """
+        probe_outputs = self._run_plain(self._probe_batch(self.max_batch if self.max_batch < 2 else 2))
+        self.num_classes = int(probe_outputs.shape[1])
+        self.output_kind = self.config.output_kind or self._detect_output_kind(probe_outputs)
+        labels = self.config.labels or tuple(f"class_{i}" for i in range(self.num_classes))
+        if len(labels) != self.num_classes:
+            raise InvalidModel(
+                f"the labels list has {len(labels)} entries but the model has {self.num_classes} classes",
+                field="config.labels",
+            )
+        self.labels = labels
 
     def _detect_output_kind(self, outputs: NDArray) -> str:
         if self.signature.output_producer in ("Softmax", "Sigmoid"):
