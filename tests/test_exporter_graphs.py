@@ -144,3 +144,30 @@ def test_an_extra_input_without_a_default_is_refused_by_name():
 def test_an_unread_input_is_dropped_and_says_so():
     info = pair("unread_input")[0].info
     assert info.provenance["inputs"].detail == "inputs no node reads were dropped: training"
+
+
+_CONVERT = onnx.version_converter.convert_version
+
+
+def _wrong_conversion(model, target):
+    converted = _CONVERT(model, target)
+    bias = next(init for init in converted.graph.initializer if init.name == "fb")
+    bias.CopyFrom(onnx.numpy_helper.from_array(np.array([5, 0, 0], np.float32), "fb"))
+    return converted
+
+
+def _failed_conversion(model, target):
+    raise RuntimeError("No Adapter For Upsample")
+
+
+@pytest.mark.parametrize("converter, reason", [(_wrong_conversion, "computes other values"),
+                                               (_failed_conversion, "No Adapter For Upsample")])
+def test_a_conversion_that_fails_or_changes_the_model_leaves_it_as_it_was(monkeypatch, converter, reason):
+    from onnxplain.explainers.graph import exports as graph_exports
+
+    monkeypatch.setattr(graph_exports.onnx.version_converter, "convert_version", converter)
+    classifier = OnnxClassifier(exports.upsampling_cnn(9))
+    assert classifier.info.opset == 9
+    assert reason in classifier.info.provenance["opset"].detail
+    batch = np.random.default_rng(1).standard_normal((2, 3, 16, 16)).astype(np.float32)
+    np.testing.assert_allclose(classifier.predict(batch), pair("opset9")[1].predict(batch), rtol=1e-5, atol=1e-5)

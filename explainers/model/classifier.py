@@ -254,7 +254,7 @@ class OnnxClassifier:
 
     @property
     def cam_layer(self) -> str | None:
-        """The configured CAM layer, else the last 4-D activation before global pooling."""
+        """The configured CAM layer, else the last map larger than 1×1 a global pooling reads (None: none)."""
         return self.introspection.cam_layer
 
     @property
