@@ -171,3 +171,5 @@ def test_a_conversion_that_fails_or_changes_the_model_leaves_it_as_it_was(monkey
     assert reason in classifier.info.provenance["opset"].detail
     batch = np.random.default_rng(1).standard_normal((2, 3, 16, 16)).astype(np.float32)
     np.testing.assert_allclose(classifier.predict(batch), pair("opset9")[1].predict(batch), rtol=1e-5, atol=1e-5)
+    with pytest.raises(FailedPrecondition, match="opset 9: onnx.version_converter could not convert it"):
+        list(explain(classifier, image(), "occlusion", OBJECTIVE, FAST["occlusion"], seed=0))
