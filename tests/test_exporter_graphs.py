@@ -122,6 +122,14 @@ def test_zipmap_is_read_as_probabilities_and_says_so():
     assert "ZipMap" in classifier.info.provenance["zipmap"].detail
 
 
+def test_a_zipmap_beside_its_own_probabilities_output_is_dropped():
+    model = exports.softmax_cnn(zipmap=True)
+    model.graph.output.append(helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 3]))
+    classifier = OnnxClassifier(model)
+    assert classifier.signature.output_name == "probabilities"
+    assert [o.name for o in classifier.model.graph.output] == ["output_label", "probabilities"]
+
+
 def test_a_sequence_output_that_is_not_zipmap_is_refused_with_the_skl2onnx_hint():
     model = exports.softmax_cnn()
     graph = model.graph

@@ -42,7 +42,7 @@ def upgraded_opset(model: onnx.ModelProto, target: int) -> onnx.ModelProto | Non
 def without_zipmap(model: onnx.ModelProto) -> onnx.ModelProto | None:
     """``model`` with every ``ZipMap`` output replaced by the probabilities [N, classes] it zips, under
     the output's name (the zipped tensor is renamed, so the output's producer stays the Softmax that
-    gradient graphs cut); None when it has none."""
+    gradient graphs cut), or dropped when the probabilities are an output too; None when it has none."""
     outputs = {value.name for value in model.graph.output}
     if not any(node.op_type == "ZipMap" and node.domain == ZIPMAP_DOMAIN and node.output[0] in outputs
                for node in model.graph.node):
@@ -53,6 +53,9 @@ def without_zipmap(model: onnx.ModelProto) -> onnx.ModelProto | None:
     for zipmap in [node for node in graph.node if node.op_type == "ZipMap" and node.output[0] in outputs]:
         zipped, name = zipmap.input[0], zipmap.output[0]
         graph.node.remove(zipmap)
+        if zipped in outputs:  # the probabilities are an output already: drop the zipped copy
+            graph.output.remove(next(value for value in graph.output if value.name == name))
+            continue
         for node in graph.node:
             node.input[:] = [name if value == zipped else value for value in node.input]
             node.output[:] = [name if value == zipped else value for value in node.output]
