@@ -1,13 +1,15 @@
 """Reading a GAP → linear head: the class weights CAM (Zhou et al. 2016) multiplies a layer by.
 
 A head ``logits = w · GAP(layer) + b`` is recognised by following the layer's consumers on the way
-to the class-score output: a global average pool (GlobalAveragePool, ReduceMean over H and W, or
-an AveragePool over the whole map), any Flatten/Reshape/Squeeze to [batch, K], then Gemm or MatMul
+to the class-score output: a global average pool (GlobalAveragePool, ReduceMean over the layer's H
+and W axes — [1, 2] for an NHWC layer —, or an AveragePool over the whole map, see
+:func:`~.layers.is_global_pool`), any Flatten/Reshape/Squeeze to [batch, K], then Gemm or MatMul
 with a constant weight, an optional constant bias Add and a final Softmax/Sigmoid.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import numpy as np
@@ -16,14 +18,16 @@ from numpy.typing import NDArray
 
 from ..errors import FailedPrecondition
 from .index import GraphIndex
+from .layers import Layer, is_global_pool
 
 _RESHAPES = ("Flatten", "Reshape", "Squeeze")
 _FINAL = ("Softmax", "LogSoftmax", "Sigmoid", "Identity")
 
 
-def linear_head_weights(model: onnx.ModelProto | GraphIndex, output: str, shapes: Mapping[str, tuple], layer: str,
-                        num_classes: int) -> NDArray[np.float64]:
-    """The class weights w [classes, K] of the GAP → linear head after ``layer`` [batch, K, h, w].
+def linear_head_weights(model: onnx.ModelProto | GraphIndex, output: str, shapes: Mapping[str, tuple],
+                        candidate: Layer, num_classes: int) -> NDArray[np.float64]:
+    """The class weights w [classes, K] of the GAP → linear head after the layer ``candidate``
+    ([batch, K, h, w], or [batch, h, w, K] in an NHWC graph).
 
     ``output`` is the class-score output, ``shapes`` the per-tensor shapes (batch first, e.g.
     probed by running the model). A head whose pooled maps are already the class scores
@@ -34,14 +38,14 @@ def linear_head_weights(model: onnx.ModelProto | GraphIndex, output: str, shapes
         FailedPrecondition: the head is anything else; the message says what the layer feeds.
     """
     head = _Head(GraphIndex.of(model), output, shapes)
-    channels = int(shapes[layer][1])
+    layer, channels = candidate.name, candidate.shape[0]
     pool = head.next(layer)
-    if not head.is_global_average_pool(pool, layer):
+    if pool is None or not is_global_pool(pool, head.index, candidate, average_only=True):
         raise FailedPrecondition(f"CAM needs a global average pool followed by a linear layer after {layer!r}; "
                                  f"the layer feeds {head.describe(layer)}, not a global average pool")
     features = pool.output[0]
     while (node := head.next(features)) is not None and node.op_type in _RESHAPES:
-        if head.shape(node.output[0])[1:] not in ((channels,), ()):
+        if math.prod(head.shape(node.output[0])[1:] or (channels,)) != channels:  # e.g. tf2onnx's [N, 1, 1, K]
             break
         features = node.output[0]
     linear = head.next(features)
@@ -85,23 +89,6 @@ class _Head:
 
     def shape(self, tensor: str) -> tuple:
         return tuple(self.shapes.get(tensor, ()))
-
-    def is_global_average_pool(self, node: onnx.NodeProto | None, layer: str) -> bool:
-        if node is None:
-            return False
-        attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        if node.op_type == "GlobalAveragePool":
-            return True
-        if node.op_type == "ReduceMean":
-            axes = attributes.get("axes")
-            if axes is None and len(node.input) > 1:
-                constant = self.index.constant(node.input[1])
-                axes = None if constant is None else constant.tolist()
-            return axes is not None and sorted(a % 4 for a in axes) == [2, 3]
-        if node.op_type == "AveragePool":
-            size = list(self.shape(layer)[2:])
-            return list(attributes.get("kernel_shape", [])) == size and not any(attributes.get("pads", []))
-        return False
 
     def linear_weights(self, node: onnx.NodeProto | None, features: str, channels: int) -> NDArray[np.float64] | None:
         """[classes, K] of ``features`` [batch, K] @ a constant, or None if ``node`` is not that."""

@@ -19,13 +19,17 @@ from dataclasses import dataclass, field
 import onnx
 from onnx import TensorProto, helper
 
-from .index import GraphIndex
+from ..errors import FailedPrecondition
+from .index import GraphIndex, default_opset
 
 SOURCE_IMAGE = "source_image"
 SOURCE_BASELINE = "source_baseline"
 MASK = "perturbation_mask"
 PREFIX = "perturb/"
 """Names of the nodes and initializers a prefix adds start with this."""
+MIN_OPSET = 12
+"""The oldest opset whose forms every mask source emits (``Slice`` with inputs, ``GreaterOrEqual``).
+Older models are converted when they are loaded (:mod:`explainers.graph.exports`)."""
 
 
 @dataclass(frozen=True)
@@ -51,7 +55,17 @@ def prefixed_model(model: onnx.ModelProto, input_name: str, *, layout: str, inpu
 
     ``source_image``/``source_baseline`` are canonical float32 [1, C, H, W]; the prefix converts
     to the model's ``layout`` and element type (``input_type``, a TensorProto type).
+
+    Raises:
+        FailedPrecondition: the model's opset is older than :data:`MIN_OPSET` (its conversion at load
+            failed).
     """
+    opset = default_opset(model)
+    if opset < MIN_OPSET:
+        raise FailedPrecondition(
+            f"perturbation methods build their masks inside the graph with opset-{MIN_OPSET} ops, and this model is "
+            f"opset {opset}: onnx.version_converter could not convert it at load (the model's 'opset' setting says "
+            f"why); re-export it with opset >= {MIN_OPSET}")
     result = onnx.ModelProto()
     result.CopyFrom(model)
     graph = result.graph

@@ -27,6 +27,7 @@ from ..errors import FailedPrecondition
 from ..events import Event, Explanation, Planned
 from ..graph.cam_head import linear_head_weights
 from ..graph.index import GraphIndex
+from ..graph.layers import missing_cam_layer
 from ..model import Evaluator, Introspection
 from ..objectives import Objective
 from ..params import MethodParams, param
@@ -56,11 +57,12 @@ def resolve_layer(classifier: Introspection, requested: str) -> str:
 
     Raises:
         NotFound: an unknown layer name (the message lists the candidate layers).
-        FailedPrecondition: "" requested and the model has no 4-D activation to explain.
+        FailedPrecondition: "" requested and the model has no default CAM layer (the message lists
+            the candidate layers).
     """
     layer = requested or classifier.cam_layer
     if layer is None:
-        raise FailedPrecondition("the model has no 4-D activation [batch, channels, h, w] to explain with a CAM")
+        raise FailedPrecondition(missing_cam_layer(classifier.layers()))
     return classifier.check_layer(layer)
 
 
@@ -86,13 +88,14 @@ def layer_gradients(
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float32], NDArray[np.float32]]:
     """One image through the gradient graph for every target (T forward + T backward).
 
-    Returns the layer's activation and gradient, float64 [T, K, h, w], the input gradient
-    float32 [T, C, H, W] and the scores float32 [T].
+    Returns the layer's activation and gradient, float64 [T, K, h, w] (channels first, whatever the
+    layer's layout in the graph), the input gradient float32 [T, C, H, W] and the scores float32 [T].
     """
     (batch,) = list(model.gradients(1, lambda start, stop: image[None], objective, layers=[layer], rules=rules))
     activation, gradient = batch.layers[layer]
-    return (activation[0].astype(np.float64), gradient[0].astype(np.float64), batch.input_grad[0],
-            batch.scores[0])
+    canonical = model.introspection.layer(layer).canonical
+    return (canonical(activation[0]).astype(np.float64), canonical(gradient[0]).astype(np.float64),
+            batch.input_grad[0], batch.scores[0])
 
 
 def gradient_cam_maps(
@@ -164,5 +167,5 @@ def linear_head(classifier: Introspection, layer: str) -> NDArray[np.float64]:
 def _read_linear_head(classifier: Introspection, layer: str) -> NDArray[np.float64]:
     index = GraphIndex(classifier.simplified_model())
     index = index if layer in index.producers else GraphIndex(classifier.model)
-    return linear_head_weights(index, classifier.signature.output_name, classifier.tensor_shapes(), layer,
-                               classifier.num_classes)
+    return linear_head_weights(index, classifier.signature.output_name, classifier.tensor_shapes(),
+                               classifier.layer(layer), classifier.num_classes)

@@ -25,6 +25,7 @@ from ..errors import InvalidModel
 from ..graph.layers import Layer
 from .batch_repair import with_working_batch
 from .config import ModelConfig
+from .export_repairs import repaired_export
 from .image_input import with_image_input
 from .introspect import Introspection
 from .loop import IMAGE, Chunk, evaluate_in_chunks
@@ -111,6 +112,7 @@ class OnnxClassifier:
             onnx.checker.check_model(model)
         except (onnx.checker.ValidationError, ValueError) as exc:
             raise InvalidModel(f"invalid ONNX graph: {str(exc).strip().splitlines()[0]}") from exc
+        model, self._repairs = repaired_export(model)  # old opsets, ZipMap, unread inputs
         model, self.image_shape = with_image_input(model, self.config.image_shape, self.config.layout)
         self.signature: Signature = read_signature(model, layout=self.config.layout, output=self.config.output)
         self.model_input = ModelInput(self.signature.layout, _NUMPY_DTYPES[self.signature.input_datatype],
@@ -261,13 +263,14 @@ class OnnxClassifier:
 
     @property
     def cam_layer(self) -> str | None:
-        """The configured CAM layer, else the last 4-D activation before global pooling."""
+        """The configured CAM layer, else the last map larger than 1×1 a global pooling reads (None: none)."""
         return self.introspection.cam_layer
 
     @property
     def provenance(self) -> dict[str, Origin]:
         """Where each setting came from: configured, metadata, detected or defaulted."""
-        return settings_provenance(self.config, batch_mode=self.batch_mode, image_shape=self.image_shape)
+        return {**settings_provenance(self.config, batch_mode=self.batch_mode, image_shape=self.image_shape),
+                **self._repairs}
 
     @property
     def cache_bytes(self) -> int:

@@ -101,18 +101,19 @@ class Evaluator:
 
     # ---------------------------------------------------------------- row-level evaluations
     def layer_activations(self, images: NDArray[np.float32], layers: Sequence[str]) -> dict[str, NDArray[np.float32]]:
-        """Forward only, returning the activations of ``layers`` (and the class scores under the
-        output's name) for canonical images [n, C, H, W].
+        """Forward only, returning the activations of ``layers`` [n, K, h, w] (channels first, whatever
+        a layer's layout in the graph, as input gradients are) and the class scores under the
+        output's name, for canonical images [n, C, H, W].
 
         Raises:
             NotFound: a layer is not a candidate layer.
         """
-        for layer in layers:
-            self.introspection.check_layer(layer)
+        found = [self.introspection.layer(layer) for layer in layers]
         names = [self.signature.output_name, *layers]
         chunks = list(self._classifier.run(len(images), lambda a, b: {IMAGE: images[a:b]}, context=self.context,
                                            variant=Variant.exposing(tuple(layers)), outputs=names))
-        return concatenate(chunks)
+        outputs = concatenate(chunks)
+        return {**outputs, **{layer.name: layer.canonical(outputs[layer.name]) for layer in found}}
 
     def gradient_rows(
         self,

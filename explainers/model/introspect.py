@@ -76,17 +76,31 @@ class Introspection:
         return shapes
 
     def layers(self) -> list[Layer]:
-        """Candidate layers for CAM methods: 4-D activations with their per-sample shapes."""
+        """Candidate layers for CAM methods: 4-D activations with their per-sample shapes (channels
+        first) and their layout in the graph (see :mod:`explainers.graph.layers`)."""
         shapes = self.tensor_shapes()
         with self._lock:
             if self._layers is None:
-                self._layers = candidate_layers(self.model, shapes, self.signature.input_name)
+                self._layers = candidate_layers(self.model, shapes, self.signature.input_name,
+                                                self.signature.layout)
             return list(self._layers)
+
+    def layer(self, name: str) -> Layer:
+        """The candidate layer ``name``.
+
+        Raises:
+            NotFound: no 4-D activation has that name (the message lists those that exist).
+        """
+        layer = next((layer for layer in self.layers() if layer.name == name), None)
+        if layer is None:
+            raise NotFound("layer", name, [layer.name for layer in self.layers()])
+        return layer
 
     @property
     def cam_layer(self) -> str | None:
-        """The configured CAM layer, else the last 4-D activation before global pooling."""
-        return self._configured_cam_layer or default_cam_layer(self.model, self.layers())
+        """The configured CAM layer, else the last spatial activation a global pooling reads (None
+        when there is none: :func:`~explainers.graph.layers.missing_cam_layer` says why)."""
+        return self._configured_cam_layer or default_cam_layer(self.model, self.layers(), self.tensor_shapes())
 
     def check_layer(self, name: str) -> str:
         """``name`` if it is a candidate layer.
@@ -94,10 +108,7 @@ class Introspection:
         Raises:
             NotFound: no 4-D activation has that name (the message lists those that exist).
         """
-        names = {layer.name for layer in self.layers()}
-        if name not in names:
-            raise NotFound("layer", name, names)
-        return name
+        return self.layer(name).name
 
     def simplified_model(self) -> onnx.ModelProto:
         """The model after onnxruntime's *basic* graph optimisations, which are semantics-preserving

@@ -77,7 +77,7 @@ _DETECTED_WHEN_ABSENT = {
     "layout": "from the input's shape and the ops it feeds",
     "output": "the float [batch, classes] output",
     "output_kind": "from the output's producer and a probe run",
-    "cam_layer": "the last 4-D activation before global pooling",
+    "cam_layer": "the last map larger than 1x1 that a global pooling reads",
 }
 
 

@@ -2,7 +2,9 @@
 
 Detection rules, each overridable in :class:`~explainers.model.config.ModelConfig`:
 
-* the image input is the single graph input (not an initializer) of rank 4;
+* the image input is the single graph input (not an initializer) of rank 4; any other input needs
+  a default (an initializer of its name, which onnxruntime then uses), else the model is refused
+  with a message naming it;
 * layout NHWC when the channel-sized dimension (1, 3 or 4) is last and not second, or when the
   input feeds straight into a ``Transpose`` with ``perm=[0, 3, 1, 2]`` (tf2onnx's pattern);
 * the class-score output is the single float output of rank 2; with several, one whose name
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 
 import onnx
 
-from ..errors import InvalidModel
+from ..errors import InvalidModel, listing
 
 FLOAT_TYPES = {onnx.TensorProto.FLOAT: "FP32", onnx.TensorProto.FLOAT16: "FP16", onnx.TensorProto.DOUBLE: "FP64"}
 INPUT_TYPES = {**FLOAT_TYPES, onnx.TensorProto.UINT8: "UINT8"}
@@ -68,8 +70,7 @@ def read_signature(model: onnx.ModelProto, *, layout: str | None = None, output:
     graph = model.graph
     inputs = graph_inputs(graph)
     if len(inputs) != 1:
-        names = ", ".join(v.name for v in inputs) or "none"
-        raise InvalidModel(f"expected exactly one input (the image), found {len(inputs)}: {names}")
+        raise InvalidModel(_not_one_input(inputs))
     value = inputs[0]
     elem_type = value.type.tensor_type.elem_type
     if elem_type not in INPUT_TYPES:
@@ -99,8 +100,11 @@ def read_signature(model: onnx.ModelProto, *, layout: str | None = None, output:
             )
         candidates = named
     if not candidates:
-        listing = ", ".join(o.name for o in graph.output)
-        raise InvalidModel(f"no float output of shape [batch, classes] among the outputs ({listing})")
+        names = ", ".join(o.name for o in graph.output)
+        maps = [o.name for o in graph.output if o.type.HasField("sequence_type") or o.type.HasField("map_type")]
+        hint = (f"; {', '.join(maps)} is a sequence or a map, not a tensor (skl2onnx's ZipMap writes one: convert "
+                "with options={'zipmap': False})" if maps else "")
+        raise InvalidModel(f"no float output of shape [batch, classes] among the outputs ({names}){hint}")
     index, chosen = _prefer(candidates)
     producer = next((node.op_type for node in graph.node if chosen.name in node.output), None)
     return Signature(
@@ -121,3 +125,17 @@ def _prefer(candidates: list[tuple[int, onnx.ValueInfoProto]]) -> tuple[int, onn
             if keyword in out.name.lower():
                 return index, out
     return candidates[0]
+
+
+def _not_one_input(inputs: list[onnx.ValueInfoProto]) -> str:
+    """Why a graph with other than one data input is refused, naming the inputs without a default."""
+    if not inputs:
+        return "expected exactly one input (the image), found none"
+    images = [v for v in inputs if len(_dims(v)) == 4]
+    if len(images) != 1:
+        return f"expected exactly one input (the image), found {len(inputs)}: {listing([v.name for v in inputs])}"
+    others = [v.name for v in inputs if v is not images[0]]
+    return (f"the model has inputs besides the image {images[0].name!r} without a default value: "
+            f"{listing(others)}; onnxplain feeds only the image, so give each of them a constant default (an "
+            "initializer of the same name, e.g. graph.initializer.append(onnx.numpy_helper.from_array(value, name))) "
+            "or remove what reads it")
