@@ -100,6 +100,7 @@ def setting_value(info: ModelInfo, setting: str) -> str:
         "cam_layer": config.cam_layer or "(chosen on first use)", "batch_mode": info.batch_mode,
         "max_batch": info.max_batch, "gradient_max_batch": info.gradient_max_batch,
         "image_shape": (info.channels, info.height, info.width), "preprocessing.resize_mode": pre.mode,
+        "opset": info.opset, "inputs": info.input_name, "zipmap": "read as probabilities",
     }
     value = values[setting] if setting in values else getattr(pre, setting.removeprefix("preprocessing."), "")
     if isinstance(value, tuple):

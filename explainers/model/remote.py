@@ -198,6 +198,7 @@ class RemoteClassifier(OnnxClassifier):
         remote = endpoint.signature
         self.signature = _signature(remote, _layout(remote.input_shape, self.config.layout))
         self.image_shape = None
+        self._repairs = {}  # nothing to repair: the endpoint serves the model as exported
         self._providers, self._threads = ["CPUExecutionProvider"], 1
         self.model_input = self._model_input()
         self.channels, self.height, self.width = self.model_input.shape
