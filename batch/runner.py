@@ -135,7 +135,7 @@ def explain_dataset(
                                              "heatmap_format": heatmap_format},
         batch_size=batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=pool),
         num_cpus=cpus_per_actor)
-    results.write_parquet(str(output))
+    results.write_parquet(str(output), ray_remote_args={"num_cpus": 0})  # like the read: never waits for the pool
     return _summarise(output, run, source_rows, len(done), time.perf_counter() - started)
 
 

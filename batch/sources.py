@@ -10,14 +10,10 @@ from __future__ import annotations
 import glob
 from pathlib import Path
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
+from onnxplain.client.cli import image_files
+
 PATH_COLUMN = "path"
 IMAGE_COLUMN = "image"
-
-
-def image_files(folder: Path) -> list[Path]:
-    """Image files directly in ``folder`` (by suffix, any case), sorted by name."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def list_paths(source: str) -> list[str] | None:
@@ -74,7 +70,8 @@ def read_source(source: str, done: frozenset[str] = frozenset()):
     import pyarrow.parquet as pq
 
     rows = pq.ParquetFile(source).metadata.num_rows
-    dataset = ray.data.read_parquet(source, columns=[PATH_COLUMN, IMAGE_COLUMN])
+    # reading takes no CPU slot: the actor pool may hold every CPU, and a read waiting for one would never run
+    dataset = ray.data.read_parquet(source, columns=[PATH_COLUMN, IMAGE_COLUMN], ray_remote_args={"num_cpus": 0})
     if done:
         dataset = dataset.filter(lambda row: row[PATH_COLUMN] not in done)
     return dataset, rows
