@@ -70,8 +70,9 @@ def read_source(source: str, done: frozenset[str] = frozenset()):
     import pyarrow.parquet as pq
 
     rows = pq.ParquetFile(source).metadata.num_rows
-    # reading takes no CPU slot: the actor pool may hold every CPU, and a read waiting for one would never run
-    dataset = ray.data.read_parquet(source, columns=[PATH_COLUMN, IMAGE_COLUMN], ray_remote_args={"num_cpus": 0})
+    dataset = ray.data.read_parquet(source, columns=[PATH_COLUMN, IMAGE_COLUMN])
     if done:
         dataset = dataset.filter(lambda row: row[PATH_COLUMN] not in done)
-    return dataset, rows
+    # read now, while every CPU is free: the actor pool may then hold them all, and a read (or its file
+    # listing) waiting for a CPU would never run; Ray spills what does not fit in the object store
+    return dataset.materialize(), rows
