@@ -115,8 +115,10 @@ def explain_dataset(
     output = Path(output)
     schema = records.schema(heatmap_format)
     started = time.perf_counter()
-    if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False)
+    if address:
+        ray.init(address=address, ignore_reinit_error=True)  # a cluster: the same job, scaled out
+    elif not ray.is_initialized():
+        ray.init(include_dashboard=False)  # an embedded Ray on this machine
     ray.data.DataContext.get_current().enable_progress_bars = progress
     job = Job(method, dict(params or {}), seed, tuple(classes) if classes else None, top_k)
     key = records.params_key(job.params, seed=seed, classes=job.classes, top_k=top_k)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import logging
 import os
@@ -131,7 +132,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 def _explain_image(client: Client, model: str, image: Path, out: Path, args: argparse.Namespace) -> dict:
     """Explain one image into ``out`` (``<stem>_<method>_<class>.npy``, ``_original.npy``, ``.png``) → its report."""
     report: dict = {"image": str(image), "status": "explained", "targets": []}
-    if args.skip_existing and any(out.glob(f"{image.stem}_{args.method}_*.npy")):
+    if args.skip_existing and any(out.glob(f"{glob.escape(image.stem)}_{glob.escape(args.method)}_*.npy")):
         return {**report, "status": "skipped"}
     try:
         result = _explain_stream(client, model, image, args)
