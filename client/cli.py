@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import glob
+import json
 import logging
 import os
 import sys
@@ -131,41 +133,89 @@ def _parse_params(pairs: list[str]) -> dict[str, str]:
     return params
 
 
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
+
+
+def image_files(folder: Path) -> list[Path]:
+    """Image files directly in ``folder`` (by suffix, any case), sorted by name."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _image_paths(names: list[str]) -> list[Path]:
+    """Image arguments → files: a directory stands for its image files."""
+    return [path for name in map(Path, names) for path in (image_files(name) if name.is_dir() else [name])]
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
+    """Explain each image in turn; a failed image is reported and the rest still run (exit 1 if any failed)."""
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    image = Path(args.image)
     with _client(args) as client:
         model = args.model or _default_model(client)
-        events = client.explain_stream(
-            model, image, args.method, classes=args.target, top_k=args.top_k, contrast=args.contrast,
-            params=_parse_params(args.param), seed=args.seed, overlay=True, original_grid=True,
-        )
-        result = None
-        for event in events:
-            if isinstance(event, Accepted):
-                targets = ", ".join(f"{i} ({label})" for i, label in event.targets)
-                print(f"{event.method} on {event.model}: {targets}; {event.planned_evaluations} evaluations planned",
-                      file=sys.stderr)
-                _print_warnings(event.warnings)
-            elif isinstance(event, Progress) and not args.quiet:
-                _progress_bar(event.done, event.total)
-            elif isinstance(event, Result):
-                result = event
-        if not args.quiet:
-            sys.stderr.write("\n")
-    assert result is not None
+        reports = [_explain_image(client, model, image, out, args) for image in _image_paths(args.image)]
+    if args.json:
+        counts = {status: sum(r["status"] == status for r in reports) for status in ("explained", "skipped", "failed")}
+        print(json.dumps({"model": model, "method": args.method, "output": str(out), **counts, "images": reports}))
+    return 1 if any(r["status"] == "failed" for r in reports) else 0
+
+
+def _explain_image(client: Client, model: str, image: Path, out: Path, args: argparse.Namespace) -> dict:
+    """Explain one image into ``out`` (``<stem>_<method>_<class>.npy``, ``_original.npy``, ``.png``) → its report."""
+    report: dict = {"image": str(image), "status": "explained", "targets": []}
+    if args.skip_existing and any(out.glob(f"{glob.escape(image.stem)}_{glob.escape(args.method)}_*.npy")):
+        return {**report, "status": "skipped"}
+    try:
+        result = _explain_stream(client, model, image, args)
+    except (grpc.RpcError, OSError) as exc:  # e.g. an undecodable image, an unreadable file: the others still run
+        error = _error_line(exc) if isinstance(exc, grpc.RpcError) else f"error: {image}: {exc}"
+        print(error, file=sys.stderr)
+        return {**report, "status": "failed", "error": error}
+    lines = sys.stderr if args.json else sys.stdout  # with --json, stdout holds only the summary
     for index, target in enumerate(result.targets):
-        stem = f"{image.stem}_{args.method}_{target.class_index}"
-        np.save(out / f"{stem}.npy", result.heatmaps[index])
+        stem = out / f"{image.stem}_{args.method}_{target.class_index}"
+        np.save(f"{stem}.npy", result.heatmaps[index])
         if result.original_heatmaps is not None:
-            np.save(out / f"{stem}_original.npy", result.original_heatmaps[index])
+            np.save(f"{stem}_original.npy", result.original_heatmaps[index])
         if target.overlay_png:
-            (out / f"{stem}.png").write_bytes(target.overlay_png)
-        print(f"{out / stem}.png  class {target.class_index} ({target.label})  score {target.score:.4f}")
+            Path(f"{stem}.png").write_bytes(target.overlay_png)
+        written = f"{stem}.png" if target.overlay_png else f"{stem}.npy"
+        print(f"{written}  class {target.class_index} ({target.label})  score {target.score:.4f}", file=lines)
+        report["targets"].append({"class_index": target.class_index, "label": target.label, "score": target.score,
+                                  "heatmap": f"{stem}.npy", "overlay": f"{stem}.png" if target.overlay_png else None})
     print(f"{result.forward_evaluations} forward + {result.backward_evaluations} backward evaluations in "
           f"{result.elapsed_seconds:.2f} s", file=sys.stderr)
-    return 0
+    return {**report, "forward": result.forward_evaluations, "backward": result.backward_evaluations,
+            "seconds": result.elapsed_seconds}
+
+
+def _explain_stream(client: Client, model: str, image: Path, args: argparse.Namespace) -> Result:
+    """One Explain call, drawing its progress bar; returns the Result."""
+    events = client.explain_stream(
+        model, image, args.method, classes=args.target, top_k=args.top_k, contrast=args.contrast,
+        params=_parse_params(args.param), seed=args.seed, overlay=not args.no_overlay,
+        original_grid=not args.no_original,
+    )
+    result = None
+    for event in events:
+        if isinstance(event, Accepted):
+            targets = ", ".join(f"{i} ({label})" for i, label in event.targets)
+            print(f"{event.method} on {event.model}: {targets}; {event.planned_evaluations} evaluations planned",
+                  file=sys.stderr)
+            _print_warnings(event.warnings)
+        elif isinstance(event, Progress) and not args.quiet:
+            _progress_bar(event.done, event.total)
+        elif isinstance(event, Result):
+            result = event
+    if not args.quiet:
+        sys.stderr.write("\n")
+    assert result is not None
+    return result
+
+
+def _error_line(error: grpc.RpcError) -> str:
+    """``error: CODE: details (request_id …)``: what the CLI prints for a failed call."""
+    request_id = _request_id(error)
+    return f"error: {error.code().name}: {error.details()}" + (f" (request_id {request_id})" if request_id else "")
 
 
 def _request_id(error: grpc.RpcError) -> str:
@@ -191,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # Listed for --help only: the `onnxplain` dispatcher (onnxplain.cli) hands `serve` to the server's own CLI.
     sub.add_parser("serve", help="run the server on a model repository (`onnxplain serve --help` lists its flags)")
+    sub.add_parser("batch", help="explain a whole dataset on Ray (`onnxplain batch --help`; needs onnxplain[ray])")
 
     def client_command(name: str, help_text: str, func) -> argparse.ArgumentParser:
         command = sub.add_parser(name, help=help_text)
@@ -212,8 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--model")
     predict.add_argument("--top-k", type=int, default=5)
     predict.add_argument("-q", "--quiet", action="store_true", help="only the classes (and warnings), not the settings")
-    explain = client_command("explain", "explain an image; writes .npy heatmaps and PNG overlays", cmd_explain)
-    explain.add_argument("image")
+    explain = client_command("explain", "explain images; writes .npy heatmaps and PNG overlays", cmd_explain)
+    explain.add_argument("image", nargs="+", help="image files, or directories of them")
     explain.add_argument("--model", help="model name (default: the server's first ready model)")
     explain.add_argument("--method", default="occlusion")
     explain.add_argument("--target", type=int, action="append", help="class index to explain (repeatable)")
@@ -223,6 +274,11 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--seed", type=int)
     explain.add_argument("-o", "--output", default="out", help="directory for .npy heatmaps and PNG overlays")
     explain.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    explain.add_argument("--skip-existing", action="store_true",
+                         help="skip an image whose <stem>_<method>_*.npy is already in the output directory")
+    explain.add_argument("--no-overlay", action="store_true", help="write no PNG overlays")
+    explain.add_argument("--no-original", action="store_true", help="write no heatmaps on the original image grid")
+    explain.add_argument("--json", action="store_true", help="print a JSON summary of every image on stdout")
     return parser
 
 
@@ -232,9 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except grpc.RpcError as exc:
-        request_id = _request_id(exc)
-        print(f"error: {exc.code().name}: {exc.details()}" + (f" (request_id {request_id})" if request_id else ""),
-              file=sys.stderr)
+        print(_error_line(exc), file=sys.stderr)
         return 1
 
 

@@ -70,6 +70,16 @@ def test_server_never_imports_the_client():
         assert not imports_any(names, {"onnxplain.client"}), path
 
 
+def test_batch_sits_above_the_library_and_the_client_but_never_imports_the_server():
+    """onnxplain.batch may use the library in-process or a server through the client; the server's code is off
+    limits, and the library is imported only lazily (a Ray driver with --server needs no onnxruntime)."""
+    for path, names in imports("batch").items():
+        assert not imports_any(names, {"onnxplain.server", "torch"}), path
+        source = (ROOT / path).read_text()
+        top_level = {n.module for n in ast.parse(source).body if isinstance(n, ast.ImportFrom) and n.module}
+        assert not imports_any(top_level, {"onnxplain.explainers", "onnxruntime"}), path
+
+
 def test_the_contract_package_imports_only_numpy_and_protobuf_at_module_level():
     """``onnxplain`` and ``onnxplain.v1`` load on a thin install; only the CLI dispatcher reaches further (lazily)."""
     for path in (ROOT / "proto" / "onnxplain").rglob("*.py"):
@@ -82,16 +92,16 @@ def test_the_contract_package_imports_only_numpy_and_protobuf_at_module_level():
         assert imports_any(third_party, {"numpy", "google", "onnxplain"}) == third_party, path
 
 
-@pytest.mark.parametrize("folder", ["explainers", "server", "client", "proto", "tests", "tools", "bench"])
+@pytest.mark.parametrize("folder", ["explainers", "server", "client", "batch", "proto", "tests", "tools", "bench"])
 def test_no_bare_top_level_names(folder):
     """Everything imports through ``onnxplain.*``: a bare ``explainers``/``server``/``client`` import would load a
     second copy of each module (two method registries, two classes per exception) from the working directory."""
     for path, names in imports(folder).items():
-        assert not imports_any(names, {"explainers", "server", "client"}), path
+        assert not imports_any(names, {"explainers", "server", "client", "batch"}), path
 
 
 def test_nothing_imports_torch_at_run_time():
-    for package in ("explainers", "server", "client", "proto"):
+    for package in ("explainers", "server", "client", "batch", "proto"):
         for path, names in imports(package).items():
             assert not imports_any(names, {"torch"}), path
 
@@ -139,7 +149,7 @@ def test_every_parameter_has_a_proto_field(spec):
 
 
 def test_every_package_is_listed_in_pyproject():
-    """The four folders map into one ``onnxplain`` namespace; a new sub-package must be listed to ship."""
+    """The folders map into one ``onnxplain`` namespace; a new sub-package must be listed to ship."""
     import tomllib
 
     setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]

@@ -88,7 +88,7 @@ def test_the_wheel_installs_one_top_level_name_typed_and_licensed(dist):
     assert tops == {"onnxplain"}
     for expected in ("onnxplain/py.typed", "onnxplain/v1/wire.py", "onnxplain/v1/tensor.proto",
                      "onnxplain/v1/model_service_pb2.pyi", "onnxplain/explainers/autodiff/rules/conv.py",
-                     "onnxplain/server/app.py", "onnxplain/client/cli.py"):
+                     "onnxplain/server/app.py", "onnxplain/client/cli.py", "onnxplain/batch/runner.py"):
         assert expected in names
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     assert f"Version: {onnxplain.__version__}" in metadata
@@ -97,13 +97,14 @@ def test_the_wheel_installs_one_top_level_name_typed_and_licensed(dist):
     assert thin and not any("onnx" in r for r in thin), thin
     assert any(r.startswith("onnxruntime") and 'extra == "cpu"' in r for r in requires)
     assert any(r.startswith("onnxruntime-gpu") and 'extra == "gpu"' in r for r in requires)
+    assert any(r.startswith("ray[data]") and 'extra == "ray"' in r for r in requires)
 
 
 def test_the_sdist_carries_everything_the_tests_need(dist):
     with tarfile.open(dist["sdist"]) as sdist:
         members = {"/".join(Path(m.name).parts[1:]) for m in sdist.getmembers() if m.isfile()}
     needed = {"LICENSE", "Makefile", "pyproject.toml", "MANIFEST.in", "README.md"}
-    for folder in ("tests", "models", "proto", "explainers", "server", "client", "tools"):
+    for folder in ("tests", "models", "proto", "explainers", "server", "client", "batch", "tools"):
         needed |= {str(p.relative_to(ROOT)) for p in (ROOT / folder).rglob("*")
                    if p.is_file() and not {"__pycache__", ".ruff_cache", ".pytest_cache"} & set(p.parts)}
     assert not needed - members, sorted(needed - members)[:20]
@@ -127,6 +128,10 @@ def test_the_thin_install_has_no_server_and_says_what_to_install(dist, tmp_path)
                            capture_output=True, text=True, timeout=60)
     assert serve.returncode == 2
     assert "pip install 'onnxplain[cpu]'" in serve.stderr and "Traceback" not in serve.stderr
+    batch = subprocess.run([bin_dir / "onnxplain", "batch", str(tmp_path), "--models", str(tmp_path), "-o", "out"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert batch.returncode == 2
+    assert "pip install 'onnxplain[ray]'" in batch.stderr and "Traceback" not in batch.stderr
 
 
 def test_the_installed_wheel_serves_a_repository_and_the_cli_explains(dist, tmp_path):
