@@ -1,7 +1,8 @@
 """The cross-language check: a Node.js client generated from proto/ at run time talks to a server.
 
-Needs node and npm (it installs @grpc/grpc-js and @grpc/proto-loader from the npm registry into a
-temporary folder); skipped, saying so, where they are missing.
+The example is copied out of the repository with nothing but ``proto/onnxplain/v1`` beside it and
+installed from its own package.json, as a user would. Needs node and npm (the npm registry serves
+@grpc/grpc-js and @grpc/proto-loader); skipped, saying so, where they are missing.
 """
 
 from __future__ import annotations
@@ -14,25 +15,30 @@ from pathlib import Path
 import pytest
 from serving import ServerThread
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "client" / "examples" / "explain.js"
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "client" / "examples" / "node"
 pytestmark = pytest.mark.skipif(not (shutil.which("node") and shutil.which("npm")), reason="node/npm not installed")
 
 
 @pytest.fixture(scope="module")
-def node_modules(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("node")
-    subprocess.run(["npm", "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(folder),
-                    "@grpc/grpc-js@1", "@grpc/proto-loader@0"], check=True, timeout=300)
-    return folder / "node_modules"
+def client_folder(tmp_path_factory) -> Path:
+    """The example alone, outside the repository: its two files, the contract's .proto files, npm install."""
+    folder = tmp_path_factory.mktemp("node-client")
+    for name in ("explain.js", "package.json"):
+        shutil.copy(EXAMPLE / name, folder / name)
+    shutil.copytree(ROOT / "proto" / "onnxplain" / "v1", folder / "proto" / "onnxplain" / "v1",
+                    ignore=shutil.ignore_patterns("*.py", "*.pyi", "__pycache__"))
+    subprocess.run(["npm", "install", "--silent", "--no-audit", "--no-fund"], cwd=folder, check=True, timeout=300)
+    return folder
 
 
-def test_a_node_client_predicts_streams_and_gets_typed_errors(node_modules, repository, tmp_path, coffee_png):
+def test_a_node_client_predicts_streams_and_gets_typed_errors(client_folder, repository, tmp_path, coffee_png):
     server = ServerThread(repository)
     try:
         image = tmp_path / "coffee.png"
         image.write_bytes(coffee_png)
-        run = subprocess.run(["node", str(EXAMPLE), server.address, "efficientnet_lite0", str(image)],
-                             capture_output=True, text=True, timeout=300, env={"NODE_PATH": str(node_modules)})
+        run = subprocess.run(["npm", "start", "--silent", "--", server.address, "efficientnet_lite0", str(image)],
+                             cwd=client_folder, capture_output=True, text=True, timeout=300)
     finally:
         server.stop()
     assert run.returncode == 0, run.stderr

@@ -1,8 +1,12 @@
-// A Node.js client generated from proto/ at run time (@grpc/grpc-js + @grpc/proto-loader):
-// the cross-language check of the contract. Prints one JSON line per event, then a summary.
+// A Node.js client generated from onnxplain's .proto files at run time (@grpc/grpc-js +
+// @grpc/proto-loader): the cross-language check of the contract. It needs nothing of the repository
+// but the proto folder. Prints one JSON line per call, warnings on stderr.
 //
-//   npm install @grpc/grpc-js @grpc/proto-loader
-//   node client/examples/explain.js localhost:50051 efficientnet_lite0 photo.png
+//   cp -r client/examples/node my-client && cp -r proto my-client/proto && cd my-client
+//   npm install
+//   node explain.js localhost:50051 efficientnet_lite0 photo.png      # or: npm start -- ADDRESS MODEL IMAGE
+//
+// The proto folder is ./proto beside this file unless ONNXPLAIN_PROTO names another.
 "use strict";
 const fs = require("fs");
 const path = require("path");
@@ -10,7 +14,7 @@ const grpc = require("@grpc/grpc-js");
 const loader = require("@grpc/proto-loader");
 
 const [address, model, imagePath] = process.argv.slice(2);
-const protoRoot = path.join(__dirname, "..", "..", "proto");
+const protoRoot = process.env.ONNXPLAIN_PROTO || path.join(__dirname, "proto");
 const options = { includeDirs: [protoRoot], keepCase: true, longs: Number, enums: String, defaults: true, oneofs: true };
 const v1 = grpc.loadPackageDefinition(
   loader.loadSync(["onnxplain/v1/explanation_service.proto", "onnxplain/v1/model_service.proto"], options),
