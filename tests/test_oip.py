@@ -77,3 +77,20 @@ def test_typed_contents_decode_like_raw_contents(models):
     raw = oip_pb2.ModelInferRequest(inputs=[tensor], raw_input_contents=[batch.tobytes()])
     np.testing.assert_array_equal(decode_input(typed, info), batch)
     np.testing.assert_array_equal(decode_input(raw, info), batch)
+
+
+KSERVE_PYTHON = ROOT / ".venv-kserve" / "bin" / "python"
+
+
+@pytest.mark.skipif(not KSERVE_PYTHON.exists(), reason="KServe's virtualenv is missing: `make test` creates .venv-kserve")
+def test_kserves_grpc_client_predicts_what_onnxplain_predicts(models, tmp_path):
+    root, running = models
+    classifier = OnnxClassifier.load(root / "nchw" / "model.onnx")
+    batch = np.random.default_rng(6).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    np.save(tmp_path / "input.npy", batch)
+    subprocess.run([KSERVE_PYTHON, ROOT / "tests" / "peers" / "kserve_client.py", running.address, "nchw",
+                    classifier.info.input_name, tmp_path / "input.npy", tmp_path / "out.json"],
+                   check=True, timeout=120, capture_output=True)
+    report = json.loads((tmp_path / "out.json").read_text())
+    assert report["live"] and report["ready"] and report["model_ready"] and report["id"] == "k-1"
+    np.testing.assert_allclose(report["scores"], classifier.predict(batch), rtol=1e-6)
