@@ -127,8 +127,9 @@ def explain_dataset(
         backend = functools.partial(LibraryBackend, models, model, threads=threads)
     else:
         options = dict(client_options or {})
-        backend = functools.partial(ServerBackend, server, model or first_ready_model(server, **options), **options)
-    done = written_paths(output, method, key, schema)
+        model = model or first_ready_model(server, **options)
+        backend = functools.partial(ServerBackend, server, model, **options)
+    done = written_paths(output, method, key, schema, model=model)
     dataset, source_rows = read_source(source, done)
     pool = actors or max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_actor))
     run = uuid.uuid4().hex
@@ -150,8 +151,10 @@ def _existing(output: Path):
     return pads.dataset(str(output), format="parquet")
 
 
-def written_paths(output: Path, method: str, params_key: str, schema: pa.Schema) -> frozenset[str]:
-    """Paths that already have rows in ``output`` for this method and ``params_key`` (resume skips them).
+def written_paths(output: Path, method: str, params_key: str, schema: pa.Schema, *, model: str | None = None
+                  ) -> frozenset[str]:
+    """Paths that already have rows in ``output`` for this method and ``params_key`` — and ``model``, when
+    named (resume skips them; error rows count as done: a corrupt image stays corrupt).
 
     Raises:
         ValueError: ``output`` holds heatmaps in another format (one folder, one schema).
@@ -165,8 +168,10 @@ def written_paths(output: Path, method: str, params_key: str, schema: pa.Schema)
     if found != schema.field("heatmap").type:
         raise ValueError(f"{output} holds heatmaps as {found}; this run writes {schema.field('heatmap').type}: "
                          "use the same heatmap format or another output folder")
-    table = existing.to_table(columns=[PATH_COLUMN],
-                              filter=(pc.field("method") == method) & (pc.field("params") == params_key))
+    same_job = (pc.field("method") == method) & (pc.field("params") == params_key)
+    if model is not None:
+        same_job &= pc.field("model") == model
+    table = existing.to_table(columns=[PATH_COLUMN], filter=same_job)
     return frozenset(table.column(PATH_COLUMN).to_pylist())
 
 

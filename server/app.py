@@ -63,15 +63,20 @@ class OnnxplainServer:
         self.health, self.limits, self.metrics = health_servicer, limits, metrics
         self.metrics_port: int | None = None
         self.draining = False
+        self._health_names: set[str] = set()
 
     async def refresh_health(self) -> None:
         """Readiness from the models' states: overall SERVING iff a model is READY and we are not draining."""
         serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
-        ready = set()
+        ready, names = set(), set()
         for entry in self.repository.entries():
             is_ready = entry.state is State.READY and not self.draining
             ready |= {entry.name} if is_ready else set()
+            names.add(entry.name)
             await self.health.set(MODEL_HEALTH_PREFIX + entry.name, serving if is_ready else not_serving)
+        for gone in self._health_names - names:  # unloaded uploads leave the repository
+            await self.health.set(MODEL_HEALTH_PREFIX + gone, not_serving)
+        self._health_names = names
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, serving if ready else not_serving)
 
@@ -100,7 +105,8 @@ class OnnxplainServer:
         while self.pool.admitted and time.monotonic() - started < grace:
             await asyncio.sleep(0.05)
         await self.health.set(LIVENESS, health_pb2.HealthCheckResponse.NOT_SERVING)
-        await self.server.stop(0)
+        # a result already computed is still on its way out: gRPC refuses new calls and lets those finish
+        await self.server.stop(max(0.0, grace - (time.monotonic() - started)))
         self.pool.shutdown()
         self.loader.shutdown()
         self.metrics.close()
@@ -129,6 +135,8 @@ async def create_server(
             execution provider this onnxruntime build lacks (e.g. CUDA on a CPU-only install).
     """
     limits = limits or ServerLimits()
+    if admin_token and not token:
+        raise ValueError("an admin token needs a token as well: without one, nothing is authenticated")
     check_providers(providers)
     repository = ModelRepository(models, providers=providers, threads=threads, allow_uploads=limits.allow_uploads,
                                  max_tensor_bytes=limits.max_tensor_bytes)

@@ -61,13 +61,18 @@ def decode_input(request: oip_pb2.ModelInferRequest, info: ModelInfo) -> NDArray
         field = TYPED_CONTENTS.get(given.datatype)
         if field is None:
             raise InvalidArgument("inputs[0].contents", f"{given.datatype} travels only as raw_input_contents")
-        raw = np.asarray(getattr(given.contents, field), DATATYPES[given.datatype]).tobytes()
+        values = np.asarray(getattr(given.contents, field))
+        dtype = DATATYPES[given.datatype]
+        if dtype.kind in "iu" and values.size and (values.min() < np.iinfo(dtype).min or values.max() > np.iinfo(dtype).max):
+            raise InvalidArgument("inputs[0].contents", f"values outside {given.datatype}'s range "
+                                                        f"[{np.iinfo(dtype).min}, {np.iinfo(dtype).max}]")
+        raw = values.astype(dtype).tobytes()
     tensor = tensor_pb2.Tensor(datatype=given.datatype, shape=given.shape, raw_contents=raw)
     array = from_tensor(tensor, field="inputs[0]")
     expected = input_shape(info)
     if array.ndim != 4 or list(array.shape[1:]) != expected[1:] or array.shape[0] < 1:
         raise InvalidArgument("inputs[0].shape", f"{list(array.shape)}; allowed: {expected} (N ≥ 1)")
-    if not np.all(np.isfinite(array.astype(np.float64, copy=False))):
+    if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
         raise InvalidArgument("inputs[0]", "contains NaN or infinite values")
     return array
 

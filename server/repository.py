@@ -187,8 +187,12 @@ class ModelRepository:
             raise
 
     def unload(self, name: str) -> None:
+        """Stop serving ``name`` (an uploaded model is forgotten). Refused while it loads: the load would
+        otherwise swap its new version back in after the unload."""
         entry = self.entry(name)
         with self._lock:
+            if entry.loading:
+                raise Unavailable(f"model {name!r} is loading; unload it once the load has ended")
             entry.classifier = None
             entry.state, entry.error = State.UNLOADED, ""
             if entry.directory is None:

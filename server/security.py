@@ -37,7 +37,8 @@ def read_secret(value: str | None, file: str | None, env: str) -> str | None:
     if value:
         return value
     if file:
-        secret = Path(file).read_text().strip()
+        lines = Path(file).read_text().splitlines()
+        secret = lines[0].strip() if lines else ""
         if not secret:
             raise ValueError(f"{file} is empty")
         return secret

@@ -19,7 +19,7 @@ from google.protobuf import text_format
 from onnxplain.explainers.errors import InvalidArgument, InvalidModel
 from onnxplain.explainers.model.config import read_labels
 from onnxplain.explainers.model.provenance import METADATA, Origin
-from onnxplain.explainers.model.sources import Found
+from onnxplain.explainers.model.sources import Found, confined
 from onnxplain.triton import model_config_pb2 as triton_pb2
 
 TRITON_CONFIG = "config.pbtxt"
@@ -44,16 +44,20 @@ def read_config(path: Path) -> triton_pb2.ModelConfig:
     """
     config = triton_pb2.ModelConfig()
     try:
-        text_format.Parse(path.read_text(encoding="utf-8"), config, allow_unknown_field=True)
+        text_format.Parse(confined(path).read_text(encoding="utf-8"), config, allow_unknown_field=True)
     except (OSError, UnicodeDecodeError, text_format.ParseError) as exc:
         raise InvalidArgument(TRITON_CONFIG, f"cannot parse {path.parent.name}/{TRITON_CONFIG}: {exc}") from exc
     return config
 
 
 def versions(folder: Path) -> list[int]:
-    """The version folders (positive integers) of a model folder, ascending."""
-    return sorted(int(child.name) for child in folder.iterdir()
-                  if child.is_dir() and child.name.isdigit() and int(child.name) > 0)
+    """The version folders (positive integers) of a model folder, ascending (none if it cannot be listed)."""
+    try:
+        children = list(folder.iterdir())
+    except OSError:
+        return []
+    return sorted(int(child.name) for child in children
+                  if child.is_dir() and child.name.isascii() and child.name.isdigit() and int(child.name) > 0)
 
 
 def choose_version(available: list[int], policy: triton_pb2.ModelVersionPolicy) -> int:

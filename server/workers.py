@@ -80,14 +80,17 @@ class WorkPool:
         self._admit()
         try:
             future = self._submit(lambda: fn(*args))
-            try:
-                return await asyncio.wrap_future(future)
-            except asyncio.CancelledError:
-                if future.cancelled() and self.draining:
-                    raise Unavailable(DRAINING) from None
-                raise
-        finally:
+        except BaseException:
             self._release()
+            raise
+        # the slot is held until the work really ends (a caller that leaves does not stop a running thread)
+        future.add_done_callback(lambda _: self._release())
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            if future.cancelled() and self.draining:
+                raise Unavailable(DRAINING) from None
+            raise
 
     def _submit(self, fn: Callable[[], Any]) -> Future:
         """Submit ``fn``; until it starts it counts as queued (and :meth:`drain` may cancel it)."""
@@ -105,7 +108,12 @@ class WorkPool:
             handle["future"] = future
             if "started" not in handle:
                 self._queued.add(future)
+        future.add_done_callback(self._forget)  # cancelled while queued (its caller left): no longer queued
         return future
+
+    def _forget(self, future: Future) -> None:
+        with self._lock:
+            self._queued.discard(future)
 
     def drain(self) -> int:
         """Stop admitting work and refuse what is still queued; returns how many were refused."""

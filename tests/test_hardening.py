@@ -427,7 +427,7 @@ def test_the_admin_token_alone_loads_and_unloads(small_repository):
 def test_tokens_come_from_files_or_the_environment(tmp_path, monkeypatch):
     from onnxplain.server.security import read_secret
 
-    (tmp_path / "token").write_text("from-file\n")
+    (tmp_path / "token").write_text("from-file\nsecond line, ignored\n")
     assert read_secret(None, str(tmp_path / "token"), "ONNXPLAIN_TOKEN") == "from-file"
     monkeypatch.setenv("ONNXPLAIN_TOKEN", "from-env")
     assert read_secret(None, None, "ONNXPLAIN_TOKEN") == "from-env"
@@ -510,3 +510,71 @@ def _serving(address: str) -> bool:
         return health(address) == health_pb2.HealthCheckResponse.SERVING
     except grpc.RpcError:
         return False
+
+
+# Found by review after the first round of fixes -------------------------------------------------
+
+
+def test_an_admin_token_without_a_token_is_refused(small_repository):
+    with pytest.raises(ValueError, match="admin token needs a token"):
+        asyncio.run(create_server(small_repository, admin_token="admin", load=False))
+
+
+def test_unloading_a_model_while_it_loads_is_refused_instead_of_undone(server, client, small_repository, monkeypatch):
+    repository = server.app.repository
+    original = repository._read_from_directory
+
+    def slow(directory):
+        time.sleep(1.0)
+        return original(directory)
+
+    monkeypatch.setattr(repository, "_read_from_directory", slow)
+    reload = threading.Thread(target=client.load_model, args=("linear",))
+    reload.start()
+    assert wait_until(lambda: repository.entry("linear").loading, timeout=5)
+    with Client(server.address, retries=False) as impatient, pytest.raises(grpc.RpcError) as info:
+        impatient.unload_model("linear")  # (with retries, the client would try again after the load)
+    reload.join()
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE and "loading" in info.value.details()
+    assert client.get_model("linear").state == model_pb2.MODEL_STATE_READY
+
+
+def test_queued_work_whose_caller_left_is_no_longer_counted():
+    from onnxplain.server.workers import WorkPool
+
+    async def run():
+        pool = WorkPool(max_concurrent=1, max_queue=4)
+        release = threading.Event()
+        busy = asyncio.ensure_future(pool.call(release.wait, 10))
+        await asyncio.sleep(0.1)
+        waiting = [asyncio.ensure_future(pool.call(time.sleep, 0)) for _ in range(3)]
+        await asyncio.sleep(0.1)
+        queued_before = pool.queued
+        for task in waiting:
+            task.cancel()
+        await asyncio.sleep(0.1)
+        release.set()
+        await busy
+        await asyncio.sleep(0.1)
+        pool.shutdown()
+        return queued_before, pool.queued, pool.admitted
+
+    assert asyncio.run(run()) == (3, 0, 0)
+
+
+def test_files_beside_a_model_may_not_be_symlinks_out_of_its_folder(tmp_path):
+    from onnxplain.explainers.model.sources import labels_file
+
+    (tmp_path / "secret.txt").write_text("a\nb\n")
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "labels.txt").symlink_to(tmp_path / "secret.txt")
+    with pytest.raises(InvalidArgument, match="outside the model's folder"):
+        labels_file(tmp_path / "m")
+
+
+def test_odd_version_folder_names_are_not_versions(tmp_path):
+    from onnxplain.server.triton import versions
+
+    for name in ("1", "3", "\u00b2", "x", "0"):
+        (tmp_path / name).mkdir()
+    assert versions(tmp_path) == [1, 3]

@@ -287,6 +287,7 @@ def test_uploads_and_bearer_token(tmp_path, coffee_png):
             c.unload_model("tiny")
             assert [m.name for m in c.list_models()] == []
             assert health() == not_serving
+            assert health("model/tiny") == not_serving  # an unloaded upload leaves the repository, not SERVING
     finally:
         running.stop()
 

@@ -161,17 +161,30 @@ def labels_from_index_map(mapping: Mapping[Any, Any]) -> list[str] | None:
 
 
 # ------------------------------------------------------------------ files beside the model
+def confined(path: Path) -> Path:
+    """``path`` resolved, if it stays in its folder: a symlink beside a model may not read files elsewhere.
+
+    Raises:
+        InvalidArgument: it resolves outside its folder.
+    """
+    resolved = path.resolve()
+    if not resolved.is_relative_to(path.parent.resolve()):
+        raise InvalidArgument(path.name, f"{path.name} resolves outside the model's folder; allowed: a file inside it")
+    return resolved
+
+
 def labels_file(folder: Path) -> Found | None:
     """A lone ``labels.txt`` (no config needs to name it)."""
     path = folder / LABELS_FILE
     if not path.is_file():
         return None
-    return Found(Origin(METADATA, LABELS_FILE), {"labels": list(read_labels(path))})
+    return Found(Origin(METADATA, LABELS_FILE), {"labels": list(read_labels(confined(path)))})
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
+    path = confined(path)
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
