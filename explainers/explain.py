@@ -10,7 +10,7 @@ from numpy.typing import NDArray
 
 from .blas import one_blas_thread
 from .context import RunContext
-from .errors import InvalidArgument
+from .errors import InvalidArgument, NonFiniteResult
 from .events import Event, Explanation
 from .methods import get_method
 from .model import Evaluator, OnnxClassifier
@@ -46,6 +46,8 @@ def explain(
     expected = (classifier.channels, classifier.height, classifier.width)
     if image.shape != expected:
         raise InvalidArgument("image", f"shape {list(image.shape)}; allowed: {list(expected)} (C, H, W)")
+    if not np.all(np.isfinite(image)):
+        raise InvalidArgument("image", "contains NaN or infinite values")
     if objective.weights.shape[1] != classifier.num_classes:
         raise InvalidArgument(
             "target.class_weights", f"{objective.weights.shape[1]} classes; the model has {classifier.num_classes}"
@@ -60,6 +62,9 @@ def explain(
                 event = next(steps, None)
             if event is None:
                 return
+            if isinstance(event, Explanation) and not np.all(np.isfinite(event.heatmaps)):
+                raise NonFiniteResult(f"{method} produced NaN or infinite heatmap values from a finite input "
+                                      "(a bug, or a model whose scores overflow); nothing is returned as a result")
             yield event
     finally:
         steps.close()  # a caller that stops early (cancel, deadline) ends the method now

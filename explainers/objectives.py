@@ -40,6 +40,8 @@ class Objective:
     def __post_init__(self) -> None:
         if self.weights.ndim != 2 or self.weights.shape[0] == 0:
             raise InvalidArgument("target.class_weights", "expected a non-empty [targets, classes] matrix")
+        if not np.all(np.isfinite(self.weights)):
+            raise InvalidArgument("target.class_weights", "every weight must be a finite number (got NaN or inf)")
         if len(self.classes) != self.weights.shape[0]:
             raise InvalidArgument("target", "one class label per target row is required")
         if self.space not in SPACES:

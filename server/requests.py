@@ -63,8 +63,6 @@ def resolve_objective(
         if contrast is not None:
             raise InvalidArgument("target.contrast_class", "cannot be combined with class_weights; fold it into the weights")
         weights = from_tensor(target.class_weights, field="target.class_weights").astype(np.float32)
-        if not np.all(np.isfinite(weights)):
-            raise InvalidArgument("target.class_weights", "every weight must be a finite number (got NaN or inf)")
         if weights.ndim != 2 or weights.shape[1] != classifier.num_classes:
             raise InvalidArgument(
                 "target.class_weights", f"shape {list(weights.shape)}; allowed: [targets, {classifier.num_classes}]"

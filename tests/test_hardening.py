@@ -578,3 +578,38 @@ def test_odd_version_folder_names_are_not_versions(tmp_path):
     for name in ("1", "3", "\u00b2", "x", "0"):
         (tmp_path / name).mkdir()
     assert versions(tmp_path) == [1, 3]
+
+
+def test_a_model_that_overflows_is_an_error_not_a_nan_result(tmp_path):
+    """Finite input, scores that overflow to inf: predict and explain say so (library and server), never OK."""
+    from onnxplain.explainers import Objective, OnnxClassifier, explain_once
+    from onnxplain.explainers.errors import NonFiniteResult
+
+    weights = np.full((2, 3, 16, 16), 3e37, np.float32)
+    classifier = OnnxClassifier(builders.linear(weights))
+    image = np.ones((3, 16, 16), np.float32)
+    with pytest.raises(NonFiniteResult, match="NaN or infinite scores"):
+        classifier.predict(image[None])
+    with pytest.raises(NonFiniteResult, match="occlusion produced NaN or infinite"):
+        explain_once(classifier, image, "occlusion", Objective.for_classes([0], 2), {"window": 8, "stride": 8})
+    (tmp_path / "overflow").mkdir()
+    onnx.save(builders.linear(weights), tmp_path / "overflow" / "model.onnx")
+    running = ServerThread(tmp_path)
+    try:
+        with Client(running.address, timeout=60) as c:
+            with pytest.raises(grpc.RpcError) as info:
+                c.predict("overflow", image[None])
+            assert info.value.code() == grpc.StatusCode.INTERNAL and "infinite scores" in info.value.details()
+    finally:
+        running.stop()
+
+
+def test_non_finite_weights_and_images_are_refused_by_the_library_too():
+    from onnxplain.explainers import Objective, OnnxClassifier, explain_once
+
+    with pytest.raises(InvalidArgument, match="finite"):
+        Objective(np.array([[np.nan, 1.0]], np.float32), (1,))
+    classifier = OnnxClassifier(builders.linear(LINEAR_WEIGHTS))
+    image = np.full((3, 16, 16), np.nan, np.float32)
+    with pytest.raises(InvalidArgument, match="NaN or infinite"):
+        explain_once(classifier, image, "occlusion", Objective.for_classes([0], 3), {"window": 8, "stride": 8})

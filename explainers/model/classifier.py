@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 
 from ..autodiff import GradientModel
 from ..context import RunContext
-from ..errors import InvalidModel
+from ..errors import InvalidModel, NonFiniteResult
 from ..graph.layers import Layer
 from .batch_repair import with_working_batch
 from .config import ModelConfig
@@ -349,4 +349,6 @@ class OnnxClassifier:
         scores = np.empty((len(images), self.num_classes), np.float32)
         for chunk in self.run(len(images), lambda a, b: {IMAGE: images[a:b]}, context=context):
             scores[chunk.start : chunk.stop] = chunk.outputs[self.signature.output_name]
+        if not np.all(np.isfinite(scores)) and np.all(np.isfinite(images)):
+            raise NonFiniteResult(f"model {self.name!r} produced NaN or infinite scores from a finite input")
         return scores
