@@ -11,9 +11,9 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from onnxplain.explainers.errors import InvalidArgument, listing
-from onnxplain.v1.wire import enum_prefix
+from onnxplain.v1.wire import enum_short_names
 
-MAX_REQUEST_ID_CHARS = 128
+from .errors import MAX_REQUEST_ID_CHARS
 
 
 def check_request(message: Message) -> None:
@@ -32,8 +32,7 @@ def check_enums(message: Message, path: str = "") -> None:
         if field.type == FieldDescriptor.TYPE_ENUM:
             for number in (value if field.is_repeated else [value]):
                 if number not in field.enum_type.values_by_number:
-                    prefix = enum_prefix(field.enum_type)
-                    allowed = [v.name.removeprefix(prefix).lower() for v in field.enum_type.values]
+                    allowed = ["unspecified (0)", *enum_short_names(field.enum_type)]
                     raise InvalidArgument(name, f"{number} is not a {field.enum_type.name} value; allowed: "
                                                 f"{listing(allowed)} (or their numbers)")
         elif field.type == FieldDescriptor.TYPE_MESSAGE and not field.message_type.GetOptions().map_entry:
