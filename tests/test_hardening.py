@@ -19,6 +19,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from onnx import TensorProto, helper
 from onnx.external_data_helper import set_external_data
+from PIL import Image
 from serving import ServerThread
 from skimage import data
 from test_server import details
@@ -54,7 +55,8 @@ def server(small_repository):
 
 @pytest.fixture
 def client(server):
-    with Client(server.address, timeout=60) as c:
+    """No client retries here: the tests must see what the server answers, not what a retry hides."""
+    with Client(server.address, timeout=60, retries=False) as c:
         yield c
 
 
@@ -98,9 +100,14 @@ def png_bytes(array: np.ndarray) -> bytes:
     return builders.png(array)
 
 
-def test_an_extremely_elongated_image_is_refused_before_resizing():
+def test_an_extremely_elongated_image_is_refused_before_resizing(monkeypatch):
     """4000×1 passed the pixel limit, then the short-side resize made it 256 × 1,024,000 float32 (≈1 GB)."""
     strip = decode_image(png_bytes(np.full((1, 4000, 3), 200, np.uint8)))
+
+    def no_resize(*args, **kwargs):  # PIL's own memory is invisible to tracemalloc: resizing at all fails
+        raise AssertionError("the image was resized before it was refused")
+
+    monkeypatch.setattr(Image.Image, "resize", no_resize)
     tracemalloc.start()
     try:
         with pytest.raises(InvalidArgument) as info:
@@ -363,21 +370,25 @@ def test_drain_keeps_health_answering_and_refuses_queued_work_at_once(small_repo
     running.app.repository.get = slow_get
     results: list = []
 
+    stop_time = [float("inf")]  # set when the stop begins
+    answered_after_stop: list[float] = []
+
     def predict():
-        with Client(running.address, timeout=30) as c:
+        with Client(running.address, timeout=30, retries=False) as c:
             try:
                 c.predict("linear", small_image(), top_k=1)
                 results.append("ok")
             except grpc.RpcError as exc:
                 results.append(exc.code())
+                answered_after_stop.append(time.monotonic() - stop_time[0])
 
     threads = [threading.Thread(target=predict) for _ in range(3)]
     for thread in threads:
         thread.start()
     assert busy.wait(10) and wait_until(lambda: running.app.pool.admitted == 3)
-    stopping = asyncio.run_coroutine_threadsafe(running.app.stop(grace=10, drain=1.0), running.loop)
-    time.sleep(0.3)
-    assert health(running.address) == health_pb2.HealthCheckResponse.NOT_SERVING  # answered, not refused
+    stop_time[0] = time.monotonic()
+    stopping = asyncio.run_coroutine_threadsafe(running.app.stop(grace=10, drain=3.0), running.loop)
+    assert wait_until(lambda: health(running.address) == health_pb2.HealthCheckResponse.NOT_SERVING, timeout=2.5)
     assert health(running.address, "liveness") == health_pb2.HealthCheckResponse.SERVING
     stopping.result(30)
     for thread in threads:
@@ -385,6 +396,7 @@ def test_drain_keeps_health_answering_and_refuses_queued_work_at_once(small_repo
     running.loop.call_soon_threadsafe(running.loop.stop)
     assert sorted(map(str, results)) == sorted(["ok", str(grpc.StatusCode.UNAVAILABLE),
                                                 str(grpc.StatusCode.UNAVAILABLE)])
+    assert max(answered_after_stop) < 1.0  # the queued ones were refused at once, not after the drain window
 
 
 def test_a_second_server_on_the_same_port_fails(server, small_repository):
@@ -462,7 +474,7 @@ def test_a_tiny_upload_that_allocates_gigabytes_is_refused(client):
 
 def test_a_strictly_sequential_client_is_never_refused(server, client):
     """--max-concurrent 1 --max-queue 0: 4 of 60 sequential calls got RESOURCE_EXHAUSTED."""
-    for _ in range(40):
+    for _ in range(100):
         client.explain("linear", small_image(), "occlusion", params={"window": 8, "stride": 8})
 
 
