@@ -91,7 +91,14 @@ def test_the_dockerfile_runs_the_real_commands_as_a_non_root_user():
     assert probe_args.service == LIVENESS and probe_args.server.endswith(f":{args.port}")
     user = [value for kind, value in instructions if kind == "USER"][-1]
     assert user not in ("root", "0")
+    copied = set()
     for kind, value in instructions:
         if kind == "COPY" and not value.startswith("--from"):
             for source in shlex.split(value)[:-1]:
                 assert (ROOT / source).exists(), source
+                copied.add(source)
+    import tomllib
+
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    packages = {folder.split("/")[0] for folder in setuptools["package-dir"].values()}
+    assert packages <= copied, f"the image build misses {packages - copied}: pip install would fail"
