@@ -55,25 +55,24 @@ def describe(exc: BaseException) -> str:
 
 
 class LibraryBackend:
-    """The model loaded in this process from a model folder (``model.onnx`` + optional ``config.json``).
+    """The model loaded in this process exactly as the server loads it (``onnxplain.server.repository``): the
+    same labels, preprocessing, Triton layout, export metadata, remote endpoints and load-time checks.
 
     Args:
-        models: a model repository (``<models>/<name>/model.onnx``) or one model's folder.
-        model: the name within the repository (default: the only model, or the first by name).
+        models: a model repository (``<models>/<name>/…``).
+        model: the model's name in it (resolve it with :func:`library_model` first).
         threads: onnxruntime intra-op threads (one per CPU the actor holds).
 
     Raises:
-        FileNotFoundError: no model folder found. InvalidModel: the library refused the model.
+        NotFound: no such model. InvalidModel (and the repository's other errors): the model cannot be served.
     """
 
-    def __init__(self, models: str | Path, model: str | None = None, *, threads: int = 1):
-        from onnxplain.explainers import ModelConfig, OnnxClassifier
+    def __init__(self, models: str | Path, model: str, *, threads: int = 1):
+        from onnxplain.server.repository import ModelRepository
 
-        folder = model_folder(Path(models), model)
-        config_path = folder / "config.json"
-        config = ModelConfig.from_file(config_path) if config_path.exists() else ModelConfig()
-        self.classifier = OnnxClassifier.load(folder / "model.onnx", config=config, name=folder.name, threads=threads)
-        self.model = folder.name
+        repository = ModelRepository(Path(models), threads=threads)
+        self.classifier = repository.load(model).classifier
+        self.model = model
 
     def explain(self, image: bytes, job: Job) -> ImageOutcome:
         from onnxplain.explainers import Objective, RunContext, explain_once, top_classes
@@ -90,18 +89,20 @@ class LibraryBackend:
         return ImageOutcome(targets, result.forward, result.backward)
 
 
-def model_folder(models: Path, model: str | None) -> Path:
-    """The folder holding ``model.onnx``: ``models`` itself, ``models/model``, or the first model in ``models``."""
-    if model is None and (models / "model.onnx").is_file():
-        return models
-    if model is not None:
-        if not (models / model / "model.onnx").is_file():
-            raise FileNotFoundError(f"{models / model}: no model.onnx")
-        return models / model
-    found = sorted(p.parent for p in models.glob("*/model.onnx"))
-    if not found:
-        raise FileNotFoundError(f"{models}: no model.onnx, and no <name>/model.onnx below it")
-    return found[0]
+def library_model(models: str | Path, model: str | None) -> str:
+    """The name of the model a ``--models`` run explains: ``model``, or the repository's first by name (what
+    the run reports, so the choice is never silent).
+
+    Raises:
+        NotFound: ``model`` is not in the repository, or the repository holds no model.
+    """
+    from onnxplain.explainers.errors import NotFound
+    from onnxplain.server.repository import ModelRepository
+
+    names = ModelRepository(Path(models)).names()
+    if model is not None and model not in names or not names:
+        raise NotFound("model", model or "(any)", names)
+    return model or names[0]
 
 
 class ServerBackend:

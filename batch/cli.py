@@ -14,6 +14,14 @@ from .records import HEATMAP_FORMATS
 from .runner import explain_dataset
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def parse_params(pairs: list[str]) -> dict[str, Any]:
     """``NAME=VALUE`` pairs → typed values: VALUE is read as JSON (``32``, ``0.5``, ``true``, ``[0.1, 0.2]``)
     and kept as a string otherwise (``baseline=blur``), so the library and the server get the same values."""
@@ -24,8 +32,9 @@ def parse_params(pairs: list[str]) -> dict[str, Any]:
             raise SystemExit(f"--param expects NAME=VALUE, got {pair!r}")
         try:
             params[key] = json.loads(value)
-        except json.JSONDecodeError:
-            params[key] = value
+        except json.JSONDecodeError:  # "0.05,0.1" is a list, as for `onnxplain explain`; else a string
+            parts = value.split(",")
+            params[key] = [float(p) for p in parts] if len(parts) > 1 and all(_is_number(p) for p in parts) else value
     return params
 
 
@@ -78,7 +87,7 @@ def main(argv: list[str] | None = None, prog: str = "onnxplain batch") -> int:
         return 2
     if args.json:
         print(json.dumps({**asdict(summary), "images_per_second": summary.images_per_second}))
-    print(f"{summary.images} images explained ({summary.failed} failed, {summary.skipped} already in "
+    print(f"{summary.model}: {summary.images} images explained ({summary.failed} failed, {summary.skipped} already in "
           f"{args.output}) in {summary.seconds:.1f} s: {summary.images_per_second:.2f} images/s; "
           f"{summary.rows} rows written", file=sys.stderr)
     return 1 if summary.failed else 0

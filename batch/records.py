@@ -31,7 +31,6 @@ import pyarrow as pa
 from numpy.typing import NDArray
 
 HEATMAP_FORMATS = ("fp16", "png")
-KEY_COLUMNS = ("path", "method", "params")
 
 
 def schema(heatmap_format: str) -> pa.Schema:

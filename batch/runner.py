@@ -19,7 +19,16 @@ import numpy as np
 import pyarrow as pa
 
 from . import records
-from .backends import Backend, Job, LibraryBackend, ServerBackend, describe, first_ready_model, outcome_or_error
+from .backends import (
+    Backend,
+    Job,
+    LibraryBackend,
+    ServerBackend,
+    describe,
+    first_ready_model,
+    library_model,
+    outcome_or_error,
+)
 from .sources import IMAGE_COLUMN, PATH_COLUMN, read_source
 
 
@@ -27,6 +36,8 @@ from .sources import IMAGE_COLUMN, PATH_COLUMN, read_source
 class BatchSummary:
     """What one run did. ``images`` were explained (or failed) now; ``skipped`` were already written."""
 
+    model: str
+    """The model that explained them (chosen when the caller named none: said here, never silently)."""
     source_rows: int
     skipped: int
     images: int
@@ -93,7 +104,7 @@ def explain_dataset(
 
     Args:
         source: a folder, a glob, a CSV/Parquet of paths or a Parquet of images (:mod:`.sources`).
-        models: explain in-process with the library: a model repository or one model's folder;
+        models: explain in-process with the library: a model repository (loaded as the server loads it);
             or ``server``: HOST:PORT of an onnxplain server (exactly one of the two).
         model: the model's name (default: the first in ``models``, or the server's first ready one).
         params, seed, classes / top_k: the method's parameters, its seed (the same for every image),
@@ -105,8 +116,9 @@ def explain_dataset(
         client_options: keyword arguments of :class:`onnxplain.client.Client` (token, TLS, timeout).
 
     Raises:
-        ValueError: both or neither of ``models``/``server``; ``output`` holds another heatmap format.
-        FileNotFoundError: ``source`` names nothing, or no model in ``models``.
+        ValueError: both or neither of ``models``/``server``; ``output`` holds another heatmap format;
+            unknown parameters of ``method`` (checked before Ray starts, not once per image).
+        FileNotFoundError: ``source`` names nothing. NotFound: no such model, or an unknown method.
     """
     import ray
 
@@ -120,10 +132,12 @@ def explain_dataset(
     elif not ray.is_initialized():
         ray.init(include_dashboard=False)  # an embedded Ray on this machine
     ray.data.DataContext.get_current().enable_progress_bars = progress
+    check_params(method, dict(params or {}), library=models is not None)
     job = Job(method, dict(params or {}), seed, tuple(classes) if classes else None, top_k)
     key = records.params_key(job.params, seed=seed, classes=job.classes, top_k=top_k)
     threads = max(1, int(cpus_per_actor))
     if models is not None:
+        model = library_model(models, model)
         backend = functools.partial(LibraryBackend, models, model, threads=threads)
     else:
         options = dict(client_options or {})
@@ -139,7 +153,7 @@ def explain_dataset(
         batch_size=batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=pool),
         num_cpus=cpus_per_actor)
     results.write_parquet(str(output), ray_remote_args={"num_cpus": 0})  # like the read: never waits for the pool
-    return _summarise(output, run, source_rows, len(done), time.perf_counter() - started)
+    return _summarise(output, model, run, source_rows, len(done), time.perf_counter() - started)
 
 
 def _existing(output: Path):
@@ -149,6 +163,19 @@ def _existing(output: Path):
     if not output.is_dir() or not any(output.glob("*.parquet")):
         return None
     return pads.dataset(str(output), format="parquet")
+
+
+def check_params(method: str, params: dict[str, Any], *, library: bool) -> None:
+    """Refuse bad parameters once, before any work: the library's own check in-process, the contract's
+    params message for a server (the server checks values again)."""
+    if library:
+        from onnxplain.explainers import get_method
+
+        get_method(method).params.from_mapping(params)
+    elif params:
+        from onnxplain.client import Client
+
+        Client.explain_request("model", b"", method, params=params)
 
 
 def written_paths(output: Path, method: str, params_key: str, schema: pa.Schema, *, model: str | None = None
@@ -175,13 +202,13 @@ def written_paths(output: Path, method: str, params_key: str, schema: pa.Schema,
     return frozenset(table.column(PATH_COLUMN).to_pylist())
 
 
-def _summarise(output: Path, run: str, source_rows: int, skipped: int, seconds: float) -> BatchSummary:
+def _summarise(output: Path, model: str, run: str, source_rows: int, skipped: int, seconds: float) -> BatchSummary:
     import pyarrow.compute as pc
 
     existing = _existing(output)
     if existing is None:
-        return BatchSummary(source_rows, skipped, 0, 0, 0, seconds)
+        return BatchSummary(model, source_rows, skipped, 0, 0, 0, seconds)
     table = existing.to_table(columns=[PATH_COLUMN, "error"], filter=pc.field("run") == run)
     images = len(set(table.column(PATH_COLUMN).to_pylist()))
     failed = int(pc.sum(pc.is_valid(table.column("error"))).as_py() or 0)
-    return BatchSummary(source_rows, skipped, images, failed, table.num_rows, seconds)
+    return BatchSummary(model, source_rows, skipped, images, failed, table.num_rows, seconds)

@@ -166,3 +166,29 @@ def test_the_plain_cli_explains_a_folder_skips_what_exists_and_reports_json(phot
     report = json.loads(capsys.readouterr().out)
     assert (report["explained"], report["skipped"], report["failed"]) == (1, 23, 3)
     assert sorted(p.name for p in out.iterdir()) == written
+
+
+def test_a_model_folder_loads_as_the_server_loads_it_and_the_chosen_model_is_reported(local_ray, photos, tmp_path):
+    """A folder with only model.onnx and labels.txt: the server reads the labels; batch used to say class_0."""
+    import builders
+    import onnx
+
+    repo = tmp_path / "models"
+    (repo / "lonely").mkdir(parents=True)
+    onnx.save(builders.linear(np.random.default_rng(2).standard_normal((2, 3, 8, 8)).astype(np.float32)),
+              repo / "lonely" / "model.onnx")
+    (repo / "lonely" / "labels.txt").write_text("cat\ndog\n")
+    summary = explain_dataset(str(photos / "photo0*.png"), tmp_path / "out", method="occlusion", params=OCCLUSION,
+                              models=repo, actors=1, progress=False)
+    assert summary.model == "lonely" and summary.images > 0
+    labels = set(pq.read_table(tmp_path / "out").column("label").to_pylist()) - {None}
+    assert labels and labels <= {"cat", "dog"}
+
+
+def test_bad_parameters_are_refused_before_any_work(local_ray, photos, repository, tmp_path):
+    from onnxplain.explainers.errors import InvalidArgument
+
+    with pytest.raises(InvalidArgument, match="unknown parameter"):
+        explain_dataset(str(photos), tmp_path / "out", method="occlusion", params={"windw": 8}, models=repository,
+                        model="linear", progress=False)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
