@@ -189,3 +189,23 @@ def test_gradients_flow_through_the_image_input_of_a_flat_model():
                                                       cut_final_activation=False))
     grads = np.concatenate([chunk.outputs[INPUT_GRAD] for chunk in chunks])
     np.testing.assert_allclose(grads, golden["input_grad"], rtol=1e-3, atol=1e-5)
+
+
+def test_defaulted_pixel_values_are_warned_about_even_with_a_configured_resize():
+    from onnxplain.explainers.model.provenance import warnings
+
+    config = ModelConfig.from_dict({"preprocessing": {"resize": 256, "center_crop": 224}})
+    assert config.origins["preprocessing.resize"].source == "configured"  # the resize is configured …
+    (warning,) = warnings(config.origins, size=(224, 224))
+    assert "pixel values were defaulted" in warning  # … but 0-255 pixels without mean/std is still a guess
+    confirmed = ModelConfig.from_dict({"preprocessing": {"resize": 256, "scale": 1, "mean": [0, 0, 0],
+                                                         "std": [1, 1, 1]}})
+    assert warnings(confirmed.origins, size=(224, 224)) == ()
+
+
+def test_an_hf_preprocessor_that_normalises_without_mean_and_std_is_a_clear_error():
+    from onnxplain.explainers.errors import InvalidArgument
+    from onnxplain.explainers.model.sources import hf_preprocessing
+
+    with pytest.raises(InvalidArgument, match="image_mean"):
+        hf_preprocessing({"do_normalize": True, "size": 224})

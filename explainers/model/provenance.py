@@ -60,9 +60,18 @@ def preprocessing_defaulted(provenance: Mapping[str, Origin]) -> bool:
     return all(provenance.get(name, DEFAULT).source == DEFAULTED for name in PREPROCESSING_SETTINGS)
 
 
+PIXEL_VALUE_SETTINGS = ("preprocessing.scale", "preprocessing.mean", "preprocessing.std")
+
+
 def warnings(provenance: Mapping[str, Origin], *, size: tuple[int, int]) -> tuple[str, ...]:
-    """The warnings every predict/explain result of this model carries (empty when all is well)."""
+    """The warnings every predict/explain result of this model carries (empty when all is well): all of the
+    preprocessing defaulted, or — the guess that matters most — the pixel values (scale, mean and std)."""
     if not preprocessing_defaulted(provenance):
+        if all(provenance.get(name, DEFAULT).source == DEFAULTED for name in PIXEL_VALUE_SETTINGS):
+            return ("the pixel values were defaulted: no scale, mean or std was configured or read from the export, "
+                    "so images are fed as 0-255 pixels without normalisation; if the model was trained otherwise, "
+                    "results may be confidently wrong. Set 'scale', 'mean' and 'std' in the model's preprocessing "
+                    "(scale 1, mean 0, std 1 to confirm 0-255)",)
         return ()
     height, width = size
     return (

@@ -242,6 +242,10 @@ def hf_preprocessing(raw: Mapping[str, Any]) -> dict[str, Any]:
         pre["scale"] = float(raw.get("rescale_factor", 1 / 255)) if raw.get("do_rescale", True) else 1.0
     if "do_normalize" in raw or "image_mean" in raw:
         if raw.get("do_normalize", True):
+            missing = [key for key in ("image_mean", "image_std") if key not in raw]
+            if missing:
+                raise InvalidArgument(f"{HF_PREPROCESSOR_FILE}: {missing[0]}", "do_normalize needs image_mean and "
+                                      "image_std; give both, or set do_normalize to false")
             pre.update(mean=list(raw["image_mean"]), std=list(raw["image_std"]))
         else:
             pre.update(mean=[0.0], std=[1.0])
