@@ -9,6 +9,7 @@ evaluates through **the** batched loop (:mod:`.loop`); graph questions go to its
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -277,8 +278,9 @@ class OnnxClassifier:
         """Estimated bytes of the compiled graph variants this model holds (see :mod:`.session`)."""
         return self.sessions.stats().nbytes
 
-    @property
+    @functools.cached_property
     def info(self) -> ModelInfo:
+        """What a client may ask about the model: fixed once loaded, so built once (it is read per request)."""
         return ModelInfo(
             name=self.name,
             input_name=self.signature.input_name,

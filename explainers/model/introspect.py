@@ -20,6 +20,8 @@ from ..errors import NotFound
 from ..graph.layers import Layer, candidate_layers, default_cam_layer
 from .signature import Signature
 
+_UNKNOWN = object()  # the default CAM layer before it is first looked for
+
 
 class Introspection:
     """The questions methods ask about a loaded model's graph.
@@ -47,6 +49,7 @@ class Introspection:
         self._lock = threading.Lock()
         self._shapes: dict[str, tuple] | None = None
         self._layers: list[Layer] | None = None
+        self._default_cam_layer: str | None | object = _UNKNOWN
         self._simplified: onnx.ModelProto | None = None
 
     def tensor_shapes(self) -> dict[str, tuple]:
@@ -100,7 +103,13 @@ class Introspection:
     def cam_layer(self) -> str | None:
         """The configured CAM layer, else the last spatial activation a global pooling reads (None
         when there is none: :func:`~explainers.graph.layers.missing_cam_layer` says why)."""
-        return self._configured_cam_layer or default_cam_layer(self.model, self.layers(), self.tensor_shapes())
+        if self._configured_cam_layer:
+            return self._configured_cam_layer
+        layers, shapes = self.layers(), self.tensor_shapes()
+        with self._lock:
+            if self._default_cam_layer is _UNKNOWN:  # a walk of the whole graph: once per model
+                self._default_cam_layer = default_cam_layer(self.model, layers, shapes)
+            return self._default_cam_layer
 
     def check_layer(self, name: str) -> str:
         """``name`` if it is a candidate layer.

@@ -91,8 +91,7 @@ class SmoothMask:
 
     def source(self) -> MaskSource:
         """The graph prefix taking ``low_masks`` q [n, 1, h, w]."""
-        return upsampled_masks(*self.shape, *self.low_shape, normalise=False,
-                               matrices=(self.rows.toarray(), self.cols.toarray()))
+        return upsampled_masks(*self.shape, *self.low_shape, normalise=False)  # the same matrices as self.rows/cols
 
     def low(self, params: NDArray[np.floating]) -> NDArray[np.float64]:
         """Parameters p [n, h, w] → what the graph is fed, q [n, h, w]."""

@@ -4,7 +4,6 @@ perturbation's mask parameters (its smoothing and pull-back live in :mod:`explai
 from __future__ import annotations
 
 import numpy as np
-from numpy.typing import NDArray
 from onnx import TensorProto, helper, numpy_helper
 
 from ...graph.perturbation import MASK, PREFIX, MaskSource
@@ -13,18 +12,12 @@ from .bilinear import bilinear_matrix
 
 
 def upsampled_masks(height: int, width: int, low_height: int, low_width: int, *, normalise: bool,
-                    align_corners: bool = False,
-                    matrices: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None) -> MaskSource:
+                    align_corners: bool = False) -> MaskSource:
     """Input ``low_masks`` float [n, 1, h, w] resized bilinearly (as a separable matrix product) to
-    [n, 1, H, W]; with ``normalise`` each sample is min-max scaled to [0, 1] (Score-CAM).
-
-    ``matrices``: the resize matrices R [H, h] and C [W, w] (:func:`bilinear_matrix` with
-    ``align_corners``) when the caller holds them already, as extremal perturbation's mask does."""
-    if matrices is None:
-        matrices = (bilinear_matrix(low_height, height, align_corners=align_corners),
-                    bilinear_matrix(low_width, width, align_corners=align_corners))
-    rows = matrices[0].astype(np.float32)  # [H, h]
-    cols = matrices[1].T.astype(np.float32)  # [w, W]
+    [n, 1, H, W]; with ``normalise`` each sample is min-max scaled to [0, 1] (Score-CAM). The source's
+    name encodes everything the graph depends on, since compiled prefixes are cached by it."""
+    rows = bilinear_matrix(low_height, height, align_corners=align_corners).astype(np.float32)  # [H, h]
+    cols = bilinear_matrix(low_width, width, align_corners=align_corners).T.astype(np.float32)  # [w, W]
     p = PREFIX
     up = MASK if not normalise else p + "up"
     inits = [numpy_helper.from_array(rows, p + "rows"), numpy_helper.from_array(cols, p + "cols"),
