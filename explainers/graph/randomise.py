@@ -14,6 +14,8 @@ MatMul                      the constant operand, plus the constant operand of a
 BatchNormalization          the affine scale γ (input 1) and shift β (input 2); the running
                             mean and variance are statistics of the data, not parameters,
                             and are kept (so the layer still normalises)
+LayerNormalization,         γ (input 1) and β (input 2)
+InstanceNormalization
 ==========================  ===========================================================
 
 Weights held in Constant nodes, or computed at run time, are not parameters here (exporters keep
@@ -79,7 +81,7 @@ def _parameter_inputs(node: onnx.NodeProto, index: GraphIndex) -> list[str]:
         return inputs[1:3]
     if node.op_type == "Gemm":
         return inputs[:3]  # the data operand is not an initializer, so it drops out
-    if node.op_type == "BatchNormalization":
+    if node.op_type in ("BatchNormalization", "LayerNormalization", "InstanceNormalization"):
         return inputs[1:3]
     if node.op_type == "MatMul":
         readers = index.consumers_of(node.output[0])
@@ -118,11 +120,13 @@ def redrawn(value: np.ndarray, name: str, seed: int) -> np.ndarray:
 
 def spread(count: int, steps: int) -> list[int]:
     """``steps`` positions evenly spaced over ``range(count)``, first and last included (all of
-    them when ``steps`` >= ``count``). Cascading step k randomises the top ``spread[k] + 1``
+    them when ``steps`` >= ``count``; one step: the last). Cascading step k randomises the top ``spread[k] + 1``
     layers (the first step the logits layer alone, the last the whole model); independent step k
     randomises layer ``spread[k]`` (top-down order) alone."""
     if steps >= count:
         return list(range(count))
+    if steps == 1:
+        return [count - 1]
     return sorted({int(round(k)) for k in np.linspace(0, count - 1, steps)})
 
 
