@@ -14,13 +14,13 @@ from skimage import data, transform
 
 import onnxplain.explainers.metrics.randomisation  # noqa: F401  (registers sanity_cascading, sanity_independent)
 import onnxplain.explainers.metrics.shift_invariance  # noqa: F401  (registers input_shift_invariance)
-from onnxplain.explainers import ModelConfig, Objective, OnnxClassifier, evaluate_once
+from onnxplain.explainers import Objective, OnnxClassifier, evaluate_once
 from onnxplain.explainers.errors import InvalidArgument, NotFound
 from onnxplain.explainers.graph.input_shift import COMPENSATION_NODE, shift_compensated
 from onnxplain.explainers.graph.randomise import parametrised_layers, randomised, spread
 from onnxplain.explainers.metrics import get_metric
-from onnxplain.explainers.metrics.similarity import hog_similarity, similarities, ssim
 from onnxplain.explainers.metrics.shift_invariance import relative_change
+from onnxplain.explainers.metrics.similarity import hog_similarity, similarities, ssim
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
