@@ -3,6 +3,8 @@ rewrites they rest on, the similarity measures, and the papers' findings on real
 
 from __future__ import annotations
 
+import gc
+import weakref
 from pathlib import Path
 
 import builders
@@ -14,7 +16,7 @@ from skimage import data, transform
 
 import onnxplain.explainers.metrics.randomisation  # noqa: F401  (registers sanity_cascading, sanity_independent)
 import onnxplain.explainers.metrics.shift_invariance  # noqa: F401  (registers input_shift_invariance)
-from onnxplain.explainers import Objective, OnnxClassifier, evaluate_once
+from onnxplain.explainers import Explanation, Objective, OnnxClassifier, evaluate, evaluate_once, explain_once
 from onnxplain.explainers.errors import InvalidArgument, NotFound
 from onnxplain.explainers.graph.input_shift import COMPENSATION_NODE, shift_compensated
 from onnxplain.explainers.graph.randomise import parametrised_layers, randomised, spread
@@ -210,15 +212,27 @@ def test_cascading_randomisation_on_a_small_cnn_decorrelates_gradients_and_grad_
     assert results["guided_backprop"].curves[1].y[0, 0] > results["saliency"].curves[1].y[0, 0]  # logits alone
 
 
-def test_independent_randomisation_reports_one_step_per_chosen_layer_by_name():
+def test_independent_randomisation_reports_one_step_per_chosen_layer_by_name_and_releases_its_classifiers(
+        monkeypatch):
     classifier = OnnxClassifier.load(FIXTURES / "vgg_legacy.onnx")
     image = photo(classifier)
     objective = Objective.for_classes([0], classifier.num_classes)
-    _, results = evaluate_once(classifier, image, "saliency", objective, None, {"sanity_independent": {"steps": 2}})
-    result, names = results["sanity_independent"], [layer.name for layer in layers_of(classifier)]
+    explain_once(classifier, image, "saliency", objective)  # the request's own variants, compiled once
+    pool_before = classifier.sessions.stats()
+    derived, make = [], OnnxClassifier.derived
+    monkeypatch.setattr(OnnxClassifier, "derived", lambda self, *a, **k: derived.append(weakref.ref(
+        made := make(self, *a, **k))) or made)
+    events = list(evaluate(classifier, image, "saliency", objective, None, {"sanity_independent": {"steps": 2}}))
+    planned, result = events[0], events[-1]
+    (explanation,) = [event for event in events if isinstance(event, Explanation)]
+    names = [layer.name for layer in layers_of(classifier)]
     assert result.curves[0].x_ticks == (names[-1], names[0])  # top-down: the logits layer, then the first conv
     np.testing.assert_allclose(result.values, result.curves[1].y.mean(axis=1), rtol=1e-6)
-    assert result.forward > 0 and result.backward > 0  # the re-explanations are counted
+    assert (result.forward, result.backward) == (2 * explanation.forward, 2 * explanation.backward) != (0, 0)
+    assert planned.total == 3 * (explanation.forward + explanation.backward)  # the plan was exact
+    gc.collect()
+    assert len(derived) == 2 and all(ref() is None for ref in derived)  # each step's classifier is gone
+    assert classifier.sessions.stats().builds == pool_before.builds  # nothing compiled into the request's pool
 
 
 def test_input_shift_invariance_fails_for_integrated_gradients_with_a_black_baseline_and_passes_for_saliency():

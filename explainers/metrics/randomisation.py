@@ -132,9 +132,11 @@ _Y_LABELS = {"spearman": "Spearman rank correlation with the original map",
                  reexplains=True, plan=_plan)
 def sanity_cascading(subject: Subject, params: RandomisationParams, *, rng: np.random.Generator
                      ) -> Iterator[Planned | Progress | MetricResult]:
-    """Cascading model-parameter randomisation (logits layer down): Spearman ρ of |maps| with the
-    original once the whole model is random; lower = the map depends on the learned weights. Data
-    randomisation (retraining on permuted labels) is out of scope."""
+    """Cascading weight randomisation, logits down (Adebayo 2018): Spearman ρ of |map| vs the original, whole model random.
+
+    Lower = the map depends on the learned weights. Curves: Spearman ρ with and without |·|, SSIM
+    and HOG similarity per step. Data randomisation (retraining on permuted labels) is out of scope.
+    """
     return _randomisation(subject, params, rng, cascading=True, metric="sanity_cascading")
 
 
@@ -142,7 +144,9 @@ def sanity_cascading(subject: Subject, params: RandomisationParams, *, rng: np.r
                  reexplains=True, plan=_plan)
 def sanity_independent(subject: Subject, params: RandomisationParams, *, rng: np.random.Generator
                        ) -> Iterator[Planned | Progress | MetricResult]:
-    """Independent model-parameter randomisation (one layer at a time): mean Spearman ρ of |maps| with
-    the original over the randomised layers; lower = the map depends on each layer's weights. Data
-    randomisation (retraining on permuted labels) is out of scope."""
+    """Independent weight randomisation, one layer at a time (Adebayo 2018): mean Spearman ρ of |map| vs the original.
+
+    Lower = the map depends on each layer's weights. Curves: Spearman ρ with and without |·|, SSIM
+    and HOG similarity per layer. Data randomisation (retraining on permuted labels) is out of scope.
+    """
     return _randomisation(subject, params, rng, cascading=False, metric="sanity_independent")
