@@ -16,8 +16,17 @@ from skimage import data, transform
 
 import onnxplain.explainers.metrics.randomisation  # noqa: F401  (registers sanity_cascading, sanity_independent)
 import onnxplain.explainers.metrics.shift_invariance  # noqa: F401  (registers input_shift_invariance)
-from onnxplain.explainers import Explanation, Objective, OnnxClassifier, evaluate, evaluate_once, explain_once
-from onnxplain.explainers.errors import InvalidArgument, NotFound
+from onnxplain.explainers import (
+    Explanation,
+    Objective,
+    OnnxClassifier,
+    Progress,
+    RunContext,
+    evaluate,
+    evaluate_once,
+    explain_once,
+)
+from onnxplain.explainers.errors import Cancelled, InvalidArgument, NotFound
 from onnxplain.explainers.graph.input_shift import COMPENSATION_NODE, shift_compensated
 from onnxplain.explainers.graph.randomise import parametrised_layers, randomised, spread
 from onnxplain.explainers.metrics import get_metric
@@ -186,6 +195,20 @@ def test_a_shift_with_the_wrong_number_of_channels_is_rejected_before_any_model_
 def test_unknown_metric_lists_the_sanity_metrics():
     with pytest.raises(NotFound, match="sanity_cascading"):
         get_metric("sanity_cascade")
+
+
+def test_a_cancelled_request_stops_between_randomisation_steps(monkeypatch):
+    classifier = OnnxClassifier(builders.small_cnn())
+    context, built = RunContext(), []
+    make = OnnxClassifier.derived
+    monkeypatch.setattr(OnnxClassifier, "derived", lambda self, *a, **k: built.append(1) or make(self, *a, **k))
+    events = evaluate(classifier, np.ones((3, 16, 16), np.float32), "saliency", Objective.for_classes([0], 3), None,
+                      {"sanity_cascading": {"steps": 2}}, context=context)
+    with pytest.raises(Cancelled):
+        for event in events:
+            if isinstance(event, Progress) and built:  # the first step is done
+                context.cancel()
+    assert len(built) == 1
 
 
 # ---------------------------------------------------------------- the papers' findings

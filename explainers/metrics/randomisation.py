@@ -96,6 +96,7 @@ def _randomisation(subject: Subject, params: RandomisationParams, rng: np.random
     curves: dict[str, list] = {name: [] for name in MEASURES}
     constant = 0
     for done, position in enumerate(positions, 1):
+        subject.model.context.check()  # a cancelled request stops before compiling the next model
         chosen = layers[: position + 1] if cascading else [layers[position]]
         derived = subject.classifier.derived(randomised(subject.classifier.model, chosen, seed=seed),
                                              name=f"{subject.classifier.name} (randomised {layers[position].name})",

@@ -101,6 +101,7 @@ def input_shift_invariance(subject: Subject, params: ShiftParams, *, rng: np.ran
     c = per_channel_shift(params, classifier)
     once = subject.explanation
     yield Planned(forward=once.forward + 2, backward=once.backward)
+    subject.model.context.check()
     rewrite = shift_compensated(classifier.model, classifier.signature.input_name, c, layout=classifier.signature.layout)
     shifted = classifier.derived(rewrite.model, name=f"{classifier.name} (input shifted)")
     shifted_image = (subject.image + c[:, None, None]).astype(np.float32)
