@@ -192,6 +192,14 @@ def test_a_shift_with_the_wrong_number_of_channels_is_rejected_before_any_model_
     assert error.value.field == "metrics.input_shift_invariance.shift"
 
 
+def test_an_unknown_layer_name_is_rejected_before_any_model_evaluation_and_the_layers_are_listed():
+    classifier, context = OnnxClassifier(builders.small_cnn()), RunContext()
+    with pytest.raises(InvalidArgument, match="allowed: logits, conv") as error:
+        evaluate_once(classifier, np.zeros((3, 16, 16), np.float32), "saliency", Objective.for_classes([0], 3), None,
+                      {"sanity_independent": {"layers": "logits, nope"}}, context=context)
+    assert error.value.field == "metrics.sanity_independent.layers" and context.forward == 0
+
+
 def test_unknown_metric_lists_the_sanity_metrics():
     with pytest.raises(NotFound, match="sanity_cascading"):
         get_metric("sanity_cascade")
@@ -212,9 +220,9 @@ def test_a_cancelled_request_stops_between_randomisation_steps(monkeypatch):
 
 
 # ---------------------------------------------------------------- the papers' findings
-def cascade(classifier, image, method, steps):
+def cascade(classifier, image, method, **params):
     objective = Objective.for_classes([int(np.argmax(classifier.predict(image[None])[0]))], classifier.num_classes)
-    _, results = evaluate_once(classifier, image, method, objective, None, {"sanity_cascading": {"steps": steps}})
+    _, results = evaluate_once(classifier, image, method, objective, None, {"sanity_cascading": params})
     return results["sanity_cascading"]
 
 
@@ -279,9 +287,13 @@ def bundled_coffee(bundled):
     return bundled, image
 
 
-def test_bundled_model_guided_backprop_survives_the_top_of_the_cascade_and_saliency_does_not(bundled_coffee):
+def test_bundled_model_guided_backprop_survives_the_top_of_the_cascade_and_saliency_and_grad_cam_do_not(
+        bundled_coffee):
+    """Randomised from the logits down to block 9 of 16 (19 of 50 layers): the ordering of Adebayo et al."""
     classifier, image = bundled_coffee
-    gbp, grad = (cascade(classifier, image, method, steps=2) for method in ("guided_backprop", "saliency"))
-    assert gbp.extras["layers"] == 50 and gbp.curves[0].x_ticks == ("/_fc/Gemm", "/_conv_stem/Conv")
-    assert gbp.curves[1].y[0, 0] > grad.curves[1].y[0, 0]  # the logits layer randomised
-    assert gbp.extras["mean_spearman_abs"] > grad.extras["mean_spearman_abs"]
+    middle = "/_blocks.9/_project_conv/Conv"
+    results = {method: cascade(classifier, image, method, layers=middle)
+               for method in ("guided_backprop", "saliency", "grad_cam")}
+    gbp = results["guided_backprop"]
+    assert gbp.extras["layers"] == 50 and gbp.curves[0].x_ticks == (middle,) and gbp.extras["steps"] == 1
+    assert gbp.values[0] > results["saliency"].values[0] and gbp.values[0] > results["grad_cam"].values[0]
