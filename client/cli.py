@@ -16,7 +16,7 @@ import numpy as np
 from onnxplain import __version__
 from onnxplain.v1 import model_service_pb2 as model_pb2
 
-from .client import DEFAULT_ADDRESS, Accepted, Client, Progress, Result
+from .client import CONTRAST_LOSSES, DEFAULT_ADDRESS, Accepted, Client, Progress, Result
 
 
 def _progress_bar(done: int, total: int, width: int = 32) -> None:
@@ -192,7 +192,8 @@ def _explain_stream(client: Client, model: str, image: Path, args: argparse.Name
     """One Explain call, drawing its progress bar; returns the Result."""
     events = client.explain_stream(
         model, image, args.method, classes=args.target, top_k=args.top_k, contrast=args.contrast,
-        params=_parse_params(args.param), seed=args.seed, overlay=not args.no_overlay,
+        contrast_loss=args.contrast_loss, params=_parse_params(args.param), seed=args.seed,
+        overlay=not args.no_overlay,
         original_grid=not args.no_original,
     )
     result = None
@@ -270,6 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--target", type=int, action="append", help="class index to explain (repeatable)")
     explain.add_argument("--top-k", type=int, help="explain the k best classes (default 1)")
     explain.add_argument("--contrast", type=int, help="explain 'target rather than this class'")
+    explain.add_argument("--contrast-loss", choices=CONTRAST_LOSSES,
+                         help="how the contrast is scored: difference (s_P - s_Q, default) or cross_entropy "
+                              "(the softmax cross-entropy towards the contrast class, Prabhushankar et al. 2020)")
     explain.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="method parameter")
     explain.add_argument("--seed", type=int)
     explain.add_argument("-o", "--output", default="out", help="directory for .npy heatmaps and PNG overlays")

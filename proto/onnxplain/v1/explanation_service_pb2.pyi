@@ -14,6 +14,12 @@ class ScoreSpace(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SCORE_SPACE_UNSPECIFIED: _ClassVar[ScoreSpace]
     SCORE_SPACE_PROBABILITY: _ClassVar[ScoreSpace]
 
+class ContrastLoss(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CONTRAST_LOSS_UNSPECIFIED: _ClassVar[ContrastLoss]
+    CONTRAST_LOSS_DIFFERENCE: _ClassVar[ContrastLoss]
+    CONTRAST_LOSS_CROSS_ENTROPY: _ClassVar[ContrastLoss]
+
 class HeatmapDatatype(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     HEATMAP_DATATYPE_UNSPECIFIED: _ClassVar[HeatmapDatatype]
@@ -29,6 +35,9 @@ class MethodFamily(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     METHOD_FAMILY_CONTRASTIVE: _ClassVar[MethodFamily]
 SCORE_SPACE_UNSPECIFIED: ScoreSpace
 SCORE_SPACE_PROBABILITY: ScoreSpace
+CONTRAST_LOSS_UNSPECIFIED: ContrastLoss
+CONTRAST_LOSS_DIFFERENCE: ContrastLoss
+CONTRAST_LOSS_CROSS_ENTROPY: ContrastLoss
 HEATMAP_DATATYPE_UNSPECIFIED: HeatmapDatatype
 HEATMAP_DATATYPE_FP32: HeatmapDatatype
 HEATMAP_DATATYPE_FP16: HeatmapDatatype
@@ -39,18 +48,20 @@ METHOD_FAMILY_GRADIENT: MethodFamily
 METHOD_FAMILY_CONTRASTIVE: MethodFamily
 
 class Target(_message.Message):
-    __slots__ = ("class_indices", "top_k", "contrast_class", "class_weights", "score_space")
+    __slots__ = ("class_indices", "top_k", "contrast_class", "class_weights", "score_space", "contrast_loss")
     CLASS_INDICES_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     CONTRAST_CLASS_FIELD_NUMBER: _ClassVar[int]
     CLASS_WEIGHTS_FIELD_NUMBER: _ClassVar[int]
     SCORE_SPACE_FIELD_NUMBER: _ClassVar[int]
+    CONTRAST_LOSS_FIELD_NUMBER: _ClassVar[int]
     class_indices: _containers.RepeatedScalarFieldContainer[int]
     top_k: int
     contrast_class: int
     class_weights: _tensor_pb2.Tensor
     score_space: ScoreSpace
-    def __init__(self, class_indices: _Optional[_Iterable[int]] = ..., top_k: _Optional[int] = ..., contrast_class: _Optional[int] = ..., class_weights: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., score_space: _Optional[_Union[ScoreSpace, str]] = ...) -> None: ...
+    contrast_loss: ContrastLoss
+    def __init__(self, class_indices: _Optional[_Iterable[int]] = ..., top_k: _Optional[int] = ..., contrast_class: _Optional[int] = ..., class_weights: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., score_space: _Optional[_Union[ScoreSpace, str]] = ..., contrast_loss: _Optional[_Union[ContrastLoss, str]] = ...) -> None: ...
 
 class OutputOptions(_message.Message):
     __slots__ = ("heatmap_datatype", "original_grid", "overlay_png", "partial_interval_ms")
@@ -132,14 +143,16 @@ class Accepted(_message.Message):
     def __init__(self, model: _Optional[str] = ..., method: _Optional[str] = ..., seed: _Optional[int] = ..., planned_evaluations: _Optional[int] = ..., targets: _Optional[_Iterable[_Union[TargetInfo, _Mapping]]] = ..., parameters: _Optional[_Mapping[str, str]] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class TargetInfo(_message.Message):
-    __slots__ = ("class_index", "label", "contrast_class")
+    __slots__ = ("class_index", "label", "contrast_class", "contrast_loss")
     CLASS_INDEX_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     CONTRAST_CLASS_FIELD_NUMBER: _ClassVar[int]
+    CONTRAST_LOSS_FIELD_NUMBER: _ClassVar[int]
     class_index: int
     label: str
     contrast_class: int
-    def __init__(self, class_index: _Optional[int] = ..., label: _Optional[str] = ..., contrast_class: _Optional[int] = ...) -> None: ...
+    contrast_loss: ContrastLoss
+    def __init__(self, class_index: _Optional[int] = ..., label: _Optional[str] = ..., contrast_class: _Optional[int] = ..., contrast_loss: _Optional[_Union[ContrastLoss, str]] = ...) -> None: ...
 
 class Progress(_message.Message):
     __slots__ = ("done", "total", "partial_heatmaps")
