@@ -180,8 +180,11 @@ def _explain_image(client: Client, model: str, image: Path, out: Path, args: arg
             Path(f"{stem}.png").write_bytes(target.overlay_png)
         written = f"{stem}.png" if target.overlay_png else f"{stem}.npy"
         print(f"{written}  class {target.class_index} ({target.label})  score {target.score:.4f}", file=lines)
+        contrast = ({"contrast_class": target.contrast_class, "contrast_loss": target.contrast_loss}
+                    if target.contrast_class is not None else {})
         report["targets"].append({"class_index": target.class_index, "label": target.label, "score": target.score,
-                                  "heatmap": f"{stem}.npy", "overlay": f"{stem}.png" if target.overlay_png else None})
+                                  "heatmap": f"{stem}.npy", "overlay": f"{stem}.png" if target.overlay_png else None,
+                                  **contrast})
     print(f"{result.forward_evaluations} forward + {result.backward_evaluations} backward evaluations in "
           f"{result.elapsed_seconds:.2f} s", file=sys.stderr)
     return {**report, "forward": result.forward_evaluations, "backward": result.backward_evaluations,

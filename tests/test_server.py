@@ -141,6 +141,8 @@ def test_contrast_loss_reaches_the_objective_and_is_reported(client):
     np.testing.assert_allclose(result.targets[0].score, np.log(np.exp(logits).sum()) - logits[3], rtol=1e-5)
     assert client.explain("linear", x, "saliency", classes=[1], contrast=3).targets[0].contrast_loss == "difference"
     assert client.explain("linear", x, "saliency", classes=[1]).targets[0].contrast_loss is None
+    with pytest.raises(ValueError, match="choices: difference, cross_entropy"):
+        client.explain_request("linear", x, "saliency", classes=[1], contrast=3, contrast_loss="hinge")
     request = client.explain_request("linear", x, "saliency", classes=[1], contrast=3)
     request.target.contrast_loss = 7
     without_contrast = client.explain_request("linear", x, "saliency", classes=[1], contrast_loss="cross_entropy")

@@ -11,10 +11,10 @@ from numpy.typing import NDArray
 from ..events import Event, Explanation, Planned, Progress
 from ..model import Evaluator
 from ..objectives import Objective
-from ..params import MethodParams, param
+from ..params import param
 from ..perturb.baselines import blur
 from ..perturb.extremal import Adam, SmoothMask, area_ones, ranking_penalty
-from .mask_scores import GRADIENTS, MaskScores
+from .mask_scores import MaskGradientParams, MaskScores
 from .registry import Family, register
 
 MODES = ("preservation", "deletion")
@@ -25,7 +25,7 @@ STREAM_UPDATES = 20  # partial heatmaps streamed per run
 
 
 @dataclass(frozen=True, kw_only=True)
-class ExtremalPerturbationParams(MethodParams):
+class ExtremalPerturbationParams(MaskGradientParams):
     """Defaults: the paper's areas and TorchRay's mask step (7 px) and blur (σ_max 20 px ≈ 9% of 224,
     here 10% of the shorter side, the project's blur baseline).
 
@@ -58,10 +58,6 @@ class ExtremalPerturbationParams(MethodParams):
     regularization_weight: float = param(30.0, low=0.001, high=1e6,
                                          doc="initial weight λ of the area (ranking) regulariser, relative to "
                                              "the objective's scale; grows geometrically 1000x over the run")
-    gradient: str = param("auto", choices=GRADIENTS,
-                          doc="auto: exact through the gradient graph when it builds, else finite differences")
-    directions: int = param(16, low=1, high=256,
-                            doc="antithetic random directions per finite-difference step (2x forward passes)")
 
     def check(self) -> None:
         for index, area in enumerate(self.areas):

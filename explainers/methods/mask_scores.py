@@ -21,6 +21,7 @@ from ..errors import FailedPrecondition, InvalidModel
 from ..graph.perturbation import MaskSource
 from ..model import Evaluator
 from ..objectives import Objective, check_contrast_loss
+from ..params import MethodParams, param
 from ..perturb.extremal import (
     FINAL_ACTIVATIONS,
     antithetic_gradient,
@@ -33,6 +34,16 @@ LOW_MASKS = "low_masks"  # the input of the upsampled_masks prefix
 GRADIENTS = ("auto", "exact", "finite_differences")
 PROBE_STEP = 0.05  # finite-difference step c on the (fed) mask parameters, which live in [0, 1]
 DIRECTION_GRIDS = (4, 8, 16)  # finite-difference directions: Rademacher on these grids (multiscale_rademacher)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MaskGradientParams(MethodParams):
+    """The parameters of :class:`MaskScores`' gradient, shared by the mask-optimising methods."""
+
+    gradient: str = param("auto", choices=GRADIENTS,
+                          doc="auto: exact through the gradient graph when it builds, else finite differences")
+    directions: int = param(16, low=1, high=256,
+                            doc="antithetic random directions per finite-difference step (2x forward passes)")
 
 
 @dataclass(frozen=True)
