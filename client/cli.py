@@ -16,7 +16,7 @@ import numpy as np
 from onnxplain import __version__
 from onnxplain.v1 import model_service_pb2 as model_pb2
 
-from .client import DEFAULT_ADDRESS, Accepted, Client, Progress, Result
+from .client import CONTRAST_LOSSES, DEFAULT_ADDRESS, Accepted, Client, Progress, Result
 
 
 def _progress_bar(done: int, total: int, width: int = 32) -> None:
@@ -180,8 +180,11 @@ def _explain_image(client: Client, model: str, image: Path, out: Path, args: arg
             Path(f"{stem}.png").write_bytes(target.overlay_png)
         written = f"{stem}.png" if target.overlay_png else f"{stem}.npy"
         print(f"{written}  class {target.class_index} ({target.label})  score {target.score:.4f}", file=lines)
+        contrast = ({"contrast_class": target.contrast_class, "contrast_loss": target.contrast_loss}
+                    if target.contrast_class is not None else {})
         report["targets"].append({"class_index": target.class_index, "label": target.label, "score": target.score,
-                                  "heatmap": f"{stem}.npy", "overlay": f"{stem}.png" if target.overlay_png else None})
+                                  "heatmap": f"{stem}.npy", "overlay": f"{stem}.png" if target.overlay_png else None,
+                                  **contrast})
     print(f"{result.forward_evaluations} forward + {result.backward_evaluations} backward evaluations in "
           f"{result.elapsed_seconds:.2f} s", file=sys.stderr)
     return {**report, "forward": result.forward_evaluations, "backward": result.backward_evaluations,
@@ -192,7 +195,8 @@ def _explain_stream(client: Client, model: str, image: Path, args: argparse.Name
     """One Explain call, drawing its progress bar; returns the Result."""
     events = client.explain_stream(
         model, image, args.method, classes=args.target, top_k=args.top_k, contrast=args.contrast,
-        params=_parse_params(args.param), seed=args.seed, overlay=not args.no_overlay,
+        contrast_loss=args.contrast_loss, params=_parse_params(args.param), seed=args.seed,
+        overlay=not args.no_overlay,
         original_grid=not args.no_original,
     )
     result = None
@@ -270,6 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--target", type=int, action="append", help="class index to explain (repeatable)")
     explain.add_argument("--top-k", type=int, help="explain the k best classes (default 1)")
     explain.add_argument("--contrast", type=int, help="explain 'target rather than this class'")
+    explain.add_argument("--contrast-loss", choices=CONTRAST_LOSSES,
+                         help="how the contrast is scored: difference (s_P - s_Q, default) or cross_entropy "
+                              "(the softmax cross-entropy towards the contrast class, Prabhushankar et al. 2020)")
     explain.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="method parameter")
     explain.add_argument("--seed", type=int)
     explain.add_argument("-o", "--output", default="out", help="directory for .npy heatmaps and PNG overlays")

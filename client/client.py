@@ -87,6 +87,7 @@ class TargetResult:
     score: float
     contrast_class: int | None
     overlay_png: bytes | None
+    contrast_loss: str | None = None  # "difference" or "cross_entropy" with a contrast class
 
 
 @dataclass(frozen=True)
@@ -245,6 +246,7 @@ class Client:
         classes: Sequence[int] | None = None,
         top_k: int | None = None,
         contrast: int | None = None,
+        contrast_loss: str | None = None,
         class_weights: NDArray | None = None,
         probability: bool = False,
         params: Mapping[str, Any] | None = None,
@@ -264,6 +266,10 @@ class Client:
         target.top_k = top_k or 0
         if contrast is not None:
             target.contrast_class = contrast
+        if contrast_loss is not None:
+            if contrast_loss not in CONTRAST_LOSSES:
+                raise ValueError(f"contrast_loss {contrast_loss!r} is not allowed; choices: {', '.join(CONTRAST_LOSSES)}")
+            target.contrast_loss = ex_pb2.ContrastLoss.Value(f"CONTRAST_LOSS_{contrast_loss.upper()}")
         if class_weights is not None:
             target.class_weights.CopyFrom(to_tensor(np.asarray(class_weights, np.float32)))
         if probability:
@@ -286,7 +292,8 @@ class Client:
         """Stream the events of one explanation: :class:`Accepted`, :class:`Progress`…, :class:`Result`.
 
         Options: ``classes`` (list of class indices) or ``top_k`` or ``class_weights`` [T, classes];
-        ``contrast`` (explain "P rather than Q"); ``probability`` (explain softmax scores);
+        ``contrast`` (explain "P rather than Q"); ``contrast_loss`` ("difference", the default: s_P − s_Q,
+        or "cross_entropy": the softmax cross-entropy towards Q, Prabhushankar et al. 2020); ``probability`` (explain softmax scores);
         ``params`` (the method's parameters by name); ``seed``; ``overlay`` (PNG overlays);
         ``original_grid`` (heatmaps on the original image); ``heatmap_datatype`` (FP32/FP16/UINT8);
         ``partial_interval_ms`` (partial heatmaps at most this often); ``request_id``.
@@ -330,12 +337,23 @@ def parse_predictions(response: model_pb2.PredictResponse) -> Predictions:
     return Predictions(classes, tuple(response.warnings))
 
 
+CONTRAST_LOSSES = ("difference", "cross_entropy")
+
+
+def _contrast_loss(value: int) -> str | None:
+    """The wire enum → "difference" / "cross_entropy", or None when unset (no contrast)."""
+    if value == ex_pb2.CONTRAST_LOSS_UNSPECIFIED:
+        return None
+    return ex_pb2.ContrastLoss.Name(value).removeprefix("CONTRAST_LOSS_").lower()
+
+
 def _result(r: ex_pb2.Result, accepted: Accepted | None) -> Result:
     targets = [
         TargetResult(
             t.target.class_index, t.target.label, t.score,
             t.target.contrast_class if t.target.HasField("contrast_class") else None,
             t.overlay_png or None,
+            _contrast_loss(t.target.contrast_loss),
         )
         for t in r.targets
     ]

@@ -14,7 +14,7 @@ from .errors import InvalidArgument, NonFiniteResult
 from .events import Event, Explanation
 from .methods import get_method
 from .model import Evaluator, OnnxClassifier
-from .objectives import Objective
+from .objectives import Objective, check_contrast_loss
 from .params import MethodParams
 
 
@@ -37,6 +37,8 @@ def explain(
 
     Raises:
         NotFound: unknown method. InvalidArgument: bad parameter or image.
+        FailedPrecondition: a cross-entropy contrast on a model without a softmax (see
+            :func:`~explainers.objectives.check_contrast_loss`).
     """
     spec = get_method(method)
     params = method_params(method, params)
@@ -49,6 +51,8 @@ def explain(
         raise InvalidArgument(
             "target.class_weights", f"{objective.weights.shape[1]} classes; the model has {classifier.num_classes}"
         )
+    check_contrast_loss(objective, output_producer=classifier.signature.output_producer,
+                        outputs_are_probabilities=classifier.outputs_are_probabilities, gradients=False)
     frozen = np.array(image, dtype=np.float32, copy=True)
     frozen.setflags(write=False)
     evaluator = Evaluator(classifier, context)

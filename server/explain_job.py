@@ -21,7 +21,7 @@ from onnxplain.v1 import explanation_service_pb2 as ex_pb2
 from .convert import PARAMS_ONEOF, encode_heatmaps, params_field, params_from_proto
 from .limits import ServerLimits
 from .repository import ModelRepository
-from .requests import prepare_image, resolve_objective
+from .requests import contrast_loss_value, prepare_image, resolve_objective
 
 MAX_SEED = 2**63 - 1
 
@@ -42,7 +42,8 @@ def run_explain(
     image = prepare_image(classifier, request.image, max_pixels=limits.max_image_pixels)
     objective = resolve_objective(classifier, image.tensor, request.target, max_targets=limits.max_targets, context=context)
     targets = [
-        ex_pb2.TargetInfo(class_index=c, label=classifier.labels[c], contrast_class=objective.contrast)
+        ex_pb2.TargetInfo(class_index=c, label=classifier.labels[c], contrast_class=objective.contrast,
+                          contrast_loss=contrast_loss_value(objective))
         for c in objective.classes
     ]
     output = request.output

@@ -14,6 +14,7 @@ from numpy.typing import NDArray
 from onnxplain.explainers import Objective, OnnxClassifier, RunContext, top_classes
 from onnxplain.explainers.errors import InvalidArgument
 from onnxplain.explainers.model import Geometry, canonical_tensor, decode_image, preprocess, to_rgb_array
+from onnxplain.explainers.objectives import CROSS_ENTROPY, DIFFERENCE
 from onnxplain.explainers.render import canvas_from_tensor
 from onnxplain.v1 import explanation_service_pb2 as ex_pb2
 from onnxplain.v1 import tensor_pb2
@@ -56,12 +57,15 @@ def resolve_objective(
     """Target message → :class:`Objective`. Top-k costs one forward pass (charged to ``context``)."""
     space = "probability" if target.score_space == ex_pb2.SCORE_SPACE_PROBABILITY else "output"
     contrast = target.contrast_class if target.HasField("contrast_class") else None
+    loss = contrast_loss_name(target.contrast_loss)
     chosen = [name for name in ("class_indices", "top_k", "class_weights") if _is_set(target, name)]
     if len(chosen) > 1:
         raise InvalidArgument("target", f"set only one of class_indices, top_k, class_weights (got {', '.join(chosen)})")
     if target.HasField("class_weights"):
         if contrast is not None:
             raise InvalidArgument("target.contrast_class", "cannot be combined with class_weights; fold it into the weights")
+        if loss != DIFFERENCE:
+            raise InvalidArgument("target.contrast_loss", f"{loss} needs target.contrast_class, not class_weights")
         weights = from_tensor(target.class_weights, field="target.class_weights").astype(np.float32)
         if weights.ndim != 2 or weights.shape[1] != classifier.num_classes:
             raise InvalidArgument(
@@ -78,7 +82,32 @@ def resolve_objective(
         scores = classifier.predict(image[None], context=context)[0]
         classes = top_classes(scores, k)
     _check_count(len(classes), max_targets)
-    return Objective.for_classes(classes, classifier.num_classes, contrast=contrast, space=space)
+    return Objective.for_classes(classes, classifier.num_classes, contrast=contrast, space=space, loss=loss)
+
+
+CONTRAST_LOSSES = {
+    ex_pb2.CONTRAST_LOSS_UNSPECIFIED: DIFFERENCE,
+    ex_pb2.CONTRAST_LOSS_DIFFERENCE: DIFFERENCE,
+    ex_pb2.CONTRAST_LOSS_CROSS_ENTROPY: CROSS_ENTROPY,
+}
+
+
+def contrast_loss_name(value: int) -> str:
+    """The wire enum → the library's contrast loss name.
+
+    Raises:
+        InvalidArgument: a value this server does not know (proto3 enums are open)."""
+    if value not in CONTRAST_LOSSES:
+        choices = ", ".join(ex_pb2.ContrastLoss.Name(v) for v in CONTRAST_LOSSES if v)
+        raise InvalidArgument("target.contrast_loss", f"{value} is not allowed; choices: {choices}")
+    return CONTRAST_LOSSES[value]
+
+
+def contrast_loss_value(objective: Objective) -> int:
+    """What a TargetInfo reports: the loss used, or UNSPECIFIED without a contrast class."""
+    if objective.contrast is None:
+        return ex_pb2.CONTRAST_LOSS_UNSPECIFIED
+    return ex_pb2.CONTRAST_LOSS_CROSS_ENTROPY if objective.cross_entropy else ex_pb2.CONTRAST_LOSS_DIFFERENCE
 
 
 def _is_set(target: ex_pb2.Target, name: str) -> bool:

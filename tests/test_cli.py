@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import subprocess
@@ -108,3 +109,23 @@ def test_gradient_methods_take_typed_parameters_and_several_targets(served, tmp_
               "grad_cam_plus_plus", "--param", "layer=/_swish_1/Clip_output_0", "-o", str(out))
     assert run.returncode == 0, run.stderr
     assert np.load(out / "coffee_grad_cam_plus_plus_967.npy").shape == (224, 224)
+
+
+def test_contrast_loss_flag(served, tmp_path, coffee_png):
+    """--contrast-loss cross_entropy reaches the objective (another map, the loss in the JSON report); a value
+    outside the choices is refused by the parser naming them."""
+    address, _ = served
+    image = tmp_path / "coffee.png"
+    image.write_bytes(coffee_png)
+    maps, reports = {}, {}
+    for loss in ("difference", "cross_entropy"):
+        out = tmp_path / loss
+        run = cli("explain", str(image), "--server", address, "--model", "efficientnet_lite0", "--method", "grad_cam",
+                  "--target", "967", "--contrast", "968", "--contrast-loss", loss, "--json", "-o", str(out))
+        assert run.returncode == 0, run.stderr
+        maps[loss], reports[loss] = np.load(out / "coffee_grad_cam_967.npy"), json.loads(run.stdout)
+    assert not np.allclose(maps["difference"], maps["cross_entropy"])
+    target = reports["cross_entropy"]["images"][0]["targets"][0]
+    assert (target["contrast_class"], target["contrast_loss"]) == (968, "cross_entropy")
+    run = cli("explain", str(image), "--server", address, "--contrast", "968", "--contrast-loss", "hinge")
+    assert run.returncode == 2 and "choose from 'difference', 'cross_entropy'" in run.stderr

@@ -32,6 +32,7 @@ FAST = {
     "lime": {"segments": 8, "samples": 40},
     "score_cam": {},
     "extremal_perturbation": {"areas": [0.1], "iterations": 8, "mask_step": 4},
+    "meaningful_perturbation": {"iterations": 8, "mask_step": 4},
     "integrated_gradients": {"steps": 8},
     "smoothgrad": {"samples": 4},
 }

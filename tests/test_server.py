@@ -127,6 +127,33 @@ def test_explain_preprocessed_tensor_is_exact_on_a_linear_model(client):
     assert [t.label for t in result.targets] == ["c", "d"] and result.original_heatmaps is None
 
 
+def test_contrast_loss_reaches_the_objective_and_is_reported(client):
+    """cross_entropy over the wire: the saliency seed softmax(y) − e_Q on the linear model; the result names the
+    loss; an unknown enum value and a loss without a contrast class are refused naming target.contrast_loss."""
+    weights = np.random.default_rng(1).standard_normal((4, 3, 32, 32)).astype(np.float32)  # as in conftest
+    x = np.random.default_rng(2).standard_normal((1, 3, 32, 32)).astype(np.float32) * 0.05
+    logits = np.einsum("kchw,chw->k", weights.astype(np.float64), x[0])
+    seed = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum() - np.eye(4)[3]
+    result = client.explain("linear", x, "input_x_gradient", classes=[1], contrast=3, contrast_loss="cross_entropy")
+    np.testing.assert_allclose(result.heatmaps[0], (np.einsum("k,kchw->chw", seed, weights) * x[0]).sum(0),
+                               rtol=1e-4, atol=1e-6)
+    assert result.targets[0].contrast_loss == "cross_entropy" and result.targets[0].contrast_class == 3
+    np.testing.assert_allclose(result.targets[0].score, np.log(np.exp(logits).sum()) - logits[3], rtol=1e-5)
+    assert client.explain("linear", x, "saliency", classes=[1], contrast=3).targets[0].contrast_loss == "difference"
+    assert client.explain("linear", x, "saliency", classes=[1]).targets[0].contrast_loss is None
+    with pytest.raises(ValueError, match="choices: difference, cross_entropy"):
+        client.explain_request("linear", x, "saliency", classes=[1], contrast=3, contrast_loss="hinge")
+    request = client.explain_request("linear", x, "saliency", classes=[1], contrast=3)
+    request.target.contrast_loss = 7
+    without_contrast = client.explain_request("linear", x, "saliency", classes=[1], contrast_loss="cross_entropy")
+    for bad, message in ((request, "7 is not a ContrastLoss value; allowed: unspecified (0), difference, cross_entropy"),
+                         (without_contrast, "set target.contrast_class")):
+        with pytest.raises(grpc.RpcError) as info:
+            list(client.explanations.Explain(bad, timeout=30))
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and message in info.value.details()
+        assert details(info.value)[1] == ["target.contrast_loss"]
+
+
 def test_nested_method_parameters_and_enums_reach_the_method(client):
     """SmoothGrad around Integrated Gradients with the inner method's steps and rule (an enum)."""
     weights = np.random.default_rng(1).standard_normal((4, 3, 32, 32)).astype(np.float32)  # as in conftest

@@ -7,7 +7,8 @@ are emitted, so it runs on stock onnxruntime (CPU or CUDA). Steps (see AUTODIFF.
 
 1. normalise: opset ≥ 16 (ScatterElements with reduction), shape and type inference;
 2. cut: by default the score is taken before a final Softmax/Sigmoid (the logits);
-3. seed the backward pass from ``class_weights``;
+3. seed the backward pass from ``class_weights`` (or, for a log-softmax score, from
+   ``class_weights − (Σ class_weights) · softmax(scores)``, computed in the graph);
 4. visit, in reverse topological order, only the nodes on a path input → score, calling each
    op's vector-Jacobian rule; fan-out is summed;
 5. dead-code elimination from the requested outputs; ``onnx.checker``.
@@ -74,6 +75,7 @@ def build_gradient_model(
     input_shape: Sequence[int | None] | None = None,
     shape_hints: Mapping[str, tuple] | None = None,
     baseline_pass: bool = False,
+    log_softmax_score: bool = False,
 ) -> GradientModel:
     """Differentiate ``model``'s class scores with respect to its input and ``layers``.
 
@@ -92,6 +94,11 @@ def build_gradient_model(
         baseline_pass: also evaluate the forward graph on a second input ``baseline_input``
             (a baseline x′) so that rules can read ``ctx.baseline(tensor)``, e.g. DeepLIFT's
             rescale rule (f(x) − f(x′)) / (x − x′).
+        log_softmax_score: differentiate ``Σ_c w_c · log softmax(z)_c`` instead of ``Σ_c w_c z_c``
+            (``z``: the scores, i.e. the logits when the final activation is cut; ``w``:
+            ``class_weights``): the seed ``w − (Σ_c w_c) · softmax(z)`` is computed in the graph from
+            the forward pass. With ``w = −e_Q`` it is the gradient of the cross-entropy towards class Q,
+            ``softmax(z) − e_Q`` (Prabhushankar et al. 2020).
 
     Raises:
         GradientError: an op on the path has no rule (names the op, the node and the supported ops),
@@ -137,7 +144,8 @@ def build_gradient_model(
     ctx = VjpContext(shapes=shapes, dtypes=dtypes, opset=index.opset, default_dtype=input_dtype,
                      constants=index.folded_constants, differentiable=differentiable, baselines=baselines)
     ctx.dtypes[CLASS_WEIGHTS] = ctx.dtype(score_tensor)
-    pending: dict[str, list[str]] = {score_tensor: [CLASS_WEIGHTS]}
+    seed = _log_softmax_seed(ctx, score_tensor) if log_softmax_score else CLASS_WEIGHTS
+    pending: dict[str, list[str]] = {score_tensor: [seed]}
 
     def gradient_of(name: str) -> str | None:
         parts = pending.get(name)
@@ -183,6 +191,16 @@ def build_gradient_model(
     built = _assemble(model, ctx, input_name, output_name, score_tensor, extra_outputs, layer_outputs,
                       baseline_pass)
     return built
+
+
+def _log_softmax_seed(ctx: VjpContext, scores: str) -> str:
+    """``w − (Σ_c w_c) · softmax(z)`` [batch, classes] for ``w`` = class_weights and ``z`` = ``scores``:
+    the vector-Jacobian product of ``w · log softmax(z)`` (the LogSoftmax rule, seeded with w)."""
+    probabilities = ctx.op("Softmax", scores, axis=-1)
+    total = ctx.op("ReduceSum", CLASS_WEIGHTS, ctx.ints([-1]), keepdims=1)
+    seed = ctx.op("Sub", CLASS_WEIGHTS, ctx.op("Mul", probabilities, total))
+    ctx.dtypes[seed] = ctx.dtype(scores)
+    return seed
 
 
 def _baseline_pass(graph: onnx.GraphProto, input_name: str, differentiable: set[str]) -> dict[str, str]:

@@ -11,6 +11,7 @@ from . import (  # noqa: F401  (importing registers)
     guided_grad_cam,
     integrated_gradients,
     lime,
+    meaningful_perturbation,
     occlusion,
     rise,
     score_cam,

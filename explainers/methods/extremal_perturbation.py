@@ -8,39 +8,24 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from ..autodiff import CLASS_WEIGHTS, INPUT_GRAD, GradientError
-from ..errors import InvalidModel
 from ..events import Event, Explanation, Planned, Progress
 from ..model import Evaluator
 from ..objectives import Objective
-from ..params import MethodParams, param
+from ..params import param
 from ..perturb.baselines import blur
-from ..perturb.extremal import (
-    FINAL_ACTIVATIONS,
-    Adam,
-    SmoothMask,
-    antithetic_gradient,
-    area_ones,
-    multiscale_rademacher,
-    objective_seeds,
-    ranking_penalty,
-    seeds_need_outputs,
-)
+from ..perturb.extremal import Adam, SmoothMask, area_ones, ranking_penalty
+from .mask_scores import MaskGradientParams, MaskScores
 from .registry import Family, register
 
 MODES = ("preservation", "deletion")
-GRADIENTS = ("auto", "exact", "finite_differences")
-LOW_MASKS = "low_masks"  # the input of the upsampled_masks prefix
 MASK_SMOOTHING = 1.0  # σ of the Gaussian on the parameter grid, in cells (see SmoothMask)
 REGULARIZATION_GROWTH = 1000.0  # λ grows geometrically to 1000× regularization_weight over the run
 FINAL_LEARNING_RATE = 0.1  # the step decays linearly to this fraction of learning_rate: the last iterate settles
-PROBE_STEP = 0.05  # finite-difference step c on the (fed) mask parameters, which live in [0, 1]
-DIRECTION_GRIDS = (4, 8, 16)  # finite-difference directions: Rademacher on these grids (multiscale_rademacher)
 STREAM_UPDATES = 20  # partial heatmaps streamed per run
 
 
 @dataclass(frozen=True, kw_only=True)
-class ExtremalPerturbationParams(MethodParams):
+class ExtremalPerturbationParams(MaskGradientParams):
     """Defaults: the paper's areas and TorchRay's mask step (7 px) and blur (σ_max 20 px ≈ 9% of 224,
     here 10% of the shorter side, the project's blur baseline).
 
@@ -73,10 +58,6 @@ class ExtremalPerturbationParams(MethodParams):
     regularization_weight: float = param(30.0, low=0.001, high=1e6,
                                          doc="initial weight λ of the area (ranking) regulariser, relative to "
                                              "the objective's scale; grows geometrically 1000x over the run")
-    gradient: str = param("auto", choices=GRADIENTS,
-                          doc="auto: exact through the gradient graph when it builds, else finite differences")
-    directions: int = param(16, low=1, high=256,
-                            doc="antithetic random directions per finite-difference step (2x forward passes)")
 
     def check(self) -> None:
         for index, area in enumerate(self.areas):
@@ -131,56 +112,15 @@ def extremal_perturbation(
     target_of = np.repeat(np.arange(targets), areas)
     ones = area_ones(params.areas, height * width)[np.tile(np.arange(areas), targets)]
     deletion = params.mode == "deletion"
-    probabilities = model.outputs_are_probabilities
 
-    def scores_of(fed: NDArray[np.float64], rows: NDArray[np.integer]) -> NDArray[np.float64]:
-        """Objective values with masks ``fed`` [n, h, w], of target ``rows[i]`` for mask i."""
-        flat = np.ascontiguousarray(fed[:, None], dtype=np.float32)
-        values = np.empty(len(fed))
-        for start, stop, chunk in model.perturbed_values(len(fed), lambda a, b: {LOW_MASKS: flat[a:b]}, objective,
-                                                         source=source, image=image, baseline=baseline):
-            values[start:stop] = chunk[np.arange(stop - start), rows[start:stop]]
-        return values
-
-    cut = model.signature.output_producer if model.signature.output_producer in FINAL_ACTIVATIONS else None
-    needs_outputs = seeds_need_outputs(objective, outputs_are_probabilities=probabilities, cut=cut)
-
-    def exact_gradients(fed: NDArray[np.float64]) -> NDArray[np.float64]:
-        """d score / d fed [count, h, w] through the gradient graph of (prefix ∘ model)."""
-        flat = np.ascontiguousarray(fed[:, None], dtype=np.float32)
-        outputs = None
-        if needs_outputs:  # the seed is the objective's Jacobian at the current masks: one more forward
-            outputs = np.concatenate([c.outputs[model.signature.output_name] for c in model.perturbed(
-                len(fed), lambda a, b: {LOW_MASKS: flat[a:b]}, source=source, image=image, baseline=baseline)])
-        seeds = objective_seeds(objective, target_of, outputs, outputs_are_probabilities=probabilities, cut=cut)
-        grads = np.empty(fed.shape)
-        for chunk in model.perturbation_gradients(
-                len(fed), lambda a, b: {LOW_MASKS: flat[a:b], CLASS_WEIGHTS: seeds[a:b]}, source=source,
-                wrt=LOW_MASKS, image=image, baseline=baseline):
-            grads[chunk.start:chunk.stop] = chunk.outputs[INPUT_GRAD][:, 0]
-        return grads
-
-    exact = params.gradient != "finite_differences"
-    if exact:
-        try:  # build (once per model) the gradient graph, evaluating nothing
-            for _ in model.perturbation_gradients(0, dict, source=source, wrt=LOW_MASKS, image=image,
-                                                  baseline=baseline):
-                pass
-        except (GradientError, InvalidModel):
-            if params.gradient == "exact":
-                raise
-            exact = False
-    forward_step = count * ((2 if needs_outputs else 1) if exact else 2 * params.directions)
-    backward_step = count if exact else 0
+    scorer = MaskScores.create(model, objective, source, image, baseline, target_of, gradient=params.gradient,
+                               directions=params.directions)
+    forward_step, backward_step = scorer.passes_per_step()
     total = params.iterations * (forward_step + backward_step) + count + 1
     yield Planned(forward=params.iterations * forward_step + count + 1, backward=params.iterations * backward_step)
 
     def heatmaps(p: NDArray[np.float64]) -> NDArray[np.float32]:
         return smooth.masks(p).reshape(targets, areas, height, width).sum(axis=1).astype(np.float32)
-
-    def probe(probes: NDArray[np.float64]) -> NDArray[np.float64]:  # [count, 2K, h, w] -> [count, 2K]
-        rows = np.repeat(target_of, probes.shape[1])
-        return scores_of(probes.reshape(-1, *smooth.low_shape), rows).reshape(count, -1)
 
     # per pixel reached, so that an even pressure (the area term at the start) moves every parameter
     # alike rather than the image's borders first (a diagonal preconditioner: still a descent direction)
@@ -191,11 +131,7 @@ def extremal_perturbation(
     for step in range(params.iterations):
         low = smooth.low(p)
         fed = 1.0 - low if deletion else low
-        if exact:
-            grad_fed = exact_gradients(fed)
-        else:
-            directions, weights = multiscale_rademacher(rng, count, params.directions, smooth.low_shape, DIRECTION_GRIDS)
-            _, grad_fed = antithetic_gradient(probe, fed, directions, step=PROBE_STEP, weights=weights)
+        grad_fed = scorer.gradients(fed, rng)
         # reward = score(q) (preservation) or −score(1 − q) (deletion): d reward / dq = d score / d fed either way
         _, penalty = ranking_penalty(smooth.masks(p).reshape(count, -1), ones)
         progress = step / max(1, params.iterations - 1)
@@ -206,11 +142,11 @@ def extremal_perturbation(
         if (step + 1) % every == 0 and step + 1 < params.iterations:
             yield Progress(done=(step + 1) * (forward_step + backward_step), total=total, heatmaps=heatmaps(p))
 
-    final = scores_of(1.0 - smooth.low(p) if deletion else smooth.low(p), target_of)
+    final = scorer.values(1.0 - smooth.low(p) if deletion else smooth.low(p))
     scores = model.objective_value(image, objective)
     result = heatmaps(p)
     yield Progress(done=total, total=total, heatmaps=result)
-    extras = {"exact_gradient": float(exact), "iterations": float(params.iterations)}
+    extras = {"exact_gradient": float(scorer.exact), "iterations": float(params.iterations)}
     achieved = smooth.masks(p).mean(axis=(1, 2))
     for s in range(count):
         key = f"a={params.areas[s % areas]:g}" + (f",t={s // areas}" if targets > 1 else "")

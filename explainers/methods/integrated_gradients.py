@@ -28,8 +28,9 @@ def integrated(path: Quadrature, baseline: NDArray[np.float32] | None = None) ->
 def forward_scores_differentiated(model: Evaluator, objective: Objective) -> bool:
     """Whether plain forwards give the objective on the scores the gradient graph differentiates.
     Not so when the evaluator cuts a final Softmax/Sigmoid to differentiate the logits (it does
-    unless the objective asks for probabilities): then only its baseline pass measures them."""
-    return objective.space == "probability" or model.signature.output_producer not in ("Softmax", "Sigmoid")
+    unless the objective asks for probabilities): then only its baseline pass measures them. A
+    cross-entropy objective is computed from the model's outputs either way."""
+    return objective.space == "probability" or objective.cross_entropy or model.signature.output_producer not in ("Softmax", "Sigmoid")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -19,7 +19,7 @@ from ..context import RunContext
 from ..errors import FailedPrecondition
 from ..graph.baseline_pass import BASELINE_IMAGE, SCORE_DELTA
 from ..graph.perturbation import SOURCE_BASELINE, SOURCE_IMAGE, MaskSource
-from ..objectives import Objective
+from ..objectives import Objective, check_contrast_loss
 from .classifier import OnnxClassifier
 from .introspect import Introspection
 from .loop import IMAGE, Chunk, concatenate
@@ -57,7 +57,7 @@ def _prefix_inputs(image: NDArray, baseline: NDArray, per_request: Mapping[str, 
 
 
 def _weighted(rows: NDArray, objective: Objective) -> NDArray[np.float32]:
-    """Per-(image, target) rows [n·T, classes] → objective values [n, T]."""
+    """Per-(image, target) score differences [n·T, classes] → the linear objective's differences [n, T]."""
     targets = objective.num_targets
     return (rows.reshape(-1, targets, rows.shape[-1]) * objective.weights[None]).sum(-1).astype(np.float32)
 
@@ -125,11 +125,14 @@ class Evaluator:
         cut_final_activation: bool = True,
         max_batch: int | None = None,
         baseline: NDArray[np.float32] | None = None,
+        log_softmax_score: bool = False,
     ) -> Iterator[Chunk]:
         """Forward + backward through the gradient graph of (``layers``, ``rules``).
 
         ``make_batch(start, stop)`` returns canonical images [n, C, H, W] and class weights
-        [n, classes] (the seed: one-hot for one class, e_P − e_Q for a contrast), in chunks of
+        [n, classes] (the seed: one-hot for one class, e_P − e_Q for a contrast; with
+        ``log_softmax_score`` the graph seeds ``w − (Σw) softmax(logits)`` from them, e.g.
+        softmax − e_Q for ``w = −e_Q``, the cross-entropy towards Q), in chunks of
         ``max_batch`` (default the classifier's ``gradient_max_batch``). Each sample is charged one
         forward and one backward evaluation. With a ``baseline`` x′ (canonical [C, H, W], the same
         for every sample: fed once) the graph has a baseline pass (see
@@ -146,7 +149,7 @@ class Evaluator:
         """
         classifier = self._classifier
         variant = Variant.gradient(layers=tuple(layers), rules=rules, cut_final_activation=cut_final_activation,
-                                   baseline_pass=baseline is not None)
+                                   baseline_pass=baseline is not None, log_softmax_score=log_softmax_score)
         graph = classifier.compiled(variant).gradient
         keys = {graph.score_output: self.signature.output_name, graph.input_grad: INPUT_GRAD}
         for layer in layers:
@@ -269,13 +272,22 @@ class Evaluator:
         gradient graph differentiates the logits when the model ends in Softmax/Sigmoid (the scores
         stay those of the model's output), and the probabilities when the objective asks for them. A
         ``baseline`` x′ [C, H, W] adds a baseline pass (one more forward per pair) for rule sets
-        that read it (DeepLIFT) and fills ``score_delta``.
+        that read it (DeepLIFT) and fills ``score_delta``. A cross-entropy objective
+        (``contrast_loss``) is seeded in the graph with ``softmax(logits) − e_Q``.
 
         Raises:
             FailedPrecondition: the objective asks for gradients of probabilities, and the model's
-                class-score output is not a Softmax.
+                class-score output is not a Softmax; a cross-entropy objective on a model without
+                softmax logits, or with a baseline pass (its rescale multipliers assume a score
+                linear in the logits).
             GradientError: the model has an op without a gradient rule.
         """
+        check_contrast_loss(objective, output_producer=self.signature.output_producer,
+                            outputs_are_probabilities=self.outputs_are_probabilities, gradients=True)
+        if objective.cross_entropy and baseline is not None:
+            raise FailedPrecondition(
+                "target.contrast_loss=cross_entropy is not linear in the logits, which the baseline pass's "
+                "rescale multipliers (DeepLIFT) assume: use contrast_loss=difference with this method")
         probability = objective.space == "probability"
         if probability and self.signature.output_producer != "Softmax":
             raise FailedPrecondition(
@@ -299,7 +311,8 @@ class Evaluator:
         first_image = 0
         for chunk in self.gradient_rows(count * targets, make_batch, layers=layers, rules=rules,
                                         max_batch=rows_per_chunk, baseline=baseline,
-                                        cut_final_activation=not probability):
+                                        cut_final_activation=not probability,
+                                        log_softmax_score=objective.cross_entropy):
             pending.append(chunk)
             rows = sum(c.stop - c.start for c in pending)
             if rows < targets:
@@ -309,7 +322,8 @@ class Evaluator:
             outputs, n = merged.outputs, whole // targets
             yield GradientBatch(
                 first_image, first_image + n,
-                _weighted(outputs[self.signature.output_name][:whole], objective),
+                objective.per_row(outputs[self.signature.output_name][:whole],
+                                  outputs_are_probabilities=self.outputs_are_probabilities),
                 per_image(outputs[INPUT_GRAD], n),
                 {layer: (per_image(outputs[layer], n), per_image(outputs[layer_gradient(layer)], n))
                  for layer in layers},

@@ -262,7 +262,8 @@ def seeds_need_outputs(objective: Objective, *, outputs_are_probabilities: bool,
     """Whether :func:`objective_seeds` depends on the model outputs (the objective is not linear
     in the tensor the gradient graph differentiates). ``cut``: the final activation the gradient
     graph cut off (``Softmax``/``Sigmoid``), or ``None``."""
-    return cut is not None or (objective.space == "probability" and not outputs_are_probabilities)
+    return cut is not None or objective.cross_entropy or (
+        objective.space == "probability" and not outputs_are_probabilities)
 
 
 def objective_seeds(
@@ -282,11 +283,18 @@ def objective_seeds(
     ``outputs`` y [n, classes] (the model's output) is applied: through the objective's own
     softmax (``space="probability"`` on a logits model), ``g ← s ⊙ (g − s·g)`` with s = softmax(y),
     then through the cut activation, ``g ← y ⊙ (g − y·g)`` (Softmax) or ``g ⊙ y ⊙ (1 − y)`` (Sigmoid).
+    A cross-entropy objective ``w · log softmax(z)`` is seeded ``w − (Σw) softmax(z)`` on the logits z
+    (softmax(z) = y when the Softmax was cut; its objective checks rule out other heads).
     """
     seeds = objective.weights[targets].astype(np.float64)
     if not seeds_need_outputs(objective, outputs_are_probabilities=outputs_are_probabilities, cut=cut):
         return seeds.astype(np.float32)
     y = np.asarray(outputs, np.float64)
+    if objective.cross_entropy:
+        if cut not in (None, "Softmax") or (cut is None and outputs_are_probabilities):
+            raise ValueError("a cross-entropy objective needs softmax logits")  # check_contrast_loss refuses these
+        probabilities = y if cut == "Softmax" else softmax(y)
+        return (seeds - seeds.sum(axis=1, keepdims=True) * probabilities).astype(np.float32)
     if objective.space == "probability" and not outputs_are_probabilities:
         s = softmax(y)
         seeds = s * (seeds - (s * seeds).sum(axis=1, keepdims=True))

@@ -14,6 +14,12 @@ class ScoreSpace(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SCORE_SPACE_UNSPECIFIED: _ClassVar[ScoreSpace]
     SCORE_SPACE_PROBABILITY: _ClassVar[ScoreSpace]
 
+class ContrastLoss(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CONTRAST_LOSS_UNSPECIFIED: _ClassVar[ContrastLoss]
+    CONTRAST_LOSS_DIFFERENCE: _ClassVar[ContrastLoss]
+    CONTRAST_LOSS_CROSS_ENTROPY: _ClassVar[ContrastLoss]
+
 class HeatmapDatatype(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     HEATMAP_DATATYPE_UNSPECIFIED: _ClassVar[HeatmapDatatype]
@@ -29,6 +35,9 @@ class MethodFamily(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     METHOD_FAMILY_CONTRASTIVE: _ClassVar[MethodFamily]
 SCORE_SPACE_UNSPECIFIED: ScoreSpace
 SCORE_SPACE_PROBABILITY: ScoreSpace
+CONTRAST_LOSS_UNSPECIFIED: ContrastLoss
+CONTRAST_LOSS_DIFFERENCE: ContrastLoss
+CONTRAST_LOSS_CROSS_ENTROPY: ContrastLoss
 HEATMAP_DATATYPE_UNSPECIFIED: HeatmapDatatype
 HEATMAP_DATATYPE_FP32: HeatmapDatatype
 HEATMAP_DATATYPE_FP16: HeatmapDatatype
@@ -39,18 +48,20 @@ METHOD_FAMILY_GRADIENT: MethodFamily
 METHOD_FAMILY_CONTRASTIVE: MethodFamily
 
 class Target(_message.Message):
-    __slots__ = ("class_indices", "top_k", "contrast_class", "class_weights", "score_space")
+    __slots__ = ("class_indices", "top_k", "contrast_class", "class_weights", "score_space", "contrast_loss")
     CLASS_INDICES_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     CONTRAST_CLASS_FIELD_NUMBER: _ClassVar[int]
     CLASS_WEIGHTS_FIELD_NUMBER: _ClassVar[int]
     SCORE_SPACE_FIELD_NUMBER: _ClassVar[int]
+    CONTRAST_LOSS_FIELD_NUMBER: _ClassVar[int]
     class_indices: _containers.RepeatedScalarFieldContainer[int]
     top_k: int
     contrast_class: int
     class_weights: _tensor_pb2.Tensor
     score_space: ScoreSpace
-    def __init__(self, class_indices: _Optional[_Iterable[int]] = ..., top_k: _Optional[int] = ..., contrast_class: _Optional[int] = ..., class_weights: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., score_space: _Optional[_Union[ScoreSpace, str]] = ...) -> None: ...
+    contrast_loss: ContrastLoss
+    def __init__(self, class_indices: _Optional[_Iterable[int]] = ..., top_k: _Optional[int] = ..., contrast_class: _Optional[int] = ..., class_weights: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., score_space: _Optional[_Union[ScoreSpace, str]] = ..., contrast_loss: _Optional[_Union[ContrastLoss, str]] = ...) -> None: ...
 
 class OutputOptions(_message.Message):
     __slots__ = ("heatmap_datatype", "original_grid", "overlay_png", "partial_interval_ms")
@@ -65,7 +76,7 @@ class OutputOptions(_message.Message):
     def __init__(self, heatmap_datatype: _Optional[_Union[HeatmapDatatype, str]] = ..., original_grid: _Optional[bool] = ..., overlay_png: _Optional[bool] = ..., partial_interval_ms: _Optional[int] = ...) -> None: ...
 
 class ExplainRequest(_message.Message):
-    __slots__ = ("request_id", "model", "method", "image", "target", "seed", "output", "occlusion", "rise", "lime", "score_cam", "extremal_perturbation", "cam", "grad_cam", "guided_grad_cam", "grad_cam_plus_plus", "integrated_gradients", "smoothgrad", "deeplift")
+    __slots__ = ("request_id", "model", "method", "image", "target", "seed", "output", "occlusion", "rise", "lime", "score_cam", "extremal_perturbation", "cam", "grad_cam", "guided_grad_cam", "grad_cam_plus_plus", "integrated_gradients", "smoothgrad", "deeplift", "meaningful_perturbation")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     METHOD_FIELD_NUMBER: _ClassVar[int]
@@ -85,6 +96,7 @@ class ExplainRequest(_message.Message):
     INTEGRATED_GRADIENTS_FIELD_NUMBER: _ClassVar[int]
     SMOOTHGRAD_FIELD_NUMBER: _ClassVar[int]
     DEEPLIFT_FIELD_NUMBER: _ClassVar[int]
+    MEANINGFUL_PERTURBATION_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     model: str
     method: str
@@ -104,7 +116,8 @@ class ExplainRequest(_message.Message):
     integrated_gradients: _method_params_pb2.IntegratedGradientsParams
     smoothgrad: _method_params_pb2.SmoothGradParams
     deeplift: _method_params_pb2.DeepLiftParams
-    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., method: _Optional[str] = ..., image: _Optional[_Union[_tensor_pb2.ImageInput, _Mapping]] = ..., target: _Optional[_Union[Target, _Mapping]] = ..., seed: _Optional[int] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ..., occlusion: _Optional[_Union[_method_params_pb2.OcclusionParams, _Mapping]] = ..., rise: _Optional[_Union[_method_params_pb2.RiseParams, _Mapping]] = ..., lime: _Optional[_Union[_method_params_pb2.LimeParams, _Mapping]] = ..., score_cam: _Optional[_Union[_method_params_pb2.LayerParams, _Mapping]] = ..., extremal_perturbation: _Optional[_Union[_method_params_pb2.ExtremalPerturbationParams, _Mapping]] = ..., cam: _Optional[_Union[_method_params_pb2.LayerParams, _Mapping]] = ..., grad_cam: _Optional[_Union[_method_params_pb2.LayerParams, _Mapping]] = ..., guided_grad_cam: _Optional[_Union[_method_params_pb2.LayerParams, _Mapping]] = ..., grad_cam_plus_plus: _Optional[_Union[_method_params_pb2.LayerParams, _Mapping]] = ..., integrated_gradients: _Optional[_Union[_method_params_pb2.IntegratedGradientsParams, _Mapping]] = ..., smoothgrad: _Optional[_Union[_method_params_pb2.SmoothGradParams, _Mapping]] = ..., deeplift: _Optional[_Union[_method_params_pb2.DeepLiftParams, _Mapping]] = ...) -> None: ...
+    meaningful_perturbation: _method_params_pb2.MeaningfulPerturbationParams
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., method: _Optional[str] = ..., image: _Optional[_Union[_tensor_pb2.ImageInput, _Mapping]] = ..., target: _Optional[_Union[Target, _Mapping]] = ..., seed: _Optional[int] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ..., occlusion: _Optional[_Union[_method_params_pb2.OcclusionParams, _Mapping]] = ..., rise: _Optional[_Union[_method_params_pb2.RiseParams, _Mapping]] = ..., lime: _Optional[_Union[_method_params_pb2.LimeParams, _Mapping]] = ..., score_cam: _Optional[_Union[_method_params_pb2.LayerParams, _Mapping]] = ..., extremal_perturbation: _Optional[_Union[_method_params_pb2.ExtremalPerturbationParams, _Mapping]] = ..., cam: _Optional[_Union[_method_params_pb2.LayerParams, _Mapping]] = ..., grad_cam: _Optional[_Union[_method_params_pb2.LayerParams, _Mapping]] = ..., guided_grad_cam: _Optional[_Union[_method_params_pb2.LayerParams, _Mapping]] = ..., grad_cam_plus_plus: _Optional[_Union[_method_params_pb2.LayerParams, _Mapping]] = ..., integrated_gradients: _Optional[_Union[_method_params_pb2.IntegratedGradientsParams, _Mapping]] = ..., smoothgrad: _Optional[_Union[_method_params_pb2.SmoothGradParams, _Mapping]] = ..., deeplift: _Optional[_Union[_method_params_pb2.DeepLiftParams, _Mapping]] = ..., meaningful_perturbation: _Optional[_Union[_method_params_pb2.MeaningfulPerturbationParams, _Mapping]] = ...) -> None: ...
 
 class Accepted(_message.Message):
     __slots__ = ("model", "method", "seed", "planned_evaluations", "targets", "parameters", "warnings")
@@ -132,14 +145,16 @@ class Accepted(_message.Message):
     def __init__(self, model: _Optional[str] = ..., method: _Optional[str] = ..., seed: _Optional[int] = ..., planned_evaluations: _Optional[int] = ..., targets: _Optional[_Iterable[_Union[TargetInfo, _Mapping]]] = ..., parameters: _Optional[_Mapping[str, str]] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class TargetInfo(_message.Message):
-    __slots__ = ("class_index", "label", "contrast_class")
+    __slots__ = ("class_index", "label", "contrast_class", "contrast_loss")
     CLASS_INDEX_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     CONTRAST_CLASS_FIELD_NUMBER: _ClassVar[int]
+    CONTRAST_LOSS_FIELD_NUMBER: _ClassVar[int]
     class_index: int
     label: str
     contrast_class: int
-    def __init__(self, class_index: _Optional[int] = ..., label: _Optional[str] = ..., contrast_class: _Optional[int] = ...) -> None: ...
+    contrast_loss: ContrastLoss
+    def __init__(self, class_index: _Optional[int] = ..., label: _Optional[str] = ..., contrast_class: _Optional[int] = ..., contrast_loss: _Optional[_Union[ContrastLoss, str]] = ...) -> None: ...
 
 class Progress(_message.Message):
     __slots__ = ("done", "total", "partial_heatmaps")

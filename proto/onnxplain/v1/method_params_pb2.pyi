@@ -35,6 +35,12 @@ class ExtremalGradient(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EXTREMAL_GRADIENT_EXACT: _ClassVar[ExtremalGradient]
     EXTREMAL_GRADIENT_FINITE_DIFFERENCES: _ClassVar[ExtremalGradient]
 
+class MeaningfulScore(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MEANINGFUL_SCORE_UNSPECIFIED: _ClassVar[MeaningfulScore]
+    MEANINGFUL_SCORE_PROBABILITY: _ClassVar[MeaningfulScore]
+    MEANINGFUL_SCORE_OBJECTIVE: _ClassVar[MeaningfulScore]
+
 class PathBaseline(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     PATH_BASELINE_UNSPECIFIED: _ClassVar[PathBaseline]
@@ -74,6 +80,9 @@ EXTREMAL_GRADIENT_UNSPECIFIED: ExtremalGradient
 EXTREMAL_GRADIENT_AUTO: ExtremalGradient
 EXTREMAL_GRADIENT_EXACT: ExtremalGradient
 EXTREMAL_GRADIENT_FINITE_DIFFERENCES: ExtremalGradient
+MEANINGFUL_SCORE_UNSPECIFIED: MeaningfulScore
+MEANINGFUL_SCORE_PROBABILITY: MeaningfulScore
+MEANINGFUL_SCORE_OBJECTIVE: MeaningfulScore
 PATH_BASELINE_UNSPECIFIED: PathBaseline
 PATH_BASELINE_ZERO: PathBaseline
 PATH_BASELINE_BLUR: PathBaseline
@@ -160,6 +169,32 @@ class ExtremalPerturbationParams(_message.Message):
     gradient: ExtremalGradient
     directions: int
     def __init__(self, areas: _Optional[_Iterable[float]] = ..., mode: _Optional[_Union[ExtremalMode, str]] = ..., iterations: _Optional[int] = ..., learning_rate: _Optional[float] = ..., mask_step: _Optional[int] = ..., blur_sigma: _Optional[float] = ..., regularization_weight: _Optional[float] = ..., gradient: _Optional[_Union[ExtremalGradient, str]] = ..., directions: _Optional[int] = ...) -> None: ...
+
+class MeaningfulPerturbationParams(_message.Message):
+    __slots__ = ("iterations", "learning_rate", "mask_step", "blur_sigma", "l1_weight", "tv_weight", "tv_beta", "jitter", "score", "gradient", "directions")
+    ITERATIONS_FIELD_NUMBER: _ClassVar[int]
+    LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
+    MASK_STEP_FIELD_NUMBER: _ClassVar[int]
+    BLUR_SIGMA_FIELD_NUMBER: _ClassVar[int]
+    L1_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    TV_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    TV_BETA_FIELD_NUMBER: _ClassVar[int]
+    JITTER_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    GRADIENT_FIELD_NUMBER: _ClassVar[int]
+    DIRECTIONS_FIELD_NUMBER: _ClassVar[int]
+    iterations: int
+    learning_rate: float
+    mask_step: int
+    blur_sigma: float
+    l1_weight: float
+    tv_weight: float
+    tv_beta: float
+    jitter: int
+    score: MeaningfulScore
+    gradient: ExtremalGradient
+    directions: int
+    def __init__(self, iterations: _Optional[int] = ..., learning_rate: _Optional[float] = ..., mask_step: _Optional[int] = ..., blur_sigma: _Optional[float] = ..., l1_weight: _Optional[float] = ..., tv_weight: _Optional[float] = ..., tv_beta: _Optional[float] = ..., jitter: _Optional[int] = ..., score: _Optional[_Union[MeaningfulScore, str]] = ..., gradient: _Optional[_Union[ExtremalGradient, str]] = ..., directions: _Optional[int] = ...) -> None: ...
 
 class IntegratedGradientsParams(_message.Message):
     __slots__ = ("steps", "rule", "baseline", "baseline_tensor")
