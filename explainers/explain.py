@@ -62,7 +62,8 @@ def explain(
                 event = next(steps, None)
             if event is None:
                 return
-            if isinstance(event, Explanation) and not np.all(np.isfinite(event.heatmaps)):
+            if isinstance(event, Explanation) and not all(
+                    np.all(np.isfinite(values)) for values in (event.heatmaps, *event.tensors.values())):
                 raise NonFiniteResult(f"{method} produced NaN or infinite heatmap values from a finite input "
                                       "(a bug, or a model whose scores overflow); nothing is returned as a result")
             yield event

@@ -99,6 +99,10 @@ class Evaluator:
         """The all-black image as this model sees it: canonical [C, H, W]."""
         return self._classifier.black_image()
 
+    def white_image(self) -> NDArray[np.float32]:
+        """The all-white image as this model sees it: canonical [C, H, W]."""
+        return self._classifier.white_image()
+
     # ---------------------------------------------------------------- row-level evaluations
     def layer_activations(self, images: NDArray[np.float32], layers: Sequence[str]) -> dict[str, NDArray[np.float32]]:
         """Forward only, returning the activations of ``layers`` [n, K, h, w] (channels first, whatever
