@@ -8,10 +8,11 @@ from .context import RunContext
 from .events import Event, Explanation, Planned, Progress
 from .explain import explain, explain_once, top_classes
 from .methods import Family, get_method, list_methods
-from .model import Evaluator, ModelConfig, OnnxClassifier, Preprocessing
+from .model import CompanionModel, Evaluator, ModelConfig, OnnxClassifier, Preprocessing
 from .objectives import Objective
 
 __all__ = [
+    "CompanionModel",
     "Evaluator",
     "Event",
     "Explanation",

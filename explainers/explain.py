@@ -14,6 +14,7 @@ from .errors import InvalidArgument, NonFiniteResult
 from .events import Event, Explanation
 from .methods import get_method
 from .model import Evaluator, OnnxClassifier
+from .model.companions import CompanionModel, CompanionResolver
 from .objectives import Objective
 from .params import MethodParams
 
@@ -27,13 +28,16 @@ def explain(
     *,
     seed: int = 0,
     context: RunContext | None = None,
+    companions: Mapping[str, CompanionModel] | CompanionResolver | None = None,
 ) -> Iterator[Event]:
     """Run ``method`` on a canonical ``image`` [C, H, W]; yields the method's events.
 
     ``params`` is the method's parameter dataclass or a mapping of its fields (paper defaults
     for the rest). The image is passed read-only: a method cannot mutate the caller's array.
     While the method works (not while the caller holds an event) numpy's BLAS uses one thread,
-    when iterated on the main thread (:mod:`explainers.blas`).
+    when iterated on the main thread (:mod:`explainers.blas`). ``companions``: the companion models
+    (generators, autoencoders) methods may use by name, e.g. ``{"digits_decoder": CompanionModel.load(p)}``
+    (:mod:`explainers.model.companions`); a method asking for one absent gets NotFound.
 
     Raises:
         NotFound: unknown method. InvalidArgument: bad parameter or image.
@@ -54,7 +58,7 @@ def explain(
         )
     frozen = np.array(image, dtype=np.float32, copy=True)
     frozen.setflags(write=False)
-    evaluator = Evaluator(classifier, context)
+    evaluator = Evaluator(classifier, context, companions=companions)
     steps = spec.explain(evaluator, frozen, objective, params, rng=np.random.default_rng(seed))
     try:
         while True:

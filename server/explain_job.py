@@ -53,7 +53,8 @@ def run_explain(
     spent = context.forward + context.backward  # e.g. the forward that found the top-k classes
     warnings = classifier.info.warnings
 
-    for event in explain(classifier, image.tensor, spec.name, objective, params, seed=seed, context=context):
+    for event in explain(classifier, image.tensor, spec.name, objective, params, seed=seed, context=context,
+                         companions=repository.companion):
         if isinstance(event, Planned):
             planned = spent + event.total
             if planned > limits.max_evaluations:
