@@ -59,7 +59,7 @@ def test_the_pertinent_negative_of_a_linear_model_is_the_kkt_point(direction):
     classifier, w, x = linear_problem(1, margin=m)
     d = (w[0] - w[1]).ravel().astype(np.float64)
     result = explain_once(classifier, x, "cem", Objective.for_classes([0], 2),
-                          {"mode": "pn", "pn_direction": direction, "beta": BETA, "kappa": KAPPA, "iterations": 300})
+                          {"mode": "pn", "pn_direction": direction, "beta": BETA, "kappa": KAPPA, "iterations": 150})
     delta = (result.tensors["pertinent_negative"][0] - x).ravel()
     lower = np.zeros_like(delta) if direction == "add" else -x.ravel()
     expected, lam = kkt_solution(d, -(m + KAPPA), 1.0, lower, 255.0 - x.ravel())
@@ -79,7 +79,7 @@ def test_the_pertinent_positive_of_a_linear_model_keeps_only_evidence_for_the_cl
     d = (w[0] - w[1]).ravel().astype(np.float64)
     assert d @ x.ravel() - 5.0 > 5  # class 0 wins at x
     result = explain_once(classifier, x, "cem", Objective.for_classes([0], 2),
-                          {"mode": "pp", "beta": BETA, "kappa": KAPPA, "iterations": 300})
+                          {"mode": "pp", "beta": BETA, "kappa": KAPPA, "iterations": 150})
     kept = result.tensors["pertinent_positive"][0].ravel()  # the black image is 0 here: b + p = p
     expected, _ = kkt_solution(d, -(-1.0 * -5.0 + KAPPA), -1.0, 0.0, x.ravel())  # goal −(σ m + κ)
     assert result.extras["pp_found[0]"] == 1 and result.extras["pp_class[0]"] == 0
@@ -230,3 +230,81 @@ def test_tensors_travel_over_the_wire(client):
     for name, values in local.tensors.items():
         np.testing.assert_allclose(result.tensors[name], values, rtol=1e-6)
     assert result.extras == pytest.approx(local.extras)
+
+
+# ---------------------------------------------------------------- the digits fixtures (tests/fixtures/digits)
+DIGITS_FAST = {"iterations": 50, "search_steps": 3}
+
+
+def digits_case(index: int):
+    import digits
+
+    classifier = digits.classifier()
+    x = digits.held_out()[0][index]
+    return classifier, x, int(classifier.predict(x[None])[0].argmax())
+
+
+@pytest.mark.parametrize("index", [0, 1, 2, 3])
+def test_on_digits_the_pertinent_negative_flips_the_class_and_the_positive_keeps_it(index):
+    classifier, x, t = digits_case(index)
+    result = explain_once(classifier, x, "cem", Objective.for_classes([t], 10), DIGITS_FAST)
+    pn, pp = result.tensors["pertinent_negative"][0], result.tensors["pertinent_positive"][0]
+    logits = classifier.predict(np.stack([pn, pp]))
+    others = np.delete(logits, t, axis=1).max(axis=1)
+    assert logits[0].argmax() == result.extras["pn_class[0]"] != t and logits[0, t] - others[0] <= -KAPPA + 1e-4
+    assert logits[1].argmax() == result.extras["pp_class[0]"] == t and logits[1, t] - others[1] >= KAPPA - 1e-4
+    delta = pn - x
+    assert np.all(delta >= 0) and np.all(pn <= 1.0 + 1e-6)  # added, within the photo range [0, 1]
+    assert np.count_nonzero(delta) < delta.size / 2  # sparse: the elastic net leaves most pixels alone
+    assert np.all(pp >= 0) and np.all(pp <= x + 1e-6) and pp.sum() < x.sum()  # a strict part of the digit
+
+
+def test_on_digits_finite_differences_reach_the_class_the_gradients_reach():
+    """The first four held-out digits (7, 6, 3, 7): the pertinent negatives' classes agree on three (on
+    the 6, the gradient finds a 1 and the superpixels an 8)."""
+    agree = 0
+    for index in range(4):
+        classifier, x, t = digits_case(index)
+        classes = [explain_once(classifier, x, "cem", Objective.for_classes([t], 10),
+                                {**DIGITS_FAST, "mode": "pn", "gradient": gradient, "segments": 16}
+                                ).extras["pn_class[0]"] for gradient in ("exact", "finite_differences")]
+        assert t not in classes
+        agree += classes[0] == classes[1]
+    assert agree >= 3
+
+
+@pytest.mark.parametrize("gradient", ["exact", "finite_differences"])
+def test_the_autoencoder_term_makes_pertinent_positives_look_like_digits(gradient):
+    import digits
+
+    classifier, x, t = digits_case(0)
+    params = {**DIGITS_FAST, "mode": "pp", "gradient": gradient, "segments": 16}
+    plain = explain_once(classifier, x, "cem", Objective.for_classes([t], 10), params)
+    events = list(explain(classifier, x, "cem", Objective.for_classes([t], 10),
+                          {**params, "autoencoder": "digits_autoencoder", "gamma": 100.0},
+                          companions=digits.companions()))
+    planned, guided = events[0], events[-1]
+    assert planned.total == guided.forward + guided.backward  # the autoencoder's passes are planned and counted
+    autoencoder = digits.companion("digits_autoencoder").plain_session
+    reconstructed = [autoencoder.run(None, {autoencoder.get_inputs()[0].name: r.tensors["pertinent_positive"]})[0]
+                     for r in (plain, guided)]
+    errors = [float(np.square(r.tensors["pertinent_positive"] - ae).sum()) for r, ae in zip((plain, guided), reconstructed)]
+    np.testing.assert_allclose(guided.extras["pp_reconstruction[0]"], errors[1], rtol=1e-4)
+    assert guided.extras["pp_class[0]"] == t and errors[1] < errors[0] / 2
+
+
+def test_autoencoder_parameters_name_what_is_wrong():
+    import digits
+
+    from onnxplain.explainers.errors import NotFound
+
+    classifier, x, t = digits_case(0)
+    objective = Objective.for_classes([t], 10)
+    for params, field in (({"gamma": 1.0}, "params.gamma"), ({"autoencoder": "digits_autoencoder"}, "params.autoencoder"),
+                          ({"autoencoder": "digits_decoder", "gamma": 1.0}, "params.autoencoder")):
+        with pytest.raises(InvalidArgument) as info:
+            explain_once(classifier, x, "cem", objective, params, companions=digits.companions())
+        assert info.value.field == field
+    with pytest.raises(NotFound, match="digits_autoencoder"):
+        explain_once(classifier, x, "cem", objective, {"autoencoder": "nothing", "gamma": 1.0},
+                     companions=digits.companions())

@@ -12,6 +12,7 @@ from ..autodiff import INPUT_GRAD, GradientError
 from ..errors import InvalidArgument, InvalidModel
 from ..events import Event, Explanation, Planned, Progress
 from ..model import Evaluator
+from ..model.companions import CompanionHandle
 from ..objectives import Objective
 from ..params import MethodParams, param
 from ..perturb.extremal import FINAL_ACTIVATIONS
@@ -52,6 +53,16 @@ class CemParams(MethodParams):
     compactness: float = param(10.0, low=0.001, high=1000.0, doc="SLIC compactness (finite differences)")
     fd_step: float = param(0.1, low=1e-4, high=1.0,
                            doc="finite-difference step on a superpixel's coefficient (which lives in [0, 1])")
+    autoencoder: str = param("", doc="name of an autoencoder companion model x → x̂ for the term γ‖z − AE(z)‖² "
+                                     "('' = none; needs gamma > 0)")
+    gamma: float = param(0.0, low=0.0, high=1e6,
+                         doc="weight γ of the autoencoder term (the paper: 100 on MNIST); > 0 needs autoencoder")
+
+    def check(self) -> None:
+        if self.gamma > 0 and not self.autoencoder:
+            self.fail("gamma", f"{self.gamma} weighs an autoencoder term; name the autoencoder (params.autoencoder)")
+        if self.autoencoder and self.gamma == 0:
+            self.fail("autoencoder", f"{self.autoencoder!r} is named but gamma is 0; set gamma > 0 or leave it unset")
 
 
 @dataclass
@@ -63,17 +74,20 @@ class Best:
     u: NDArray[np.float64]
     scores: NDArray[np.float64]
     c: NDArray[np.float64]
+    reconstruction: NDArray[np.float64]
 
     @classmethod
     def empty(cls, rows: int, d: int, classes: int) -> Best:
         return cls(np.zeros(rows, bool), np.full(rows, np.inf), np.zeros((rows, d)), np.full((rows, classes), np.nan),
-                   np.full(rows, np.nan))
+                   np.full(rows, np.nan), np.full(rows, np.nan))
 
-    def update(self, reached: NDArray, cost: NDArray, u: NDArray, scores: NDArray, c: NDArray) -> None:
+    def update(self, reached: NDArray, cost: NDArray, u: NDArray, scores: NDArray, c: NDArray,
+               reconstruction: NDArray) -> None:
         better = reached & (cost < self.cost)
         self.found |= better
-        self.cost[better], self.u[better], self.scores[better], self.c[better] = (
-            cost[better], u[better], scores[better], c[better])
+        for mine, new in ((self.cost, cost), (self.u, u), (self.scores, scores), (self.c, c),
+                          (self.reconstruction, reconstruction)):
+            mine[better] = new[better]
 
 
 def contrast_classes(objective: Objective) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
@@ -94,6 +108,22 @@ def contrast_classes(objective: Objective) -> tuple[NDArray[np.int64], NDArray[n
         classes.append(positive[0])
         contrast.append(negative[0] if len(negative) else -1)
     return np.array(classes, np.int64), np.array(contrast, np.int64)
+
+
+def autoencoder_of(model: Evaluator, params: CemParams, shape: tuple[int, ...]) -> CompanionHandle | None:
+    """The autoencoder companion the parameters name (None: none), checked to map images of ``shape`` to images.
+
+    Raises:
+        NotFound: no companion of that name. InvalidArgument: it does not map [C, H, W] to [C, H, W].
+    """
+    if not params.autoencoder:
+        return None
+    autoencoder = model.companion(params.autoencoder)
+    if autoencoder.input_shape != shape or autoencoder.output_shape != shape:
+        raise InvalidArgument("params.autoencoder", f"{params.autoencoder!r} maps {list(autoencoder.input_shape)} to "
+                                                    f"{list(autoencoder.output_shape)}; an autoencoder of this model's "
+                                                    f"images maps {list(shape)} to {list(shape)}")
+    return autoencoder
 
 
 def wants_exact(model: Evaluator, params: CemParams) -> bool:
@@ -125,10 +155,13 @@ def cem(model: Evaluator, image: NDArray[np.float32], objective: Objective, para
     For each target class t, with x the image, b the black image and [lo, hi] the range of a photo's
     pixels in the model's input space (widened to include x):
 
-    * PN (eq. 1, γ = 0): min_δ c · max(0, f_t(x+δ) − max_{i≠t} f_i(x+δ) + κ) + β‖δ‖₁ + ‖δ‖₂² with
-      x + δ in [lo, hi] and, for ``pn_direction`` add (the paper's "missing features"), δ ≥ 0;
-    * PP (eq. 3, γ = 0): the same with max(0, max_{i≠t} f_i(b+p) − f_t(b+p) + κ) on the image b + p, p
+    * PN (eq. 1): min_δ c · max(0, f_t(x+δ) − max_{i≠t} f_i(x+δ) + κ) + β‖δ‖₁ + ‖δ‖₂² + γ‖z − AE(z)‖²
+      with z = x + δ in [lo, hi] and, for ``pn_direction`` add (the paper's "missing features"), δ ≥ 0;
+    * PP (eq. 3): the same with max(0, max_{i≠t} f_i(z) − f_t(z) + κ) on the image z = b + p, p
       between 0 and x − b: the part of x kept, the rest black ("absent").
+
+    The autoencoder term (γ > 0) needs an autoencoder companion model of the domain, named by
+    ``autoencoder`` (:mod:`explainers.model.companions`): it keeps z close to the data manifold.
 
     f are the logits (behind a final Softmax, log-probabilities: the same margins). A contrast
     target e_P − e_Q fixes the other class to Q: a PN makes Q beat P, a PP keeps P ahead of Q.
@@ -137,7 +170,7 @@ def cem(model: Evaluator, image: NDArray[np.float32], objective: Objective, para
     ``search_steps`` runs as in the authors' code: c halves towards the last failure after a run that
     met the goal, else grows 10× until one does. Every point the gradient is taken at is feasible
     and checked (its scores come with its gradient); the result is the one of least elastic net
-    β‖δ‖₁ + ‖δ‖₂² that met the goal, over all runs. The autoencoder term γ is not offered.
+    β‖δ‖₁ + ‖δ‖₂² that met the goal, over all runs (as the authors' code keeps it).
 
     Gradients: exact through the gradient graph, all targets and problems in one batch each step,
     seeded σ(e_t − e_j) with j the runner-up at the previous point (the pass that returns a
@@ -151,8 +184,11 @@ def cem(model: Evaluator, image: NDArray[np.float32], objective: Objective, para
     b + p) and their maps ``pertinent_negative_map`` / ``pertinent_positive_map`` [targets, H, W];
     extras per target t: ``pn_found[t]`` (0: none met the goal; its maps are 0), ``pn_class[t]`` (the
     class x + δ is predicted as, −1 when none), ``pn_margin[t]`` (f_t − f_j* there, when found), ``pn_l1[t]``,
-    ``pn_l2[t]`` (‖δ‖₁, ‖δ‖₂) and, when found, ``pn_c[t]`` (the c of the run that found it); ``pp_*`` alike.
-    Passes: 2 forward (x and b) + search_steps × iterations × problems × (1 F + 1 B, or S + 1 F).
+    ``pn_l2[t]`` (‖δ‖₁, ‖δ‖₂) and, when found, ``pn_c[t]`` (the c of the run that found it) and
+    ``pn_reconstruction[t]`` (‖z − AE(z)‖², with an autoencoder); ``pp_*`` alike.
+    Passes: 2 forward (x and b) + search_steps × iterations × problems × (1 F + 1 B, or S + 1 F), with
+    an autoencoder + (2 F + 1 B of it: AE(z), then its VJP) or + (S + 1) F of it; companion passes count
+    as the model's.
     """
     classes, contrast = contrast_classes(objective)
     modes = ("pn", "pp") if params.mode == "both" else (params.mode,)
@@ -166,6 +202,7 @@ def cem(model: Evaluator, image: NDArray[np.float32], objective: Objective, para
     if not exact and params.pn_direction == "any" and "pn" in modes:
         raise InvalidArgument("params.pn_direction", "'any' needs gradients; finite differences over superpixels "
                                                      "support 'add' (or use a model the gradient graph supports)")
+    autoencoder = autoencoder_of(model, params, image.shape)
     black, white = model.black_image(), model.white_image()
     low, high = np.minimum(black, image), np.maximum(white, image)
     present = image - black
@@ -175,12 +212,12 @@ def cem(model: Evaluator, image: NDArray[np.float32], objective: Objective, para
         lower = np.where(is_pn[:, None, None, None], pn_low[None], np.minimum(present, 0)[None])
         upper = np.where(is_pn[:, None, None, None], (high - image)[None], np.maximum(present, 0)[None])
         space = Coordinates.pixels(base, lower, upper)
-        per_step = (rows, rows)
+        per_step = (rows * (3 if autoencoder else 1), rows * (2 if autoencoder else 1))  # AE: forward, then VJP
     else:
         segments = sp.slic_segments(image, params.segments, params.compactness)
         direction = np.where(is_pn[:, None, None, None], (high - image)[None], present[None])
         space = Coordinates.superpixels(base, direction, segments)
-        per_step = (rows * (space.lower.shape[1] + 1), 0)
+        per_step = (rows * (space.lower.shape[1] + 1) * (2 if autoencoder else 1), 0)
     d = space.lower.shape[1]
     steps = params.search_steps * params.iterations
     yield Planned(forward=2 + steps * per_step[0], backward=steps * per_step[1])
@@ -193,8 +230,16 @@ def cem(model: Evaluator, image: NDArray[np.float32], objective: Objective, para
     scores = objective(start[:1], outputs_are_probabilities=model.outputs_are_probabilities)[0]
     start_runner_up = hinge.runner_up(margin_scores(start[np.where(is_pn, 0, 1)], cut))
 
-    def evaluate_gradients(point: NDArray, runner_up: NDArray, c: NDArray) -> tuple[NDArray, NDArray]:
-        """(margin scores at ``point`` [R, K], ∇_u c·hinge [R, d]) through the gradient graph."""
+    def reconstruction(images: NDArray) -> tuple[NDArray, NDArray]:
+        """(‖z − AE(z)‖² [n], z − AE(z) [n, C, H, W]) for images z (zeros without an autoencoder)."""
+        if autoencoder is None:
+            return np.zeros(len(images)), np.zeros_like(images)
+        residual = images - autoencoder.forward(images)
+        return np.square(residual, dtype=np.float64).reshape(len(images), -1).sum(axis=1), residual
+
+    def evaluate_gradients(point: NDArray, runner_up: NDArray, c: NDArray) -> tuple[NDArray, NDArray, NDArray]:
+        """(margin scores at ``point`` [R, K], ‖z − AE(z)‖² [R], ∇_u (c·hinge + γ‖z − AE(z)‖²) [R, d]) through
+        the gradient graph (and the autoencoder's: ∇_z ‖z − AE(z)‖² = 2 (r − J_AEᵀ r), r = z − AE(z))."""
         images, seeds = space.images(point, np.arange(rows)), hinge.seeds(runner_up, num_classes)
         outputs, grads = np.empty((rows, num_classes)), np.empty(images.shape, np.float32)
         for chunk in model.gradient_rows(rows, lambda a, b: (images[a:b], seeds[a:b])):
@@ -202,10 +247,16 @@ def cem(model: Evaluator, image: NDArray[np.float32], objective: Objective, para
             grads[chunk.start:chunk.stop] = chunk.outputs[INPUT_GRAD]
         at = margin_scores(outputs, cut)
         active = hinge.loss(at) > 0
-        return at, (c * active)[:, None] * space.to_variables(grads)
+        gradient = (c * active)[:, None] * space.to_variables(grads)
+        error, residual = reconstruction(images)
+        if autoencoder is not None:
+            _, pulled = autoencoder.vjp(images, residual)
+            gradient += 2 * params.gamma * space.to_variables(residual - pulled)
+        return at, error, gradient
 
-    def evaluate_differences(point: NDArray, c: NDArray) -> tuple[NDArray, NDArray]:
-        """(margin scores at ``point`` [R, K], forward differences of c·hinge [R, S]) over superpixels."""
+    def evaluate_differences(point: NDArray, c: NDArray) -> tuple[NDArray, NDArray, NDArray]:
+        """(margin scores at ``point`` [R, K], ‖z − AE(z)‖² [R], forward differences of
+        c·hinge + γ‖z − AE(z)‖² [R, S]) over superpixels."""
         step = np.where(point + params.fd_step <= space.upper, params.fd_step, -params.fd_step)  # stay in [0, 1]
         probes = np.repeat(point[:, None], d + 1, axis=1)  # probe 0 of a row is the point itself
         probes[:, 1:][:, np.arange(d), np.arange(d)] += step
@@ -215,8 +266,9 @@ def cem(model: Evaluator, image: NDArray[np.float32], objective: Objective, para
                                                    everything):
             outputs[a:b] = values
         at = margin_scores(outputs, cut)
-        loss = (c[row_of] * hinge.take(row_of).loss(at)).reshape(rows, d + 1)
-        return at.reshape(rows, d + 1, -1)[:, 0], (loss[:, 1:] - loss[:, :1]) / step
+        error = reconstruction(space.images(flat, row_of))[0] if autoencoder else np.zeros(len(flat))
+        loss = (c[row_of] * hinge.take(row_of).loss(at) + params.gamma * error).reshape(rows, d + 1)
+        return at.reshape(rows, d + 1, -1)[:, 0], error.reshape(rows, d + 1)[:, 0], (loss[:, 1:] - loss[:, :1]) / step
 
     best = Best.empty(rows, d, num_classes)
     c, c_low, c_high = np.full(rows, params.c_init), np.zeros(rows), np.full(rows, NO_UPPER_BOUND)
@@ -228,14 +280,14 @@ def cem(model: Evaluator, image: NDArray[np.float32], objective: Objective, para
         for iteration in range(params.iterations):
             point = fista.point
             if exact:
-                at, hinge_gradient = evaluate_gradients(point, runner_up, c)
+                at, error, gradient = evaluate_gradients(point, runner_up, c)
                 runner_up = hinge.runner_up(at)
             else:
-                at, hinge_gradient = evaluate_differences(point, c)
+                at, error, gradient = evaluate_differences(point, c)
             reached = hinge.reached(at)
             succeeded |= reached
-            best.update(reached, space.elastic_net(point, params.beta)[0], point, at, c)
-            fista.step(hinge_gradient + space.l2_gradient(point))
+            best.update(reached, space.elastic_net(point, params.beta)[0], point, at, c, error)
+            fista.step(gradient + space.l2_gradient(point))
             done += sum(per_step)
             count = search * params.iterations + iteration + 1
             partial = maps(space, best, is_pn, modes, targets)[0] if count % every == 0 and count < steps else None
@@ -261,6 +313,8 @@ def cem(model: Evaluator, image: NDArray[np.float32], objective: Objective, para
         if found:
             extras[f"{prefix}_margin[{t}]"] = float(hinge.take(np.array([r])).margin(best.scores[r:r + 1])[0])
             extras[f"{prefix}_c[{t}]"] = float(best.c[r])
+            if autoencoder is not None:
+                extras[f"{prefix}_reconstruction[{t}]"] = float(best.reconstruction[r])
     yield Explanation(heatmaps=heatmaps, scores=scores, forward=model.context.forward,
                       backward=model.context.backward, extras=extras, tensors=tensors)
 
