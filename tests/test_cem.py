@@ -308,3 +308,19 @@ def test_autoencoder_parameters_name_what_is_wrong():
     with pytest.raises(NotFound, match="digits_autoencoder"):
         explain_once(classifier, x, "cem", objective, {"autoencoder": "nothing", "gamma": 1.0},
                      companions=digits.companions())
+
+
+def test_cancellation_stops_the_run_at_the_next_batch():
+    from onnxplain.explainers.context import RunContext
+    from onnxplain.explainers.errors import Cancelled
+
+    classifier, _, x = linear_problem(1, margin=20.0)
+    context = RunContext()
+    events = explain(classifier, x, "cem", Objective.for_classes([0], 2), {"iterations": 50}, context=context)
+    planned = next(events)
+    next(events)  # the first step's progress
+    used = context.forward + context.backward
+    context.cancel()
+    with pytest.raises(Cancelled):
+        next(events)
+    assert context.forward + context.backward == used < planned.total
