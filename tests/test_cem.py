@@ -18,7 +18,7 @@ from onnxplain.explainers import Objective, OnnxClassifier, Planned, explain, ex
 from onnxplain.explainers.autodiff import GradientError
 from onnxplain.explainers.errors import InvalidArgument
 from onnxplain.explainers.perturb.fista import Fista, shrink
-from onnxplain.explainers.perturb.pertinent import Coordinates, Hinge, margin_scores
+from onnxplain.explainers.perturb.pertinent import NO_UPPER_BOUND, ConstantSearch, Coordinates, Hinge, margin_scores
 
 BETA, KAPPA = 0.5, 0.1
 
@@ -324,3 +324,31 @@ def test_cancellation_stops_the_run_at_the_next_batch():
     with pytest.raises(Cancelled):
         next(events)
     assert context.forward + context.backward == used < planned.total
+
+
+def test_the_c_search_is_the_authors_bisection_and_tries_several_values_at_once():
+    one = ConstantSearch(1, 1, 10.0)
+    tried = []
+    for met in (False, False, True, False, True):  # 10 fails, 100 fails, 1000 meets, 550 fails, 775 meets
+        tried.append(float(one.values[0, 0]))
+        one.update(one.values, np.array([[met]]))
+    assert tried == [10.0, 100.0, 1000.0, 550.0, 775.0] and (one.low[0], one.high[0]) == (550.0, 775.0)
+    three = ConstantSearch(2, 3, 10.0)
+    np.testing.assert_array_equal(three.values, [[10, 100, 1000]] * 2)
+    three.update(three.values, np.array([[False, True, True], [False, False, False]]))
+    np.testing.assert_array_equal(three.values, [[32.5, 55, 77.5], [1e4, 1e5, 1e6]])  # split (10, 100); grow on
+    assert three.high[1] == NO_UPPER_BOUND
+
+
+def test_several_values_of_c_at_once_reach_the_same_kkt_point_in_fewer_steps():
+    m = 20.0
+    classifier, w, x = linear_problem(1, margin=m)
+    d = (w[0] - w[1]).ravel().astype(np.float64)
+    events = list(explain(classifier, x, "cem", Objective.for_classes([0], 2),
+                          {"mode": "pn", "pn_direction": "any", "beta": BETA, "iterations": 150, "search_steps": 2,
+                           "c_batch": 4}))
+    planned, result = events[0], events[-1]
+    assert planned.forward == result.forward == 2 + 2 * 150 * 4 and result.backward == 2 * 150 * 4
+    delta = (result.tensors["pertinent_negative"][0] - x).ravel()
+    expected, _ = kkt_solution(d, -(m + KAPPA), 1.0, -x.ravel(), 255.0 - x.ravel())
+    np.testing.assert_allclose(delta, expected, atol=0.01 * np.abs(expected).max())

@@ -18,13 +18,12 @@ from ..params import MethodParams, param
 from ..perturb.extremal import FINAL_ACTIVATIONS
 from ..perturb.fista import Fista
 from ..perturb.masks import superpixels as sp
-from ..perturb.pertinent import Coordinates, Hinge, margin_scores
+from ..perturb.pertinent import ConstantSearch, Coordinates, Hinge, margin_scores
 from .registry import Family, register
 
 MODES = ("both", "pn", "pp")
 GRADIENTS = ("auto", "exact", "finite_differences")
 PN_DIRECTIONS = ("add", "any")
-NO_UPPER_BOUND = 1e10  # the c search's upper bound before any success (then c grows 10× a step)
 STREAM_UPDATES = 20  # partial heatmaps streamed per run
 
 
@@ -40,6 +39,8 @@ class CemParams(MethodParams):
     beta: float = param(0.1, low=0.0, high=1000.0, doc="weight β of the L1 term of the elastic net β‖δ‖₁ + ‖δ‖₂²")
     c_init: float = param(10.0, low=1e-6, high=1e6, doc="initial weight c of the hinge, then bisected")
     search_steps: int = param(5, low=1, high=30, doc="bisection steps on c (a FISTA run each)")
+    c_batch: int = param(1, low=1, high=16,
+                         doc="values of c tried at once per search step, one batch (1: the authors' bisection)")
     iterations: int = param(100, low=1, high=10000, doc="FISTA iterations per search step")
     learning_rate: float = param(0.01, low=1e-6, high=100.0,
                                  doc="initial FISTA step (model-input units), decaying as (1 − k/K)^½")
@@ -75,6 +76,11 @@ class Best:
     scores: NDArray[np.float64]
     c: NDArray[np.float64]
     reconstruction: NDArray[np.float64]
+
+    def chosen(self, per_problem: int) -> NDArray[np.int64]:
+        """The best row of each problem [problems] (rows r = problem · per_problem + k): the least cost found."""
+        cost = np.where(self.found, self.cost, np.inf).reshape(-1, per_problem)
+        return np.arange(len(cost)) * per_problem + cost.argmin(axis=1)
 
     @classmethod
     def empty(cls, rows: int, d: int, classes: int) -> Best:
@@ -168,7 +174,8 @@ def cem(model: Evaluator, image: NDArray[np.float32], objective: Objective, para
     Each problem is solved by FISTA with the shrinkage-thresholding projection onto the box
     (:mod:`~explainers.perturb.fista`), from δ = 0, for ``iterations`` steps, and c is bisected over
     ``search_steps`` runs as in the authors' code: c halves towards the last failure after a run that
-    met the goal, else grows 10× until one does. Every point the gradient is taken at is feasible
+    met the goal, else grows 10× until one does; ``c_batch`` > 1 tries that many values of c at once,
+    in the same batches (:class:`~explainers.perturb.pertinent.ConstantSearch`). Every point the gradient is taken at is feasible
     and checked (its scores come with its gradient); the result is the one of least elastic net
     β‖δ‖₁ + ‖δ‖₂² that met the goal, over all runs (as the authors' code keeps it).
 
@@ -186,17 +193,20 @@ def cem(model: Evaluator, image: NDArray[np.float32], objective: Objective, para
     class x + δ is predicted as, −1 when none), ``pn_margin[t]`` (f_t − f_j* there, when found), ``pn_l1[t]``,
     ``pn_l2[t]`` (‖δ‖₁, ‖δ‖₂) and, when found, ``pn_c[t]`` (the c of the run that found it) and
     ``pn_reconstruction[t]`` (‖z − AE(z)‖², with an autoencoder); ``pp_*`` alike.
-    Passes: 2 forward (x and b) + search_steps × iterations × problems × (1 F + 1 B, or S + 1 F), with
+    Passes: 2 forward (x and b) + search_steps × iterations × problems × c_batch × (1 F + 1 B, or S + 1 F), with
     an autoencoder + (2 F + 1 B of it: AE(z), then its VJP) or + (S + 1) F of it; companion passes count
     as the model's.
     """
     classes, contrast = contrast_classes(objective)
     modes = ("pn", "pp") if params.mode == "both" else (params.mode,)
     targets, num_classes = objective.num_targets, objective.weights.shape[1]
-    rows = targets * len(modes)  # row r: target r // len(modes), problem modes[r % len(modes)]
-    is_pn = np.tile([m == "pn" for m in modes], targets)
-    hinge = Hinge(np.repeat(classes, len(modes)), np.repeat(contrast, len(modes)), np.where(is_pn, 1.0, -1.0),
-                  params.kappa)
+    # problem p: target p // len(modes), modes[p % len(modes)]; row r: problem r // c_batch with its (r % c_batch)-th c
+    problems, per_problem = targets * len(modes), params.c_batch
+    rows = problems * per_problem
+    pn_problem = np.tile([m == "pn" for m in modes], targets)
+    is_pn = np.repeat(pn_problem, per_problem)
+    hinge = Hinge(np.repeat(classes, len(modes) * per_problem), np.repeat(contrast, len(modes) * per_problem),
+                  np.where(is_pn, 1.0, -1.0), params.kappa)
 
     exact = wants_exact(model, params)
     if not exact and params.pn_direction == "any" and "pn" in modes:
@@ -271,9 +281,10 @@ def cem(model: Evaluator, image: NDArray[np.float32], objective: Objective, para
         return at.reshape(rows, d + 1, -1)[:, 0], error.reshape(rows, d + 1)[:, 0], (loss[:, 1:] - loss[:, :1]) / step
 
     best = Best.empty(rows, d, num_classes)
-    c, c_low, c_high = np.full(rows, params.c_init), np.zeros(rows), np.full(rows, NO_UPPER_BOUND)
+    search = ConstantSearch(problems, per_problem, params.c_init)
     every, done = max(1, -(-steps // STREAM_UPDATES)), 2
-    for search in range(params.search_steps):
+    for step in range(params.search_steps):
+        c = search.values.ravel()
         fista = Fista(space.lower, space.upper, beta=params.beta, learning_rate=params.learning_rate,
                       iterations=params.iterations, l1_weights=space.l1_weights, metric=space.metric)
         runner_up, succeeded = start_runner_up, np.zeros(rows, bool)
@@ -289,23 +300,21 @@ def cem(model: Evaluator, image: NDArray[np.float32], objective: Objective, para
             best.update(reached, space.elastic_net(point, params.beta)[0], point, at, c, error)
             fista.step(gradient + space.l2_gradient(point))
             done += sum(per_step)
-            count = search * params.iterations + iteration + 1
-            partial = maps(space, best, is_pn, modes, targets)[0] if count % every == 0 and count < steps else None
+            count = step * params.iterations + iteration + 1
+            partial = maps(space, best, per_problem, pn_problem, modes)[0] if count % every == 0 and count < steps \
+                else None
             yield Progress(done=done, total=total, heatmaps=partial)
-        # bisection on c, per row (the authors' rule)
-        c_high = np.where(succeeded, np.minimum(c_high, c), c_high)
-        c_low = np.where(succeeded, c_low, np.maximum(c_low, c))
-        c = np.where(c_high < NO_UPPER_BOUND / 10, (c_low + c_high) / 2, c * 10)
+        search.update(c.reshape(problems, per_problem), succeeded.reshape(problems, per_problem))
 
-    heatmaps, tensors = maps(space, best, is_pn, modes, targets)
+    heatmaps, tensors = maps(space, best, per_problem, pn_problem, modes)
     yield Progress(done=total, total=total, heatmaps=heatmaps)
     extras = {"exact_gradient": float(exact), "iterations": float(params.iterations),
               "search_steps": float(params.search_steps)}
     if not exact:
         extras["segments"] = float(d)
     _, l1, l2 = space.elastic_net(best.u, params.beta)
-    for r in range(rows):
-        prefix, t = ("pn" if is_pn[r] else "pp"), r // len(modes)
+    for p, r in enumerate(best.chosen(per_problem)):
+        prefix, t = ("pn" if is_pn[r] else "pp"), p // len(modes)
         found = bool(best.found[r])
         extras[f"{prefix}_found[{t}]"] = float(found)
         extras[f"{prefix}_class[{t}]"] = float(best.scores[r].argmax()) if found else -1.0
@@ -319,16 +328,16 @@ def cem(model: Evaluator, image: NDArray[np.float32], objective: Objective, para
                       backward=model.context.backward, extras=extras, tensors=tensors)
 
 
-def maps(space: Coordinates, best: Best, is_pn: NDArray, modes: tuple[str, ...], targets: int
+def maps(space: Coordinates, best: Best, per_problem: int, pn_problem: NDArray, modes: tuple[str, ...]
          ) -> tuple[NDArray[np.float32], dict[str, NDArray[np.float32]]]:
-    """(heatmaps [T, H, W], tensors by name) of the best points so far (rows not found: δ = 0)."""
-    u = np.where(best.found[:, None], best.u, 0.0)
-    rows = np.arange(len(u))
+    """(heatmaps [T, H, W], tensors by name) of each problem's best point so far (none found: δ = 0)."""
+    rows = best.chosen(per_problem)
+    u = np.where(best.found[rows, None], best.u[rows], 0.0)
     deltas, images = space.deltas(u, rows), space.images(u, rows)
     tensors = {}
     for mode, name in (("pn", "pertinent_negative"), ("pp", "pertinent_positive")):
         if mode in modes:
-            mine = is_pn if mode == "pn" else ~is_pn
+            mine = pn_problem if mode == "pn" else ~pn_problem
             tensors[name] = images[mine]
             tensors[f"{name}_map"] = deltas[mine].sum(axis=1)
     heatmaps = tensors["pertinent_negative_map" if "pn" in modes else "pertinent_positive_map"]

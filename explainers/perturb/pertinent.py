@@ -150,3 +150,37 @@ class Coordinates:
     def to_variables(self, gradient: NDArray[np.floating]) -> NDArray[np.float64]:
         """A gradient with respect to the image [R, C, H, W] → with respect to u [R, d] (pixels only)."""
         return np.asarray(gradient, np.float64).reshape(len(gradient), -1)
+
+
+NO_UPPER_BOUND = 1e10
+"""The c search's upper bound before any run met the goal."""
+
+
+class ConstantSearch:
+    """The search over the hinge's weight c, per problem, with ``count`` values tried at once.
+
+    The authors' rule (one value a step): after a run that met the goal, c_high ← c and c moves to
+    the midpoint of (c_low, c_high); after one that did not, c_low ← c and c grows 10× while no run
+    has met it, else moves to the midpoint. With ``count`` = K values a step (one batch through the
+    model): before any success c₀·10^k, k < K (K growth steps at once); after, the K points that
+    split (c_low, c_high) evenly (K = 1: the midpoint). ``values`` is [problems, K].
+    """
+
+    def __init__(self, problems: int, count: int, initial: float):
+        self.count = count
+        self.low, self.high = np.zeros(problems), np.full(problems, NO_UPPER_BOUND)
+        self.next_growth = np.full(problems, initial)
+
+    @property
+    def values(self) -> NDArray[np.float64]:
+        k = np.arange(self.count)
+        growing = self.high >= NO_UPPER_BOUND
+        inside = self.low[:, None] + (self.high - self.low)[:, None] * (k + 1) / (self.count + 1)
+        return np.where(growing[:, None], self.next_growth[:, None] * 10.0 ** k, inside)
+
+    def update(self, values: NDArray[np.floating], met: NDArray[np.bool_]) -> None:
+        """After a step that tried ``values`` [problems, K], of which ``met`` [problems, K] met the goal."""
+        self.high = np.minimum(self.high, np.where(met, values, np.inf).min(axis=1))
+        failed_below = np.where(~met & (values < self.high[:, None]), values, -np.inf).max(axis=1)
+        self.low = np.maximum(self.low, failed_below)
+        self.next_growth = values.max(axis=1) * 10.0

@@ -229,7 +229,7 @@ class DeepLiftParams(_message.Message):
     def __init__(self, baseline: _Optional[_Union[PathBaseline, str]] = ..., baseline_tensor: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ...) -> None: ...
 
 class CemParams(_message.Message):
-    __slots__ = ("mode", "kappa", "beta", "c_init", "search_steps", "iterations", "learning_rate", "pn_direction", "gradient", "segments", "compactness", "fd_step", "autoencoder", "gamma")
+    __slots__ = ("mode", "kappa", "beta", "c_init", "search_steps", "iterations", "learning_rate", "pn_direction", "gradient", "segments", "compactness", "fd_step", "autoencoder", "gamma", "c_batch")
     MODE_FIELD_NUMBER: _ClassVar[int]
     KAPPA_FIELD_NUMBER: _ClassVar[int]
     BETA_FIELD_NUMBER: _ClassVar[int]
@@ -244,6 +244,7 @@ class CemParams(_message.Message):
     FD_STEP_FIELD_NUMBER: _ClassVar[int]
     AUTOENCODER_FIELD_NUMBER: _ClassVar[int]
     GAMMA_FIELD_NUMBER: _ClassVar[int]
+    C_BATCH_FIELD_NUMBER: _ClassVar[int]
     mode: CemMode
     kappa: float
     beta: float
@@ -258,4 +259,5 @@ class CemParams(_message.Message):
     fd_step: float
     autoencoder: str
     gamma: float
-    def __init__(self, mode: _Optional[_Union[CemMode, str]] = ..., kappa: _Optional[float] = ..., beta: _Optional[float] = ..., c_init: _Optional[float] = ..., search_steps: _Optional[int] = ..., iterations: _Optional[int] = ..., learning_rate: _Optional[float] = ..., pn_direction: _Optional[_Union[CemPnDirection, str]] = ..., gradient: _Optional[_Union[CemGradient, str]] = ..., segments: _Optional[int] = ..., compactness: _Optional[float] = ..., fd_step: _Optional[float] = ..., autoencoder: _Optional[str] = ..., gamma: _Optional[float] = ...) -> None: ...
+    c_batch: int
+    def __init__(self, mode: _Optional[_Union[CemMode, str]] = ..., kappa: _Optional[float] = ..., beta: _Optional[float] = ..., c_init: _Optional[float] = ..., search_steps: _Optional[int] = ..., iterations: _Optional[int] = ..., learning_rate: _Optional[float] = ..., pn_direction: _Optional[_Union[CemPnDirection, str]] = ..., gradient: _Optional[_Union[CemGradient, str]] = ..., segments: _Optional[int] = ..., compactness: _Optional[float] = ..., fd_step: _Optional[float] = ..., autoencoder: _Optional[str] = ..., gamma: _Optional[float] = ..., c_batch: _Optional[int] = ...) -> None: ...
