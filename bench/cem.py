@@ -4,7 +4,7 @@ Each case runs ``cem`` on the top-1 class and, right after each run, its **basel
 number of model evaluations issued directly to onnxruntime, with the batch shape CEM uses —
 
 * exact gradients: CEM runs one forward+backward of the gradient graph per FISTA step on a batch of
-  ``problems`` rows (PN + PP = 2 per target); the baseline runs that session call ``steps`` times
+  ``problems × c_batch`` rows (PN + PP = 2 per target); the baseline runs that session call ``steps`` times
   (+ the 2 plain forwards of x and the black image);
 * finite differences: CEM runs ``problems × (superpixels + 1)`` forwards per step in chunks of the
   model's ``max_batch``; the baseline runs the plain session on full ``max_batch`` batches for the
@@ -85,7 +85,7 @@ def case(label: str, classifier: OnnxClassifier, image: np.ndarray, params: dict
     once()  # warm-up: builds the gradient graph, SLIC's first call
     final = finals[-1]
     exact = bool(final.extras["exact_gradient"])
-    rows = 2 if params.get("mode", "both") == "both" else 1
+    rows = (2 if params.get("mode", "both") == "both" else 1) * params.get("c_batch", 1)
     steps = params["iterations"] * params["search_steps"]
     run = baseline(classifier, image, exact=exact, rows=rows, steps=steps, forwards=final.forward)
     run()
@@ -116,6 +116,7 @@ def main() -> None:
     coffee, _ = effnet.preprocess(buffer.getvalue())
     cases = [
         ("digits, exact, defaults (5 × 100 steps)", cnn, x, {"iterations": 100, "search_steps": 5}),
+        ("digits, exact, c_batch 4, 2 × 100 steps", cnn, x, {"iterations": 100, "search_steps": 2, "c_batch": 4}),
         ("digits, finite differences, 16 superpixels, 3 × 50", cnn, x,
          {"iterations": 50, "search_steps": 3, "gradient": "finite_differences", "segments": 16}),
         ("efficientnet_lite0, exact, 2 × 10 steps", effnet, coffee, {"iterations": 10, "search_steps": 2}),

@@ -352,3 +352,23 @@ def test_several_values_of_c_at_once_reach_the_same_kkt_point_in_fewer_steps():
     delta = (result.tensors["pertinent_negative"][0] - x).ravel()
     expected, _ = kkt_solution(d, -(m + KAPPA), 1.0, -x.ravel(), 255.0 - x.ravel())
     np.testing.assert_allclose(delta, expected, atol=0.01 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("gradient", ["exact", "finite_differences"])
+def test_behind_a_softmax_the_margins_are_the_logits(gradient):
+    """The gradient graph differentiates the logits behind the Softmax and the scores come back as
+    probabilities: log-probabilities give the same margins, so the PN crosses the logit margin κ."""
+    rng = np.random.default_rng(6)
+    w = rng.standard_normal((3, 1, 4, 4)).astype(np.float32) * 0.05
+    x = np.kron(rng.uniform(60, 200, (1, 2, 2)), np.ones((2, 2))).astype(np.float32)
+    logits_model = OnnxClassifier(builders.linear(w))
+    softmax_model = OnnxClassifier(builders.linear(w, softmax=True))
+    t = int(logits_model.predict(x[None])[0].argmax())
+    params = {"mode": "pn", "gradient": gradient, "segments": 4, "iterations": 60, "search_steps": 5}
+    ours = explain_once(softmax_model, x, "cem", Objective.for_classes([t], 3), params)
+    logits = logits_model.predict(ours.tensors["pertinent_negative"])[0]
+    margin = logits[t] - np.delete(logits, t).max()
+    assert ours.extras["pn_found[0]"] == 1 and margin <= -KAPPA + 1e-4
+    np.testing.assert_allclose(ours.extras["pn_margin[0]"], margin, atol=1e-4)
+    same = explain_once(logits_model, x, "cem", Objective.for_classes([t], 3), params)
+    np.testing.assert_allclose(same.tensors["pertinent_negative"], ours.tensors["pertinent_negative"], atol=1e-3)
