@@ -178,6 +178,8 @@ def _explain_image(client: Client, model: str, image: Path, out: Path, args: arg
             np.save(f"{stem}_original.npy", result.original_heatmaps[index])
         if target.overlay_png:
             Path(f"{stem}.png").write_bytes(target.overlay_png)
+        for name, values in result.tensors.items():  # method-specific arrays, one file per target and name
+            np.save(f"{stem}_{name}.npy", values[index])
         written = f"{stem}.png" if target.overlay_png else f"{stem}.npy"
         print(f"{written}  class {target.class_index} ({target.label})  score {target.score:.4f}", file=lines)
         contrast = ({"contrast_class": target.contrast_class, "contrast_loss": target.contrast_loss}

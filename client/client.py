@@ -93,7 +93,8 @@ class TargetResult:
 @dataclass(frozen=True)
 class Result:
     """``heatmaps`` [targets, H, W] in model-input pixels; ``original_heatmaps`` [targets, H0, W0]
-    on the original image's grid (NaN where the model never looked) when requested."""
+    on the original image's grid (NaN where the model never looked) when requested; ``tensors``:
+    method-specific arrays by name (e.g. cem's ``pertinent_negative`` images [targets, C, H, W])."""
 
     heatmaps: NDArray
     original_heatmaps: NDArray | None
@@ -104,6 +105,7 @@ class Result:
     elapsed_seconds: float = 0.0
     accepted: Accepted | None = None
     warnings: tuple[str, ...] = ()
+    tensors: dict[str, NDArray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -367,4 +369,5 @@ def _result(r: ex_pb2.Result, accepted: Accepted | None) -> Result:
         elapsed_seconds=r.elapsed_seconds,
         accepted=accepted,
         warnings=tuple(r.warnings),
+        tensors={name: from_tensor(value, field=f"result.tensors[{name}]") for name, value in r.tensors.items()},
     )

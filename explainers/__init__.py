@@ -11,10 +11,11 @@ from .events import Event, Explanation, Planned, Progress
 from .explain import explain, explain_once, top_classes
 from .methods import Family, get_method, list_methods
 from .metrics import MetricResult, get_metric, list_metrics
-from .model import Evaluator, ModelConfig, OnnxClassifier, Preprocessing
+from .model import CompanionModel, Evaluator, ModelConfig, OnnxClassifier, Preprocessing
 from .objectives import Objective
 
 __all__ = [
+    "CompanionModel",
     "Evaluator",
     "Event",
     "Explanation",

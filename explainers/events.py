@@ -48,6 +48,8 @@ class Explanation:
         scores: float32 [targets], the objective's value on the unperturbed input.
         forward, backward: model evaluations actually used (per sample).
         extras: method-specific scalars (IG completeness gap, LIME R², ...).
+        tensors: method-specific float32 arrays besides the heatmaps, by name, in model-input space
+            (CEM's pertinent negative images [targets, C, H, W], ...); most methods have none.
     """
 
     heatmaps: NDArray[np.float32]
@@ -55,6 +57,7 @@ class Explanation:
     forward: int
     backward: int = 0
     extras: dict[str, float] = field(default_factory=dict)
+    tensors: dict[str, NDArray[np.float32]] = field(default_factory=dict)
 
 
 Event = Planned | Progress | Explanation

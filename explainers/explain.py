@@ -14,6 +14,7 @@ from .errors import InvalidArgument, NonFiniteResult
 from .events import Event, Explanation
 from .methods import get_method
 from .model import Evaluator, OnnxClassifier
+from .model.companions import CompanionModel, CompanionResolver
 from .objectives import Objective, check_contrast_loss
 from .params import MethodParams
 
@@ -27,13 +28,16 @@ def explain(
     *,
     seed: int = 0,
     context: RunContext | None = None,
+    companions: Mapping[str, CompanionModel] | CompanionResolver | None = None,
 ) -> Iterator[Event]:
     """Run ``method`` on a canonical ``image`` [C, H, W]; yields the method's events.
 
     ``params`` is the method's parameter dataclass or a mapping of its fields (paper defaults
     for the rest). The image is passed read-only: a method cannot mutate the caller's array.
     While the method works (not while the caller holds an event) numpy's BLAS uses one thread,
-    when iterated on the main thread (:mod:`explainers.blas`).
+    when iterated on the main thread (:mod:`explainers.blas`). ``companions``: the companion models
+    (generators, autoencoders) methods may use by name, e.g. ``{"digits_decoder": CompanionModel.load(p)}``
+    (:mod:`explainers.model.companions`); a method asking for one absent gets NotFound.
 
     Raises:
         NotFound: unknown method. InvalidArgument: bad parameter or image.
@@ -55,7 +59,7 @@ def explain(
                         outputs_are_probabilities=classifier.outputs_are_probabilities, gradients=False)
     frozen = np.array(image, dtype=np.float32, copy=True)
     frozen.setflags(write=False)
-    evaluator = Evaluator(classifier, context)
+    evaluator = Evaluator(classifier, context, companions=companions)
     steps = spec.explain(evaluator, frozen, objective, params, rng=np.random.default_rng(seed))
     try:
         while True:
@@ -63,7 +67,8 @@ def explain(
                 event = next(steps, None)
             if event is None:
                 return
-            if isinstance(event, Explanation) and not np.all(np.isfinite(event.heatmaps)):
+            if isinstance(event, Explanation) and not all(
+                    np.all(np.isfinite(values)) for values in (event.heatmaps, *event.tensors.values())):
                 raise NonFiniteResult(f"{method} produced NaN or infinite heatmap values from a finite input "
                                       "(a bug, or a model whose scores overflow); nothing is returned as a result")
             yield event

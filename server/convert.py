@@ -42,6 +42,9 @@ def model_info(entry: Entry) -> model_pb2.ModelInfo:
     message = model_pb2.ModelInfo(name=entry.name, state=_STATES[entry.state], error=entry.error)
     if entry.classifier is not None:
         fill_model_info(message, entry.classifier.info)
+    elif entry.companion is not None:  # not a classifier: no input/labels to describe, what it maps says it
+        companion = entry.companion
+        message.description = f"companion model {companion.describe()}: {companion.config.description}".rstrip(": ")
     return message
 
 

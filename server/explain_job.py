@@ -17,6 +17,7 @@ from onnxplain.explainers import Explanation, Planned, Progress, RunContext, exp
 from onnxplain.explainers.errors import InvalidArgument, ResourceExhausted
 from onnxplain.explainers.render import overlay, png_bytes
 from onnxplain.v1 import explanation_service_pb2 as ex_pb2
+from onnxplain.v1.wire import to_tensor
 
 from .convert import PARAMS_ONEOF, encode_heatmaps, params_field, params_from_proto
 from .limits import ServerLimits
@@ -53,7 +54,8 @@ def run_explain(
     spent = context.forward + context.backward  # e.g. the forward that found the top-k classes
     warnings = classifier.info.warnings
 
-    for event in explain(classifier, image.tensor, spec.name, objective, params, seed=seed, context=context):
+    for event in explain(classifier, image.tensor, spec.name, objective, params, seed=seed, context=context,
+                         companions=repository.companion):
         if isinstance(event, Planned):
             planned = spent + event.total
             if planned > limits.max_evaluations:
@@ -110,6 +112,8 @@ def _result(event: Explanation, targets, image, output: ex_pb2.OutputOptions, st
         backward_evaluations=event.backward,
         extras=event.extras,
     )
+    for name, values in event.tensors.items():
+        result.tensors[name].CopyFrom(to_tensor(np.asarray(values, np.float32)))
     on_original = image.geometry.to_original(heatmaps) if image.geometry is not None else None
     if output.original_grid and on_original is not None:
         result.original_heatmaps.CopyFrom(encode_heatmaps(on_original, output.heatmap_datatype))

@@ -4,6 +4,10 @@ one its ``version_policy`` names), or ``<root>/<name>/remote.json``: a model ser
 Protocol endpoint (:mod:`.remote`; black-box methods only). What the export and the files beside it say (labels, a Hugging Face
 ``preprocessor_config.json``, ...) is merged under the config (:mod:`onnxplain.explainers.model.sources`).
 
+A folder whose ``config.json`` says ``{"kind": "companion"}`` holds a **companion model** (a generator, an
+autoencoder: :mod:`onnxplain.explainers.model.companions`): it is loaded like the others but cannot be
+explained; methods use it by name (``cdeepex``'s ``generator``), resolved by :meth:`ModelRepository.companion`.
+
 A model that fails to load is kept with its reason (state FAILED) and never stops the server.
 Paths are confined to the repository root: names are plain identifiers, symlinks may not escape
 the root, and ONNX external-data files must stay inside the model's directory.
@@ -23,7 +27,7 @@ from pathlib import Path
 import onnx
 from onnx.external_data_helper import uses_external_data
 
-from onnxplain.explainers import ModelConfig, OnnxClassifier
+from onnxplain.explainers import CompanionModel, ModelConfig, OnnxClassifier
 from onnxplain.explainers.errors import (
     Cancelled,
     FailedPrecondition,
@@ -34,6 +38,7 @@ from onnxplain.explainers.errors import (
     PermissionDenied,
     Unavailable,
 )
+from onnxplain.explainers.model.companions import CompanionConfig, is_companion_config
 from onnxplain.explainers.model.remote import RemoteClassifier
 from onnxplain.explainers.model.sources import is_foreign_config, read_sources
 
@@ -57,7 +62,7 @@ class State(str, Enum):
 
 @dataclass
 class Entry:
-    """One model: where it comes from, its state, and the classifier once READY."""
+    """One model: where it comes from, its state, and the classifier (or the companion) once READY."""
 
     name: str
     directory: Path | None
@@ -66,6 +71,12 @@ class Entry:
     classifier: OnnxClassifier | None = None
     loading: bool = False
     """A (re)load is under way; a READY model keeps serving its current version meanwhile."""
+    companion: CompanionModel | None = None
+    """Set instead of ``classifier`` for a companion model (``"kind": "companion"``)."""
+
+    @property
+    def loaded(self) -> bool:
+        return self.classifier is not None or self.companion is not None
 
 
 def check_name(name: str, field: str = "model") -> str:
@@ -131,11 +142,41 @@ class ModelRepository:
         classifier = entry.classifier
         if entry.state is State.READY and classifier is not None:
             return classifier
+        if entry.companion is not None:
+            raise FailedPrecondition(f"model {name!r} is a companion model {entry.companion.describe()}, not a "
+                                     "classifier: methods use it by name (e.g. cdeepex's generator); it cannot be explained")
+        self._refuse_unready(entry)
+        raise FailedPrecondition(f"model {name!r} is not loaded; call LoadModel first")
+
+    def companion(self, name: str) -> CompanionModel:
+        """The READY companion model ``name``, for a method that names it in its parameters.
+
+        Raises:
+            NotFound: no model of that name (the message lists the companions loaded).
+            FailedPrecondition: it is a classifier, failed to load or is not loaded. Unavailable: loading.
+        """
+        with self._lock:
+            entry = self._entries.get(name)
+            ready = [e.name for e in self._entries.values() if e.companion is not None and e.state is State.READY]
+        if entry is None:
+            raise NotFound("companion model", name, ready)
+        if entry.companion is not None and entry.state is State.READY:
+            return entry.companion
+        if entry.classifier is not None:
+            raise FailedPrecondition(f"model {name!r} is a classifier, not a companion model (a folder whose "
+                                     "config.json says \"kind\": \"companion\"); companions loaded: "
+                                     f"{', '.join(ready) or 'none'}")
+        self._refuse_unready(entry)
+        raise FailedPrecondition(f"companion model {name!r} is not loaded; call LoadModel first")
+
+    @staticmethod
+    def _refuse_unready(entry: Entry) -> None:
+        """Raise why a model that is not READY cannot serve (loading, failed); return when merely unloaded."""
+        name = entry.name
         if entry.state is State.LOADING:
             raise Unavailable(f"model {name!r} is still loading; retry shortly")
         if entry.state is State.FAILED:
             raise FailedPrecondition(f"model {name!r} failed to load: {entry.error}")
-        raise FailedPrecondition(f"model {name!r} is not loaded; call LoadModel first")
 
     def load(self, name: str, *, abandoned: Callable[[], bool] = lambda: False) -> Entry:
         """(Re)load ``name`` from the repository; on failure the entry is FAILED with the reason (a READY
@@ -193,21 +234,22 @@ class ModelRepository:
         with self._lock:
             if entry.loading:
                 raise Unavailable(f"model {name!r} is loading; unload it once the load has ended")
-            entry.classifier = None
+            entry.classifier, entry.companion = None, None
             entry.state, entry.error = State.UNLOADED, ""
             if entry.directory is None:
                 del self._entries[name]
 
-    def _load(self, entry: Entry, build: Callable[[], OnnxClassifier], abandoned: Callable[[], bool]) -> Entry:
+    def _load(self, entry: Entry, build: Callable[[], OnnxClassifier | CompanionModel],
+              abandoned: Callable[[], bool]) -> Entry:
         """Build a new version off the lock, then swap it in atomically; a failure keeps a serving version."""
         with self._lock:
             if entry.loading:
                 raise Unavailable(f"model {entry.name!r} is already loading")
             entry.loading = True
-            if entry.classifier is None:
+            if not entry.loaded:
                 entry.state = State.LOADING
         try:
-            classifier = build()
+            built = build()
             if abandoned():
                 raise Cancelled(f"loading {entry.name!r} was abandoned (the caller cancelled or its deadline "
                                 "passed); nothing was swapped in")
@@ -215,7 +257,7 @@ class ModelRepository:
             error = exc if isinstance(exc, OnnxplainError) else InvalidModel(f"{type(exc).__name__}: {exc}")
             with self._lock:
                 entry.loading = False
-                if entry.classifier is not None:  # a failed reload keeps the old version serving
+                if entry.loaded:  # a failed reload keeps the old version serving
                     entry.state, entry.error = State.READY, f"the last reload failed: {error}"
                 elif isinstance(exc, Cancelled):
                     entry.state, entry.error = State.UNLOADED, ""
@@ -225,18 +267,23 @@ class ModelRepository:
                 raise
             raise error from exc
         with self._lock:
-            entry.classifier, entry.state, entry.error, entry.loading = classifier, State.READY, "", False
-        for warning in classifier.info.warnings:  # once per load; every result repeats it to its caller
-            log.warning("model %s: %s", entry.name, warning)
+            if isinstance(built, CompanionModel):
+                entry.classifier, entry.companion = None, built
+            else:
+                entry.classifier, entry.companion = built, None
+            entry.state, entry.error, entry.loading = State.READY, "", False
+        for warning in () if entry.companion is not None else built.info.warnings:  # once per load; every
+            log.warning("model %s: %s", entry.name, warning)  # result repeats it to its caller
         return entry
 
-    def _read_from_directory(self, directory: Path) -> OnnxClassifier:
+    def _read_from_directory(self, directory: Path) -> OnnxClassifier | CompanionModel:
         """Load ``<name>/model.onnx`` (or the served version's) with its config merged with what the export,
         ``config.pbtxt`` and the files beside the model say; those are looked for beside the model file,
         then in the model folder."""
         model_dir = self._confined(directory)
         if (model_dir / REMOTE_FILE).is_file():
             return self._read_remote(model_dir)
+        companion = self._companion_config(model_dir)
         found = read_model_folder(model_dir, MODEL_FILE)
         model_path = self._confined(found.model_file)
         model_home = model_path.parent
@@ -245,6 +292,9 @@ class ModelRepository:
         if any(uses_external_data(t) for t in all_tensors(model.graph)):
             onnx.load_external_data_for_model(model, str(model_home))
         check_tensor_sizes(model, self.max_tensor_bytes)
+        if companion is not None:
+            return CompanionModel(model, name=directory.name, config=companion, providers=self.providers,
+                                  threads=self.threads)
         folders = [model_home] if model_home == model_dir else [model_home, model_dir]
         configured = next((raw for raw in map(self._own_config, folders) if raw is not None), None)
         config = read_sources(model, folders, configured=configured, serving=found.settings)
@@ -260,6 +310,17 @@ class ModelRepository:
         except BaseException:
             endpoint.close()
             raise
+
+    def _companion_config(self, folder: Path) -> CompanionConfig | None:
+        """The folder's companion ``config.json`` (``"kind": "companion"``), or None for a classifier."""
+        path = folder / CONFIG_FILE
+        if not path.is_file():
+            return None
+        try:
+            raw = json.loads(self._confined(path).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            return None  # _own_config reports it
+        return CompanionConfig.from_dict(raw) if is_companion_config(raw) else None
 
     def _own_config(self, folder: Path) -> dict | None:
         """onnxplain's ``config.json`` in ``folder`` as a mapping (checked), or None (absent, or a timm or

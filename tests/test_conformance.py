@@ -35,6 +35,7 @@ FAST = {
     "meaningful_perturbation": {"iterations": 8, "mask_step": 4},
     "integrated_gradients": {"steps": 8},
     "smoothgrad": {"samples": 4},
+    "cem": {"iterations": 6, "search_steps": 2},
 }
 METHODS = [spec.name for spec in list_methods()]
 

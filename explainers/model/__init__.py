@@ -5,10 +5,12 @@ One job a module: :mod:`.classifier` loads and validates a model and says what i
 questions by running the model; :mod:`.variants` builds the graph variants; :mod:`.session` keeps
 their compiled sessions in one bounded pool; :mod:`.loop` is the one batched evaluation loop;
 :mod:`.evaluator` is the methods' handle, bound to one request; :mod:`.preprocessing` turns images
-and client tensors into model input; :mod:`.remote` is a classifier whose model is served elsewhere.
+and client tensors into model input; :mod:`.remote` is a classifier whose model is served elsewhere; :mod:`.companions` are the
+non-classifier models (generators, autoencoders) methods use by name.
 """
 
 from .classifier import ModelInfo, OnnxClassifier, available_providers
+from .companions import CompanionHandle, CompanionModel, is_companion_config
 from .config import ModelConfig, Preprocessing
 from .evaluator import Evaluator, GradientBatch, layer_gradient
 from .introspect import Introspection
@@ -22,6 +24,8 @@ __all__ = [
     "IMAGE",
     "PLAIN_VARIANT",
     "Chunk",
+    "CompanionHandle",
+    "CompanionModel",
     "Endpoint",
     "Evaluator",
     "GradientBatch",
@@ -39,6 +43,7 @@ __all__ = [
     "Variant",
     "available_providers",
     "canonical_tensor",
+    "is_companion_config",
     "decode_image",
     "layer_gradient",
     "preprocess",

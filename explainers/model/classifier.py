@@ -30,7 +30,15 @@ from .export_repairs import repaired_export
 from .image_input import with_image_input
 from .introspect import Introspection
 from .loop import IMAGE, Chunk, evaluate_in_chunks
-from .preprocessing import DEFAULT_MAX_PIXELS, Geometry, ModelInput, black_image, decode_image, preprocess
+from .preprocessing import (
+    DEFAULT_MAX_PIXELS,
+    Geometry,
+    ModelInput,
+    black_image,
+    decode_image,
+    preprocess,
+    white_image,
+)
 from .provenance import Origin, settings_provenance, warnings
 from .session import Compiled, SessionPool
 from .signature import Signature, read_signature
@@ -269,6 +277,10 @@ class OnnxClassifier:
     def black_image(self) -> NDArray[np.float32]:
         """The all-black image as this model sees it (its preprocessing applied): canonical [C, H, W]."""
         return black_image(self.config.preprocessing, self.model_input.shape)
+
+    def white_image(self) -> NDArray[np.float32]:
+        """The all-white image as this model sees it (its preprocessing applied): canonical [C, H, W]."""
+        return white_image(self.config.preprocessing, self.model_input.shape)
 
     def layers(self) -> list[Layer]:
         """Candidate layers for CAM methods (see :meth:`Introspection.layers`)."""

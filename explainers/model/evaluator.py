@@ -21,6 +21,7 @@ from ..graph.baseline_pass import BASELINE_IMAGE, SCORE_DELTA
 from ..graph.perturbation import SOURCE_BASELINE, SOURCE_IMAGE, MaskSource
 from ..objectives import Objective, check_contrast_loss
 from .classifier import OnnxClassifier
+from .companions import CompanionHandle, CompanionModel, CompanionResolver, resolver
 from .introspect import Introspection
 from .loop import IMAGE, Chunk, concatenate
 from .signature import Signature
@@ -65,12 +66,25 @@ def _weighted(rows: NDArray, objective: Objective) -> NDArray[np.float32]:
 class Evaluator:
     """``classifier`` + ``context``: what a method may ask of the model, and every evaluation it runs.
 
-    ``shape`` is the canonical image shape (C, H, W).
+    ``shape`` is the canonical image shape (C, H, W). ``companions``: the companion models a method
+    may ask for by name (:mod:`.companions`): a mapping (the library), a lookup (the server's
+    repository) or None (none configured).
     """
 
-    def __init__(self, classifier: OnnxClassifier, context: RunContext | None = None):
+    def __init__(self, classifier: OnnxClassifier, context: RunContext | None = None, *,
+                 companions: Mapping[str, CompanionModel] | CompanionResolver | None = None):
         self._classifier = classifier
         self.context = context or RunContext()
+        self._companion = resolver(companions)
+
+    def companion(self, name: str) -> CompanionHandle:
+        """The companion model ``name`` (a generator, an autoencoder), bound to this request's context.
+
+        Raises:
+            NotFound: no companion of that name (the message lists those there are).
+            FailedPrecondition: it exists but cannot serve (not loaded, failed to load, not a companion).
+        """
+        return CompanionHandle(self._companion(name), self.context)
 
     # ---------------------------------------------------------------- what the model is
     @property
@@ -98,6 +112,10 @@ class Evaluator:
     def black_image(self) -> NDArray[np.float32]:
         """The all-black image as this model sees it: canonical [C, H, W]."""
         return self._classifier.black_image()
+
+    def white_image(self) -> NDArray[np.float32]:
+        """The all-white image as this model sees it: canonical [C, H, W]."""
+        return self._classifier.white_image()
 
     # ---------------------------------------------------------------- row-level evaluations
     def layer_activations(self, images: NDArray[np.float32], layers: Sequence[str]) -> dict[str, NDArray[np.float32]]:

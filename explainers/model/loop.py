@@ -45,7 +45,7 @@ def evaluate_in_chunks(
     count: int,
     make_batch: Callable[[int, int], Mapping[str, NDArray]],
     *,
-    model_input: ModelInput,
+    model_input: ModelInput | None,
     input_name: str,
     outputs: Sequence[str],
     batch: int,
@@ -58,7 +58,8 @@ def evaluate_in_chunks(
 
     ``make_batch(start, stop)`` builds the feed for samples ``[start, stop)``; its :data:`IMAGE`
     entry is canonical [n, C, H, W] float32 and is converted to ``model_input``'s layout and dtype
-    and fed as ``input_name``, other entries are fed as they are. The next chunk's feed is built
+    and fed as ``input_name``, other entries are fed as they are (``model_input`` None: a feed without
+    an :data:`IMAGE` entry, e.g. a companion model's, :mod:`.companions`). The next chunk's feed is built
     on a helper thread while onnxruntime runs the current one. Each chunk is charged to
     ``context`` (``forwards`` forward evaluations per sample, and a backward one when
     ``backward``) and cancellation is checked before it runs; a cancelled context also

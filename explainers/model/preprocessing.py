@@ -154,9 +154,20 @@ def normalise(pixels: NDArray[np.floating], pre: Preprocessing) -> NDArray[np.fl
 
 def black_image(pre: Preprocessing, shape: tuple[int, int, int]) -> NDArray[np.float32]:
     """An all-black image (every pixel 0) as the model sees it: canonical [C, H, W] = ``shape``."""
+    return uniform_image(pre, shape, 0.0)
+
+
+def white_image(pre: Preprocessing, shape: tuple[int, int, int]) -> NDArray[np.float32]:
+    """An all-white image (every pixel 255) as the model sees it: canonical [C, H, W] = ``shape``.
+    With :func:`black_image`, the range a photo's pixels can take in the model's input space."""
+    return uniform_image(pre, shape, 255.0)
+
+
+def uniform_image(pre: Preprocessing, shape: tuple[int, int, int], pixel: float) -> NDArray[np.float32]:
+    """Every pixel ``pixel`` (0..255, all channels) as the model sees it: canonical [C, H, W] = ``shape``."""
     channels, height, width = shape
-    black = normalise(np.zeros((1, 1, channels), np.float32), pre)[0, 0]  # [C]
-    return np.ascontiguousarray(np.broadcast_to(black[:, None, None], shape), dtype=np.float32)
+    value = normalise(np.full((1, 1, channels), pixel, np.float32), pre)[0, 0]  # [C]
+    return np.ascontiguousarray(np.broadcast_to(value[:, None, None], shape), dtype=np.float32)
 
 
 def preprocess(

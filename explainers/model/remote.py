@@ -234,7 +234,7 @@ class RemoteClassifier(OnnxClassifier):
         return GradientError(
             f"this method needs {what} of the model, and model {self.name!r} is served elsewhere "
             f"({self.endpoint.signature.where}): an OIP endpoint exposes only its outputs; use a black-box "
-            "method (occlusion, rise, lime, extremal_perturbation)")
+            "method (occlusion, rise, lime, extremal_perturbation, cem)")
 
     # ---------------------------------------------------------------- what it is
     @property

@@ -76,7 +76,7 @@ class OutputOptions(_message.Message):
     def __init__(self, heatmap_datatype: _Optional[_Union[HeatmapDatatype, str]] = ..., original_grid: _Optional[bool] = ..., overlay_png: _Optional[bool] = ..., partial_interval_ms: _Optional[int] = ...) -> None: ...
 
 class ExplainRequest(_message.Message):
-    __slots__ = ("request_id", "model", "method", "image", "target", "seed", "output", "occlusion", "rise", "lime", "score_cam", "extremal_perturbation", "cam", "grad_cam", "guided_grad_cam", "grad_cam_plus_plus", "integrated_gradients", "smoothgrad", "deeplift", "meaningful_perturbation")
+    __slots__ = ("request_id", "model", "method", "image", "target", "seed", "output", "occlusion", "rise", "lime", "score_cam", "extremal_perturbation", "cam", "grad_cam", "guided_grad_cam", "grad_cam_plus_plus", "integrated_gradients", "smoothgrad", "deeplift", "meaningful_perturbation", "cem")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     METHOD_FIELD_NUMBER: _ClassVar[int]
@@ -97,6 +97,7 @@ class ExplainRequest(_message.Message):
     SMOOTHGRAD_FIELD_NUMBER: _ClassVar[int]
     DEEPLIFT_FIELD_NUMBER: _ClassVar[int]
     MEANINGFUL_PERTURBATION_FIELD_NUMBER: _ClassVar[int]
+    CEM_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     model: str
     method: str
@@ -117,7 +118,8 @@ class ExplainRequest(_message.Message):
     smoothgrad: _method_params_pb2.SmoothGradParams
     deeplift: _method_params_pb2.DeepLiftParams
     meaningful_perturbation: _method_params_pb2.MeaningfulPerturbationParams
-    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., method: _Optional[str] = ..., image: _Optional[_Union[_tensor_pb2.ImageInput, _Mapping]] = ..., target: _Optional[_Union[Target, _Mapping]] = ..., seed: _Optional[int] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ..., occlusion: _Optional[_Union[_method_params_pb2.OcclusionParams, _Mapping]] = ..., rise: _Optional[_Union[_method_params_pb2.RiseParams, _Mapping]] = ..., lime: _Optional[_Union[_method_params_pb2.LimeParams, _Mapping]] = ..., score_cam: _Optional[_Union[_method_params_pb2.LayerParams, _Mapping]] = ..., extremal_perturbation: _Optional[_Union[_method_params_pb2.ExtremalPerturbationParams, _Mapping]] = ..., cam: _Optional[_Union[_method_params_pb2.LayerParams, _Mapping]] = ..., grad_cam: _Optional[_Union[_method_params_pb2.LayerParams, _Mapping]] = ..., guided_grad_cam: _Optional[_Union[_method_params_pb2.LayerParams, _Mapping]] = ..., grad_cam_plus_plus: _Optional[_Union[_method_params_pb2.LayerParams, _Mapping]] = ..., integrated_gradients: _Optional[_Union[_method_params_pb2.IntegratedGradientsParams, _Mapping]] = ..., smoothgrad: _Optional[_Union[_method_params_pb2.SmoothGradParams, _Mapping]] = ..., deeplift: _Optional[_Union[_method_params_pb2.DeepLiftParams, _Mapping]] = ..., meaningful_perturbation: _Optional[_Union[_method_params_pb2.MeaningfulPerturbationParams, _Mapping]] = ...) -> None: ...
+    cem: _method_params_pb2.CemParams
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., method: _Optional[str] = ..., image: _Optional[_Union[_tensor_pb2.ImageInput, _Mapping]] = ..., target: _Optional[_Union[Target, _Mapping]] = ..., seed: _Optional[int] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ..., occlusion: _Optional[_Union[_method_params_pb2.OcclusionParams, _Mapping]] = ..., rise: _Optional[_Union[_method_params_pb2.RiseParams, _Mapping]] = ..., lime: _Optional[_Union[_method_params_pb2.LimeParams, _Mapping]] = ..., score_cam: _Optional[_Union[_method_params_pb2.LayerParams, _Mapping]] = ..., extremal_perturbation: _Optional[_Union[_method_params_pb2.ExtremalPerturbationParams, _Mapping]] = ..., cam: _Optional[_Union[_method_params_pb2.LayerParams, _Mapping]] = ..., grad_cam: _Optional[_Union[_method_params_pb2.LayerParams, _Mapping]] = ..., guided_grad_cam: _Optional[_Union[_method_params_pb2.LayerParams, _Mapping]] = ..., grad_cam_plus_plus: _Optional[_Union[_method_params_pb2.LayerParams, _Mapping]] = ..., integrated_gradients: _Optional[_Union[_method_params_pb2.IntegratedGradientsParams, _Mapping]] = ..., smoothgrad: _Optional[_Union[_method_params_pb2.SmoothGradParams, _Mapping]] = ..., deeplift: _Optional[_Union[_method_params_pb2.DeepLiftParams, _Mapping]] = ..., meaningful_perturbation: _Optional[_Union[_method_params_pb2.MeaningfulPerturbationParams, _Mapping]] = ..., cem: _Optional[_Union[_method_params_pb2.CemParams, _Mapping]] = ...) -> None: ...
 
 class Accepted(_message.Message):
     __slots__ = ("model", "method", "seed", "planned_evaluations", "targets", "parameters", "warnings")
@@ -181,7 +183,7 @@ class TargetResult(_message.Message):
     def __init__(self, target: _Optional[_Union[TargetInfo, _Mapping]] = ..., score: _Optional[float] = ..., heatmap_min: _Optional[float] = ..., heatmap_max: _Optional[float] = ..., overlay_png: _Optional[bytes] = ...) -> None: ...
 
 class Result(_message.Message):
-    __slots__ = ("heatmaps", "original_heatmaps", "targets", "forward_evaluations", "backward_evaluations", "extras", "elapsed_seconds", "warnings")
+    __slots__ = ("heatmaps", "original_heatmaps", "targets", "forward_evaluations", "backward_evaluations", "extras", "elapsed_seconds", "tensors", "warnings")
     class ExtrasEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -189,6 +191,13 @@ class Result(_message.Message):
         key: str
         value: float
         def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class TensorsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: _tensor_pb2.Tensor
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ...) -> None: ...
     HEATMAPS_FIELD_NUMBER: _ClassVar[int]
     ORIGINAL_HEATMAPS_FIELD_NUMBER: _ClassVar[int]
     TARGETS_FIELD_NUMBER: _ClassVar[int]
@@ -196,6 +205,7 @@ class Result(_message.Message):
     BACKWARD_EVALUATIONS_FIELD_NUMBER: _ClassVar[int]
     EXTRAS_FIELD_NUMBER: _ClassVar[int]
     ELAPSED_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    TENSORS_FIELD_NUMBER: _ClassVar[int]
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
     heatmaps: _tensor_pb2.Tensor
     original_heatmaps: _tensor_pb2.Tensor
@@ -204,8 +214,9 @@ class Result(_message.Message):
     backward_evaluations: int
     extras: _containers.ScalarMap[str, float]
     elapsed_seconds: float
+    tensors: _containers.MessageMap[str, _tensor_pb2.Tensor]
     warnings: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, heatmaps: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., original_heatmaps: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., targets: _Optional[_Iterable[_Union[TargetResult, _Mapping]]] = ..., forward_evaluations: _Optional[int] = ..., backward_evaluations: _Optional[int] = ..., extras: _Optional[_Mapping[str, float]] = ..., elapsed_seconds: _Optional[float] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+    def __init__(self, heatmaps: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., original_heatmaps: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., targets: _Optional[_Iterable[_Union[TargetResult, _Mapping]]] = ..., forward_evaluations: _Optional[int] = ..., backward_evaluations: _Optional[int] = ..., extras: _Optional[_Mapping[str, float]] = ..., elapsed_seconds: _Optional[float] = ..., tensors: _Optional[_Mapping[str, _tensor_pb2.Tensor]] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ExplainResponse(_message.Message):
     __slots__ = ("request_id", "accepted", "progress", "result")

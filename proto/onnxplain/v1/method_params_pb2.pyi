@@ -65,6 +65,26 @@ class SmoothGradVariant(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SMOOTH_GRAD_VARIANT_MEAN: _ClassVar[SmoothGradVariant]
     SMOOTH_GRAD_VARIANT_SQUARED: _ClassVar[SmoothGradVariant]
     SMOOTH_GRAD_VARIANT_VARGRAD: _ClassVar[SmoothGradVariant]
+
+class CemMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CEM_MODE_UNSPECIFIED: _ClassVar[CemMode]
+    CEM_MODE_BOTH: _ClassVar[CemMode]
+    CEM_MODE_PN: _ClassVar[CemMode]
+    CEM_MODE_PP: _ClassVar[CemMode]
+
+class CemPnDirection(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CEM_PN_DIRECTION_UNSPECIFIED: _ClassVar[CemPnDirection]
+    CEM_PN_DIRECTION_ADD: _ClassVar[CemPnDirection]
+    CEM_PN_DIRECTION_ANY: _ClassVar[CemPnDirection]
+
+class CemGradient(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CEM_GRADIENT_UNSPECIFIED: _ClassVar[CemGradient]
+    CEM_GRADIENT_AUTO: _ClassVar[CemGradient]
+    CEM_GRADIENT_EXACT: _ClassVar[CemGradient]
+    CEM_GRADIENT_FINITE_DIFFERENCES: _ClassVar[CemGradient]
 BASELINE_UNSPECIFIED: Baseline
 BASELINE_ZERO: Baseline
 BASELINE_MEAN: Baseline
@@ -99,6 +119,17 @@ SMOOTH_GRAD_VARIANT_UNSPECIFIED: SmoothGradVariant
 SMOOTH_GRAD_VARIANT_MEAN: SmoothGradVariant
 SMOOTH_GRAD_VARIANT_SQUARED: SmoothGradVariant
 SMOOTH_GRAD_VARIANT_VARGRAD: SmoothGradVariant
+CEM_MODE_UNSPECIFIED: CemMode
+CEM_MODE_BOTH: CemMode
+CEM_MODE_PN: CemMode
+CEM_MODE_PP: CemMode
+CEM_PN_DIRECTION_UNSPECIFIED: CemPnDirection
+CEM_PN_DIRECTION_ADD: CemPnDirection
+CEM_PN_DIRECTION_ANY: CemPnDirection
+CEM_GRADIENT_UNSPECIFIED: CemGradient
+CEM_GRADIENT_AUTO: CemGradient
+CEM_GRADIENT_EXACT: CemGradient
+CEM_GRADIENT_FINITE_DIFFERENCES: CemGradient
 
 class OcclusionParams(_message.Message):
     __slots__ = ("window", "stride", "baseline")
@@ -231,3 +262,37 @@ class DeepLiftParams(_message.Message):
     baseline: PathBaseline
     baseline_tensor: _tensor_pb2.Tensor
     def __init__(self, baseline: _Optional[_Union[PathBaseline, str]] = ..., baseline_tensor: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ...) -> None: ...
+
+class CemParams(_message.Message):
+    __slots__ = ("mode", "kappa", "beta", "c_init", "search_steps", "iterations", "learning_rate", "pn_direction", "gradient", "segments", "compactness", "fd_step", "autoencoder", "gamma", "c_batch")
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    KAPPA_FIELD_NUMBER: _ClassVar[int]
+    BETA_FIELD_NUMBER: _ClassVar[int]
+    C_INIT_FIELD_NUMBER: _ClassVar[int]
+    SEARCH_STEPS_FIELD_NUMBER: _ClassVar[int]
+    ITERATIONS_FIELD_NUMBER: _ClassVar[int]
+    LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
+    PN_DIRECTION_FIELD_NUMBER: _ClassVar[int]
+    GRADIENT_FIELD_NUMBER: _ClassVar[int]
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    COMPACTNESS_FIELD_NUMBER: _ClassVar[int]
+    FD_STEP_FIELD_NUMBER: _ClassVar[int]
+    AUTOENCODER_FIELD_NUMBER: _ClassVar[int]
+    GAMMA_FIELD_NUMBER: _ClassVar[int]
+    C_BATCH_FIELD_NUMBER: _ClassVar[int]
+    mode: CemMode
+    kappa: float
+    beta: float
+    c_init: float
+    search_steps: int
+    iterations: int
+    learning_rate: float
+    pn_direction: CemPnDirection
+    gradient: CemGradient
+    segments: int
+    compactness: float
+    fd_step: float
+    autoencoder: str
+    gamma: float
+    c_batch: int
+    def __init__(self, mode: _Optional[_Union[CemMode, str]] = ..., kappa: _Optional[float] = ..., beta: _Optional[float] = ..., c_init: _Optional[float] = ..., search_steps: _Optional[int] = ..., iterations: _Optional[int] = ..., learning_rate: _Optional[float] = ..., pn_direction: _Optional[_Union[CemPnDirection, str]] = ..., gradient: _Optional[_Union[CemGradient, str]] = ..., segments: _Optional[int] = ..., compactness: _Optional[float] = ..., fd_step: _Optional[float] = ..., autoencoder: _Optional[str] = ..., gamma: _Optional[float] = ..., c_batch: _Optional[int] = ...) -> None: ...
