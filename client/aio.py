@@ -37,6 +37,16 @@ from .client import (
     parse_event,
     parse_predictions,
 )
+from .evaluation import (
+    Evaluation,
+    EvaluationAccepted,
+    EvaluationEvent,
+    MetricsLike,
+    collect,
+    has_text_values,
+    parameter_kinds,
+    parse_evaluate_event,
+)
 
 
 class AsyncClient:
@@ -106,6 +116,31 @@ class AsyncClient:
                 yield event
         finally:
             call.cancel()
+
+    async def list_metrics(self) -> list[ex_pb2.MetricInfo]:
+        return list((await self._call(self.explanations.ListMetrics, ex_pb2.ListMetricsRequest())).metrics)
+
+    async def evaluate_stream(self, model: str, image: ImageLike, method: str, metrics: MetricsLike = ("deletion",), *,
+                              timeout: float | None = None, **options: Any) -> AsyncIterator[EvaluationEvent]:
+        """The events of one evaluation, as :meth:`Client.evaluate_stream` (same options)."""
+        kinds = None
+        if has_text_values(metrics):
+            kinds = parameter_kinds(await self.list_metrics())
+        request = Client.evaluate_request(model, image, method, metrics, kinds=kinds, **options)
+        call = self._call(self.explanations.Evaluate, request, timeout)
+        accepted = None
+        try:
+            async for response in call:
+                event = parse_evaluate_event(response, accepted)
+                accepted = event if isinstance(event, EvaluationAccepted) else accepted
+                yield event
+        finally:
+            call.cancel()
+
+    async def evaluate(self, model: str, image: ImageLike, method: str, metrics: MetricsLike = ("deletion",),
+                       **options: Any) -> Evaluation:
+        """Run an evaluation to completion, as :meth:`Client.evaluate`."""
+        return collect([event async for event in self.evaluate_stream(model, image, method, metrics, **options)])
 
     async def explain(self, model: str, image: ImageLike, method: str, **options: Any) -> Result:
         """Run an explanation to completion and return its :class:`Result`."""

@@ -310,6 +310,63 @@ class Client:
                 return event
         raise RuntimeError("the server closed the stream without a result")
 
+    # ----------------------------------------------------------------- evaluation
+    # (.evaluation imports this module's events: imported where used)
+    def list_metrics(self) -> list[ex_pb2.MetricInfo]:
+        """The metrics Evaluate computes, with their parameters (types, defaults, bounds)."""
+        return list(self._call(self.explanations.ListMetrics, ex_pb2.ListMetricsRequest()).metrics)
+
+    def not_per_request_metrics(self) -> dict[str, str]:
+        """Metrics the server does not compute per request (e.g. ROAR): {name: why}."""
+        response = self._call(self.explanations.ListMetrics, ex_pb2.ListMetricsRequest())
+        return {m.name: m.reason for m in response.not_per_request}
+
+    def metric_kinds(self) -> dict[str, dict[str, str]]:
+        """{metric: {parameter: type}} as ListMetrics declares them (to read command-line strings)."""
+        from .evaluation import parameter_kinds
+
+        return parameter_kinds(self.list_metrics())
+
+    @staticmethod
+    def evaluate_request(model: str, image: ImageLike, method: str, metrics: Any = ("deletion",), *,
+                         kinds: Mapping[str, Mapping[str, str]] | None = None, request_id: str | None = None,
+                         **options: Any) -> ex_pb2.EvaluateRequest:
+        """Build an EvaluateRequest: the explanation as :meth:`explain_request` takes it, and ``metrics``
+        (names, or {name: {parameter: value}}; string values are read by ``kinds``, {metric: {parameter:
+        type}} from :meth:`metric_kinds`)."""
+        from .evaluation import metric_requests
+
+        request_id = request_id or uuid.uuid4().hex
+        explanation = Client.explain_request(model, image, method, request_id=request_id, **options)
+        return ex_pb2.EvaluateRequest(request_id=request_id, explanation=explanation,
+                                      metrics=metric_requests(metrics, kinds))
+
+    def evaluate_stream(self, model: str, image: ImageLike, method: str, metrics: Any = ("deletion",), *,
+                        timeout: float | None = None, **options: Any) -> Iterator[Any]:
+        """Stream the events of one evaluation: ``EvaluationAccepted``, :class:`Progress`…, the explanation
+        (:class:`Result`), one ``MetricScore`` per metric in order, ``EvaluationDone``
+        (:mod:`onnxplain.client.evaluation`). Options as :meth:`explain_stream`. Breaking out of the
+        iterator cancels the RPC, and the server stops the work."""
+        from .evaluation import EvaluationAccepted, has_text_values, parse_evaluate_event
+
+        kinds = self.metric_kinds() if has_text_values(metrics) else None
+        request = self.evaluate_request(model, image, method, metrics, kinds=kinds, **options)
+        call = self._call(self.explanations.Evaluate, request, timeout)
+        accepted = None
+        try:
+            for response in call:
+                event = parse_evaluate_event(response, accepted)
+                accepted = event if isinstance(event, EvaluationAccepted) else accepted
+                yield event
+        finally:
+            call.cancel()
+
+    def evaluate(self, model: str, image: ImageLike, method: str, metrics: Any = ("deletion",), **options: Any):
+        """Run an evaluation to completion: an ``Evaluation`` (the explanation, and each metric's score by name)."""
+        from .evaluation import collect
+
+        return collect(self.evaluate_stream(model, image, method, metrics, **options))
+
 
 def parse_event(response: ex_pb2.ExplainResponse, accepted: Accepted | None) -> Accepted | Progress | Result:
     """One streamed ExplainResponse → its event (``accepted``: the stream's Accepted, for the Result)."""
