@@ -39,10 +39,7 @@ def explain(
         NotFound: unknown method. InvalidArgument: bad parameter or image.
     """
     spec = get_method(method)
-    if params is None or isinstance(params, Mapping):
-        params = spec.params.from_mapping(params or {})
-    elif not isinstance(params, spec.params):
-        raise InvalidArgument("params", f"{type(params).__name__} given; {method} takes {spec.params.__name__}")
+    params = method_params(method, params)
     expected = (classifier.channels, classifier.height, classifier.width)
     if image.shape != expected:
         raise InvalidArgument("image", f"shape {list(image.shape)}; allowed: {list(expected)} (C, H, W)")
@@ -68,6 +65,21 @@ def explain(
             yield event
     finally:
         steps.close()  # a caller that stops early (cancel, deadline) ends the method now
+
+
+def method_params(method: str, params: MethodParams | Mapping[str, Any] | None) -> MethodParams:
+    """``params`` as ``method``'s parameter dataclass: built from a mapping (paper defaults for the rest),
+    or checked to be of the method's type.
+
+    Raises:
+        NotFound: unknown method. InvalidArgument: a bad parameter, or another method's dataclass.
+    """
+    spec = get_method(method)
+    if params is None or isinstance(params, Mapping):
+        return spec.params.from_mapping(params or {})
+    if not isinstance(params, spec.params):
+        raise InvalidArgument("params", f"{type(params).__name__} given; {method} takes {spec.params.__name__}")
+    return params
 
 
 def explain_once(*args: Any, **kwargs: Any) -> Explanation:
