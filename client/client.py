@@ -224,6 +224,13 @@ class Client:
     def unload_model(self, name: str) -> None:
         self._call(self.models.UnloadModel, model_pb2.UnloadModelRequest(name=name))
 
+    def first_ready_model(self) -> str:
+        """The name of the server's first READY model (ValueError when it has none)."""
+        ready = [m.name for m in self.list_models() if m.state == model_pb2.MODEL_STATE_READY]
+        if not ready:
+            raise ValueError("the server has no ready model; name one")
+        return ready[0]
+
     def predict(self, model: str, image: ImageLike, top_k: int = 5) -> list[Prediction]:
         return self.predictions(model, image, top_k).classes
 
@@ -309,6 +316,14 @@ class Client:
             if isinstance(event, Result):
                 return event
         raise RuntimeError("the server closed the stream without a result")
+
+    def report(self, images: Sequence[ImageLike], methods: Sequence[str], path: str | Path, **options: Any):
+        """Evaluate each method on each image and write one self-contained HTML report to ``path`` (the
+        photo, each method's overlay per target, its cost and metric scores, curves, a sortable table);
+        returns the computed ``Report``. Options: see :func:`onnxplain.client.report.write_report`."""
+        from .report import write_report
+
+        return write_report(self, images, methods, path, **options)
 
     # ----------------------------------------------------------------- evaluation
     # (.evaluation imports this module's events: imported where used)

@@ -12,12 +12,13 @@ front door :func:`onnxplain.explainers.evaluate` does the work; this module only
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 from onnxplain.explainers import Explanation, Planned, Progress, RunContext, evaluate
-from onnxplain.explainers.errors import InvalidArgument, listing
-from onnxplain.explainers.metrics import MetricResult, get_metric, list_metrics
+from onnxplain.explainers.errors import InvalidArgument
+from onnxplain.explainers.evaluate import resolve_metrics
+from onnxplain.explainers.metrics import MetricResult
 from onnxplain.explainers.params import MethodParams
 from onnxplain.v1 import explanation_service_pb2 as ex_pb2
 from onnxplain.v1.wire import from_tensor, to_tensor
@@ -63,33 +64,22 @@ def run_evaluate(
 
 
 def metric_params(requests: Any) -> dict[str, MethodParams]:
-    """MetricRequest messages -> {metric name: its parameters}, in request order.
+    """MetricRequest messages -> {metric name: its checked parameters}, in request order (the library's
+    :func:`~onnxplain.explainers.evaluate.resolve_metrics` checks names and values).
 
     Raises:
         NotFound: an unknown metric (the message lists the registered ones).
-        InvalidArgument: no metric, a metric twice, or a bad parameter — the field names the metric's
-        position and the parameter (``metrics[1].parameters.steps``).
+        InvalidArgument: no metric, a metric twice, a metric that is not per request (ROAR), or a bad
+        parameter (field ``metrics.<metric>.<parameter>``).
     """
-    if not requests:
-        raise InvalidArgument("metrics", f"name at least one metric; available: {listing([m.name for m in list_metrics()])}")
-    chosen: dict[str, MethodParams] = {}
+    values: dict[str, dict[str, Any]] = {}
     for index, item in enumerate(requests):
-        spec = get_metric(item.metric)
-        if spec.name in chosen:
-            raise InvalidArgument(f"metrics[{index}].metric", f"{spec.name!r} is requested twice; ask for each metric once")
-        field = f"metrics[{index}].parameters"
-        values = {name: parameter_value(value, f"{field}.{name}") for name, value in item.parameters.items()}
-        chosen[spec.name] = checked_params(spec.params, values, field, spec.name)
-    return chosen
-
-
-def checked_params(params: type[MethodParams], values: Mapping[str, Any], field: str, metric: str) -> MethodParams:
-    """``params.from_mapping(values)`` with errors naming the request field (``field.NAME``) and the metric."""
-    try:
-        return params.from_mapping(values)
-    except InvalidArgument as exc:
-        name = exc.field.removeprefix(f"{params.field_prefix}.")
-        raise InvalidArgument(f"{field}.{name}", f"{exc.description} (metric {metric!r})") from None
+        if item.metric in values:
+            raise InvalidArgument(f"metrics[{index}].metric", f"{item.metric!r} is requested twice; ask for each "
+                                                              "metric once")
+        values[item.metric] = {name: parameter_value(value, f"metrics.{item.metric}.{name}")
+                               for name, value in item.parameters.items()}
+    return {spec.name: params for spec, params in resolve_metrics(values)}
 
 
 def parameter_value(value: ex_pb2.ParameterValue, field: str) -> Any:
