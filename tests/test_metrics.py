@@ -23,6 +23,7 @@ from onnxplain.explainers.errors import Cancelled, InvalidArgument, NotFound
 from onnxplain.explainers.methods.occlusion import OcclusionParams
 from onnxplain.explainers.metrics import NOT_PER_REQUEST, Subject, get_metric, list_metrics
 from onnxplain.explainers.metrics.registry import metric_rng
+from onnxplain.explainers.perturb.imputation import impute
 
 RNG = np.random.default_rng(11)
 ONE_PIXEL = {"window": 1, "stride": 1}  # occlusion with a zero baseline: exactly Σ_c w ⊙ x on a linear model
@@ -164,3 +165,149 @@ def test_a_cancelled_request_stops_between_batches():
                 context.cancel()  # during the metric, after its first batch
     assert not any(isinstance(e, MetricResult) for e in seen)
     assert context.forward == explained + 4  # one batch of the metric, then it stopped
+
+
+# ---------------------------------------------------------------- ROAD
+def test_noisy_linear_imputation_is_exact_on_a_linear_ramp_inside_the_image():
+    rows, cols = np.mgrid[0:10, 0:12].astype(np.float32)
+    ramp = np.stack([0.3 * rows - 0.7 * cols + 2.0, 1.1 * cols + 0.2 * rows])  # [2, 10, 12]
+    removed = np.zeros((10, 12), bool)
+    removed[2:8, 3:9] = True
+    removed[5, 1] = True  # an isolated pixel next to kept ones
+    imputed = impute(ramp, removed, 0.0, np.random.default_rng(0))
+    np.testing.assert_allclose(imputed, ramp, atol=1e-4)
+    noisy = impute(ramp, removed, 0.5, np.random.default_rng(0))
+    assert np.array_equal(noisy[:, ~removed], ramp[:, ~removed])  # noise only where imputed
+    assert 0.3 < np.std(noisy[:, removed] - ramp[:, removed]) < 0.7
+    with pytest.raises(ValueError, match="every pixel"):
+        impute(ramp, np.ones((10, 12), bool), 0.0, np.random.default_rng(0))
+
+
+def test_road_morf_with_the_exact_map_beats_a_random_map_and_plans_its_passes():
+    classifier, w, x = linear_case(size=8)
+    objective = Objective.for_classes([0], 2)
+    events = list(evaluate(classifier, x, "occlusion", objective, ONE_PIXEL,
+                           {"road": {"steps": 8, "score": "objective", "noise": 0.0}}))
+    road = events[-1]
+    assert events[0].forward == 64 + 1 + 8 and road.forward == 8
+    curve = road.curves[0]
+    np.testing.assert_allclose(curve.x, np.arange(8) / 8)
+    np.testing.assert_allclose(curve.y[0, 0], (w[0] * x).sum(), rtol=1e-5)  # nothing imputed yet
+    random_map = subject_for(classifier, x, objective, RNG.standard_normal((1, 8, 8)))
+    worse = run_metric("road", random_map, steps=8, score="objective", noise=0.0)
+    assert road.values[0] < worse.values[0] - 0.1 and not road.higher_is_better
+
+
+# ---------------------------------------------------------------- infidelity, max-sensitivity
+@pytest.mark.parametrize("normalize", [False, True])
+def test_infidelity_is_zero_for_the_exact_attribution_of_a_linear_model_and_positive_for_a_wrong_map(normalize):
+    classifier, w, x = linear_case()
+    objective = Objective.for_classes([0, 1], 2)
+    params = {"perturbations": 40, "normalize": normalize}
+    events = list(evaluate(classifier, x, "occlusion", objective, ONE_PIXEL, {"infidelity": params}))
+    exact = events[-1]
+    assert events[0].forward == 37 + 41 and exact.forward == 41
+    typical = np.mean([(w[t] * x).sum() ** 2 for t in range(2)]) * 0.1 ** 2
+    assert np.all(exact.values < 1e-8 * typical + 1e-9)
+    wrong = run_metric("infidelity", subject_for(classifier, x, objective, RNG.standard_normal((2, 6, 6))), **params)
+    assert np.all(wrong.values > 1e-3 * typical)
+
+
+def test_infidelity_normalisation_makes_the_value_independent_of_the_map_scale():
+    classifier, _, x = linear_case()
+    objective = Objective.for_classes([1], 2)
+    noisy = RNG.standard_normal((1, 6, 6))
+    one = run_metric("infidelity", subject_for(classifier, x, objective, noisy), perturbations=20)
+    ten = run_metric("infidelity", subject_for(classifier, x, objective, 10 * noisy), perturbations=20)
+    np.testing.assert_allclose(one.values, ten.values, rtol=1e-4)
+    np.testing.assert_allclose(one.extras["beta"], 10 * ten.extras["beta"], rtol=1e-4)
+
+
+def test_max_sensitivity_is_zero_for_gradients_of_a_linear_model_and_positive_on_a_relu_net():
+    classifier, _, x = linear_case()
+    objective = Objective.for_classes([0], 2)
+    events = list(evaluate(classifier, x, "saliency", objective, None,
+                           {"max_sensitivity": {"perturbations": 3, "radius": 0.5}}))
+    planned, linear = events[0], events[-1]
+    explanation = next(e for e in events if isinstance(e, Explanation))
+    assert linear.values[0] == 0.0
+    assert planned.total == explanation.forward + explanation.backward + linear.forward + linear.backward
+    assert linear.forward == 3 * explanation.forward and linear.backward == 3 * explanation.backward
+
+    cnn = OnnxClassifier(builders.small_cnn(size=8))
+    image = RNG.standard_normal((3, 8, 8)).astype(np.float32)
+    _, results = evaluate_once(cnn, image, "saliency", Objective.for_classes([1], 3), None,
+                               {"max_sensitivity": {"perturbations": 3, "radius": 0.5}})
+    assert results["max_sensitivity"].values[0] > 0.01
+
+
+# ---------------------------------------------------------------- pointing games
+def quadrant_case():
+    classifier = OnnxClassifier(builders.quadrant(size=16))
+    return classifier, RNG.uniform(0.5, 1.5, (3, 16, 16)).astype(np.float32), Objective.for_classes([1], 2)
+
+
+def test_pointing_games_on_a_model_that_looks_at_the_top_left_quadrant():
+    classifier, x, objective = quadrant_case()
+    top_left = {"box": (0, 0, 8, 8)}
+    bottom_right = {"box": (8, 8, 16, 16), "tolerance": 0.0}
+    mask = np.zeros((16, 16), np.float32)
+    mask[:8, :8] = 1
+    _, hit = evaluate_once(classifier, x, "occlusion", objective, ONE_PIXEL,
+                           {"pointing_game": top_left, "energy_pointing_game": {"mask": mask}})
+    assert hit["pointing_game"].values[0] == 1.0 and hit["pointing_game"].forward == 0
+    np.testing.assert_allclose(hit["energy_pointing_game"].values[0], 1.0, rtol=1e-6)  # the map is 0 elsewhere
+    _, miss = evaluate_once(classifier, x, "occlusion", objective, ONE_PIXEL,
+                            {"pointing_game": bottom_right, "energy_pointing_game": {"box": (8, 8, 16, 16)}})
+    assert miss["pointing_game"].values[0] == 0.0 and miss["energy_pointing_game"].values[0] == 0.0
+    near = run_metric("pointing_game", subject_for(classifier, x, objective, np.pad(np.ones((1, 1, 1)),
+                                                                                     ((0, 0), (7, 8), (7, 8)))),
+                      box=(8, 8, 16, 16), tolerance=1.5)  # the peak at (7, 7) is √2 from (8, 8)
+    assert near.values[0] == 1.0
+
+
+@pytest.mark.parametrize(("metrics", "field"), [
+    ({"pointing_game": {}}, "metrics.pointing_game.box"),
+    ({"pointing_game": {"box": (4, 4, 2, 8)}}, "metrics.pointing_game.box"),
+    ({"pointing_game": {"box": (1, 2, 3)}}, "metrics.pointing_game.box"),
+    ({"energy_pointing_game": {"box": (20, 20, 30, 30)}}, "metrics.energy_pointing_game.box"),
+    ({"energy_pointing_game": {"mask": np.ones((4, 4))}}, "metrics.energy_pointing_game.mask"),
+    ({"infidelity": {"perturbations": 0}}, "metrics.infidelity.perturbations"),
+    ({"max_sensitivity": {"radius": -1.0}}, "metrics.max_sensitivity.radius"),
+    ({"road": {"noise": float("nan")}}, "metrics.road.noise"),
+])
+def test_bad_region_and_robustness_parameters_are_refused_before_any_evaluation(metrics, field):
+    classifier, x, objective = quadrant_case()
+    context = RunContext()
+    with pytest.raises(InvalidArgument) as error:
+        list(evaluate(classifier, x, "occlusion", objective, ONE_PIXEL, metrics, context=context))
+    assert error.value.field == field and context.forward == 0
+
+
+def test_a_non_finite_metric_value_is_an_error_not_a_result(monkeypatch):
+    from onnxplain.explainers.errors import NonFiniteResult
+    from onnxplain.explainers.metrics import registry
+
+    spec = get_metric("pointing_game")
+
+    def broken(subject, params, *, rng):
+        yield Planned(forward=0)
+        yield MetricResult("pointing_game", np.array([np.nan], np.float32), higher_is_better=True)
+
+    monkeypatch.setitem(registry._REGISTRY, "pointing_game", registry.MetricSpec(
+        spec.name, spec.params, broken, True, spec.citation, False, spec.plan))
+    classifier, x, objective = quadrant_case()
+    with pytest.raises(NonFiniteResult, match="pointing_game"):
+        list(evaluate(classifier, x, "occlusion", objective, ONE_PIXEL, {"pointing_game": {"box": (0, 0, 4, 4)}}))
+
+
+def test_the_same_seed_gives_the_same_values_whatever_else_is_requested():
+    classifier, _, x = linear_case()
+    objective = Objective.for_classes([0], 2)
+    _, alone = evaluate_once(classifier, x, "occlusion", objective, ONE_PIXEL, {"infidelity": {"perturbations": 8}},
+                             seed=5)
+    _, both = evaluate_once(classifier, x, "occlusion", objective, ONE_PIXEL,
+                            {"road": {"steps": 3}, "infidelity": {"perturbations": 8}}, seed=5)
+    _, other = evaluate_once(classifier, x, "occlusion", objective, ONE_PIXEL, {"infidelity": {"perturbations": 8}},
+                             seed=6)
+    assert alone["infidelity"].extras == both["infidelity"].extras != other["infidelity"].extras

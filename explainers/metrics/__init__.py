@@ -7,7 +7,7 @@ door is :func:`explainers.evaluate.evaluate`. Metrics that need retraining (ROAR
 :data:`~.registry.NOT_PER_REQUEST` says why.
 """
 
-from . import removal  # noqa: F401  (registers deletion, insertion)
+from . import pointing, removal, road, robustness  # noqa: F401  (register the metrics)
 from .registry import NOT_PER_REQUEST, MetricParams, MetricSpec, PlanInput, get_metric, list_metrics, register_metric
 from .result import Curve, MetricResult, area_under_curve
 from .subject import Subject

@@ -79,6 +79,13 @@ def scored(objective: Objective, score: str) -> Objective:
     return dataclasses.replace(objective, space="probability") if score == "probability" else objective
 
 
+def y_label_of(subject: Subject, params: RemovalParams) -> str:
+    """What the curve's y measures."""
+    if params.score == "probability" or subject.objective.space == "probability":
+        return "probability of the target"
+    return "objective score (model output space)"
+
+
 def removal_curve(subject: Subject, params: RemovalParams, *, insert: bool, rng: np.random.Generator,
                   metric: str, higher_is_better: bool) -> Iterator[Planned | Progress | MetricResult]:
     """Deletion (``insert=False``) or insertion: see the module doc. Yields Planned, Progress, MetricResult."""
@@ -109,12 +116,10 @@ def removal_curve(subject: Subject, params: RemovalParams, *, insert: bool, rng:
     x = (moved / pixels).astype(np.float32)
     y = curve.reshape(targets, steps).astype(np.float32)
     flipped = params.order == "lerf"
-    y_label = "probability of the target" if params.score == "probability" or subject.objective.space == "probability" \
-        else "objective score (model output space)"
     yield MetricResult(
         metric=metric, values=area_under_curve(x, y), higher_is_better=higher_is_better != flipped,
         curves=(Curve("score", x, y, f"fraction of pixels {'inserted' if insert else 'removed'}"
-                      f" ({params.order.upper()})", y_label=y_label),),
+                      f" ({params.order.upper()})", y_label=y_label_of(subject, params)),),
         extras={"steps": float(params.steps), "pixels_per_step": pixels / params.steps},
     )
 
