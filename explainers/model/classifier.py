@@ -146,6 +146,18 @@ class OnnxClassifier:
             raise InvalidModel(f"cannot read the model file: {exc}") from exc
         return cls(model, **kwargs)
 
+    def derived(self, model: onnx.ModelProto, *, name: str, same_tensors: bool = False) -> OnnxClassifier:
+        """A new classifier of ``model`` (a rewrite of :attr:`model`: same input and output) with this
+        one's config, providers and threads. It owns its own session pool (nothing is shared with or
+        added to this classifier's), so dropping it releases everything it compiled.
+
+        ``same_tensors``: the rewrite changed only initializer values (same nodes, same tensor
+        shapes), so the new classifier reuses this one's probed tensor shapes instead of probing."""
+        other = OnnxClassifier(model, config=self.config, name=name, providers=self._providers, threads=self._threads)
+        if same_tensors:
+            other.introspection.share_shapes(self.introspection)
+        return other
+
     def _input_size(self) -> tuple[int, int, int]:
         shape = self.signature.input_shape
         c, h, w = (shape[1], shape[2], shape[3]) if self.signature.layout == "NCHW" else (shape[3], shape[1], shape[2])

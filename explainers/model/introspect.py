@@ -60,6 +60,13 @@ class Introspection:
                 self._shapes = self._probe_shapes()
             return self._shapes
 
+    def share_shapes(self, other: Introspection) -> None:
+        """Take ``other``'s tensor shapes (probing them there if needed): for a graph that differs from
+        ``other``'s only in initializer values, whose every tensor has the same shape."""
+        shapes = other.tensor_shapes()
+        with self._lock:
+            self._shapes = shapes
+
     def _probe_shapes(self) -> dict[str, tuple]:
         probe_model = onnx.ModelProto()
         probe_model.CopyFrom(self.model)
