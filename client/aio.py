@@ -108,14 +108,8 @@ class AsyncClient:
         """The events of one explanation, as :meth:`Client.explain_stream` (same options). Leaving the
         loop early cancels the RPC, and the server stops the work."""
         call = self._call(self.explanations.Explain, Client.explain_request(model, image, method, **options), timeout)
-        accepted = None
-        try:
-            async for response in call:
-                event = parse_event(response, accepted)
-                accepted = event if isinstance(event, Accepted) else accepted
-                yield event
-        finally:
-            call.cancel()
+        async for event in read_stream(call, parse_event, Accepted):
+            yield event
 
     async def list_metrics(self) -> list[ex_pb2.MetricInfo]:
         return list((await self._call(self.explanations.ListMetrics, ex_pb2.ListMetricsRequest())).metrics)
@@ -127,15 +121,9 @@ class AsyncClient:
         if has_text_values(metrics):
             kinds = parameter_kinds(await self.list_metrics())
         request = Client.evaluate_request(model, image, method, metrics, kinds=kinds, **options)
-        call = self._call(self.explanations.Evaluate, request, timeout)
-        accepted = None
-        try:
-            async for response in call:
-                event = parse_evaluate_event(response, accepted)
-                accepted = event if isinstance(event, EvaluationAccepted) else accepted
-                yield event
-        finally:
-            call.cancel()
+        async for event in read_stream(self._call(self.explanations.Evaluate, request, timeout), parse_evaluate_event,
+                                       EvaluationAccepted):
+            yield event
 
     async def evaluate(self, model: str, image: ImageLike, method: str, metrics: MetricsLike = ("deletion",),
                        **options: Any) -> Evaluation:
@@ -148,3 +136,15 @@ class AsyncClient:
             if isinstance(event, Result):
                 return event
         raise RuntimeError("the server closed the stream without a result")
+
+
+async def read_stream(call: Any, parse: Any, first: type) -> AsyncIterator[Any]:
+    """As :func:`onnxplain.client.client.read_stream`, for a ``grpc.aio`` call."""
+    accepted = None
+    try:
+        async for response in call:
+            event = parse(response, accepted)
+            accepted = event if isinstance(event, first) else accepted
+            yield event
+    finally:
+        call.cancel()

@@ -334,6 +334,17 @@ def _request_id(error: grpc.RpcError) -> str:
     return ""
 
 
+def _explanation_arguments(command: argparse.ArgumentParser) -> None:
+    """What explain and evaluate both take: the model, the method and its parameters, the target, the seed."""
+    command.add_argument("--model", help="model name (default: the server's first ready model)")
+    command.add_argument("--method", default="occlusion")
+    command.add_argument("--target", type=int, action="append", help="class index to explain (repeatable)")
+    command.add_argument("--top-k", type=int, help="explain the k best classes (default 1)")
+    command.add_argument("--contrast", type=int, help="explain 'target rather than this class'")
+    command.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="method parameter")
+    command.add_argument("--seed", type=int)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="onnxplain", description="Explain ONNX image classifiers over gRPC.")
     parser.add_argument("--version", action="version", version=f"onnxplain {__version__}")
@@ -365,13 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("-q", "--quiet", action="store_true", help="only the classes (and warnings), not the settings")
     explain = client_command("explain", "explain images; writes .npy heatmaps and PNG overlays", cmd_explain)
     explain.add_argument("image", nargs="+", help="image files, or directories of them")
-    explain.add_argument("--model", help="model name (default: the server's first ready model)")
-    explain.add_argument("--method", default="occlusion")
-    explain.add_argument("--target", type=int, action="append", help="class index to explain (repeatable)")
-    explain.add_argument("--top-k", type=int, help="explain the k best classes (default 1)")
-    explain.add_argument("--contrast", type=int, help="explain 'target rather than this class'")
-    explain.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="method parameter")
-    explain.add_argument("--seed", type=int)
+    _explanation_arguments(explain)
     explain.add_argument("-o", "--output", default="out", help="directory for .npy heatmaps and PNG overlays")
     explain.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     explain.add_argument("--skip-existing", action="store_true",
@@ -382,16 +387,10 @@ def build_parser() -> argparse.ArgumentParser:
     client_command("metrics", "list the evaluation metrics (and those that are not per request)", cmd_metrics)
     evaluate = client_command("evaluate", "explain an image and score the explanation with metrics", cmd_evaluate)
     evaluate.add_argument("image")
-    evaluate.add_argument("--model", help="model name (default: the server's first ready model)")
-    evaluate.add_argument("--method", default="occlusion")
+    _explanation_arguments(evaluate)
     evaluate.add_argument("--metric", action="append", help="metric name (repeatable; default deletion)")
     evaluate.add_argument("--metric-param", action="append", default=[], metavar="METRIC.NAME=VALUE",
                           help="metric parameter, e.g. deletion.steps=20")
-    evaluate.add_argument("--target", type=int, action="append", help="class index to explain (repeatable)")
-    evaluate.add_argument("--top-k", type=int, help="explain the k best classes (default 1)")
-    evaluate.add_argument("--contrast", type=int, help="explain 'target rather than this class'")
-    evaluate.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="method parameter")
-    evaluate.add_argument("--seed", type=int)
     evaluate.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object keyed by metric name on stdout")
     report = client_command("report", "write one self-contained HTML report of methods side by side", cmd_report)

@@ -300,15 +300,7 @@ class Client:
         Breaking out of the iterator cancels the RPC, and the server stops the work.
         """
         request = self.explain_request(model, image, method, **options)
-        call = self._call(self.explanations.Explain, request, timeout)
-        accepted = None
-        try:
-            for response in call:
-                event = parse_event(response, accepted)
-                accepted = event if isinstance(event, Accepted) else accepted
-                yield event
-        finally:
-            call.cancel()
+        yield from read_stream(self._call(self.explanations.Explain, request, timeout), parse_event, Accepted)
 
     def explain(self, model: str, image: ImageLike, method: str, **options: Any) -> Result:
         """Run an explanation to completion and return its :class:`Result`."""
@@ -366,21 +358,27 @@ class Client:
 
         kinds = self.metric_kinds() if has_text_values(metrics) else None
         request = self.evaluate_request(model, image, method, metrics, kinds=kinds, **options)
-        call = self._call(self.explanations.Evaluate, request, timeout)
-        accepted = None
-        try:
-            for response in call:
-                event = parse_evaluate_event(response, accepted)
-                accepted = event if isinstance(event, EvaluationAccepted) else accepted
-                yield event
-        finally:
-            call.cancel()
+        yield from read_stream(self._call(self.explanations.Evaluate, request, timeout), parse_evaluate_event,
+                               EvaluationAccepted)
 
     def evaluate(self, model: str, image: ImageLike, method: str, metrics: Any = ("deletion",), **options: Any):
         """Run an evaluation to completion: an ``Evaluation`` (the explanation, and each metric's score by name)."""
         from .evaluation import collect
 
         return collect(self.evaluate_stream(model, image, method, metrics, **options))
+
+
+def read_stream(call: Any, parse: Any, first: type) -> Iterator[Any]:
+    """The events of a streaming ``call``: ``parse(response, the stream's first event)`` each; leaving early
+    (or an error) cancels the RPC."""
+    accepted = None
+    try:
+        for response in call:
+            event = parse(response, accepted)
+            accepted = event if isinstance(event, first) else accepted
+            yield event
+    finally:
+        call.cancel()
 
 
 def parse_event(response: ex_pb2.ExplainResponse, accepted: Accepted | None) -> Accepted | Progress | Result:
