@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import shutil
 import time
 
@@ -229,3 +230,26 @@ def test_list_and_tensor_parameters_travel_typed(client):
     np.testing.assert_allclose(by_box, by_mask, rtol=1e-6)
     assert 0 < by_box.min() and by_box.max() < 1
     np.testing.assert_allclose(whole, 1.0, rtol=1e-6)
+
+
+def test_an_evaluation_is_counted_and_logged_under_its_model_and_method(models, caplog):
+    """Prometheus counts the RPC and every pass of the evaluation (the metrics' too) under the explanation's
+    model and method; the completion log line names them and the request_id."""
+    from test_observability import sample, scrape
+
+    running = ServerThread(models, metrics_address=("127.0.0.1", 0))
+    try:
+        with caplog.at_level(logging.INFO, logger="onnxplain.server.requests"):
+            with Client(running.address, timeout=60) as c:
+                evaluation = c.evaluate("cnn", tensor(), "saliency", ["deletion"], classes=[0], request_id="counted")
+            rpc = "onnxplain.v1.ExplanationService/Evaluate"
+            assert wait_for(lambda: sample(scrape(running.app.metrics_port), "onnxplain_requests_total", rpc=rpc,
+                                           code="OK") == 1, timeout=30)
+            samples = scrape(running.app.metrics_port)
+    finally:
+        running.stop()
+    assert sample(samples, "onnxplain_model_evaluations_total", model="cnn", method="saliency",
+                  kind="forward") == evaluation.done.forward_evaluations > evaluation.explanation.forward_evaluations
+    line = next(r for r in caplog.records if r.name == "onnxplain.server.requests" and r.fields["rpc"] == "Evaluate")
+    assert (line.fields["request_id"], line.fields["model"], line.fields["method"], line.fields["status"]) == (
+        "counted", "cnn", "saliency", "OK")
