@@ -152,7 +152,7 @@ def _section(name: str, photo: str | None, cells: list[Cell], report: Report) ->
     for index in range(targets):
         figures = [photo_figure, *(_figure(cell, index, name, report) for cell in cells)]
         rows.append(f'<div class="row">{"".join(figures)}</div>')
-    return f"<section><h2>{e(name)}</h2>{''.join(rows)}</section>"
+    return f'<section><h2 title="{e(name)}">{e(Path(name).name)}</h2>{"".join(rows)}</section>'
 
 
 def _figure(cell: Cell, index: int, name: str, report: Report) -> str:
@@ -194,9 +194,12 @@ def sparkline(curve: Curve, target: int, width: int = 150, height: int = 44) -> 
                     f"cy='{2 + (high - yi) / (high - low) * (height - 4):.1f}' r='1.5'><title>{html.escape(t)}: "
                     f"{yi:.3f}</title></circle>" for xi, yi, t in zip(x, y, curve.x_ticks))
     title = html.escape(f"{curve.name}: {curve.y_label or 'value'} vs {curve.x_label}; y from {low:.2g} to {high:.2g}")
+    level = 2 + high / (high - low) * (height - 4)  # where y = 0 is, dashed when the curve goes below it
+    zero = f"<line x1='2' x2='{width - 2}' y1='{level:.1f}' y2='{level:.1f}' class='zero'/>" if low < 0 else ""
     return (f'<svg class="curve" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img">'
             f"<title>{title}</title><rect x='0.5' y='0.5' width='{width - 1}' height='{height - 1}' class='frame'/>"
-            f"<polyline points='{points}' fill='none' stroke='{COLOURS[target % len(COLOURS)]}' stroke-width='1.5'/>"
+            f"{zero}<polyline points='{points}' fill='none' stroke='{COLOURS[target % len(COLOURS)]}' "
+            "stroke-width='1.5'/>"
             f"{ticks}</svg><span class='axis'>{html.escape(curve.name)} vs {html.escape(curve.x_label)}</span>")
 
 
@@ -234,6 +237,7 @@ figure img { width: 200px; height: auto; display: block; border: 1px solid #ccc;
 figure ul { padding-left: 1.1em; margin: 4px 0; }
 figure.failed { color: #a00; border: 1px dashed #a00; padding: 6px; box-sizing: border-box; }
 svg.curve { display: block; } svg .frame { fill: #fafafa; stroke: #ccc; }
+svg .zero { stroke: #999; stroke-dasharray: 3 2; }
 .axis { color: #777; font-size: 10px; }
 table { border-collapse: collapse; font-size: 13px; margin-top: .5em; }
 th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: right; }

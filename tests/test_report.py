@@ -17,9 +17,11 @@ from PIL import Image
 from serving import ServerThread
 
 from onnxplain.client.cli import main
+from onnxplain.client.evaluation import Curve
+from onnxplain.client.report import sparkline
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (Debian: apt-get install chromium; "
+needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (Debian: apt-get install chromium; "
                                                          ".ci/run installs it for CI)")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
          "--disable-sync", "--no-first-run", "--enable-logging=stderr", "--v=0"]
@@ -63,6 +65,7 @@ def report(tmp_path_factory) -> Path:
     return root / "report.html"
 
 
+@needs_chromium
 def test_the_report_renders_every_overlay_with_no_error_and_no_network(report, tmp_path):
     text = report.read_text()
     assert text.count('<img class="overlay"') == 2 * len(METHODS) * 2 and text.count('class="photo"') == 2 * 2  # a row per target
@@ -89,6 +92,7 @@ SORT_PROBE = """<script>window.addEventListener('load', function () {
 """Clicks the deletion column's header and records the column's values in the order the table then has."""
 
 
+@needs_chromium
 def test_the_checks_see_script_errors_and_network_loads_and_the_table_sorts(report, tmp_path):
     """A copy of the page with a broken script, an image from a server and a click on a column: the errors and
     the blocked load are caught, and the rows are sorted."""
@@ -103,3 +107,14 @@ def test_the_checks_see_script_errors_and_network_loads_and_the_table_sorts(repo
     assert len(console) >= 2
     values = [float(v) for v in attributes["data-sorted"].split()]
     assert len(values) == 2 * len(METHODS) * 2 and values == sorted(values) and values[0] < values[-1]
+
+
+def test_a_sparkline_spans_its_box_and_marks_zero_when_the_curve_crosses_it():
+    """x from 0 to 1 maps to 2..148 px, the highest y to the top (2 px), the lowest to the bottom (42 px)."""
+    curve = Curve("spearman_abs", np.array([0.0, 0.5, 1.0]), np.array([[0.9, 0.3, -0.1]], np.float32), "layers",
+                  ("a", "b", "c"))
+    svg = sparkline(curve, 0, width=150, height=44)
+    assert "points='2.0,2.0 75.0,26.0 148.0,42.0'" in svg and svg.count("<circle") == 3 and "class='zero'" in svg
+    assert "y1='38.0'" in svg  # y = 0 sits at 2 + 0.9 / 1.0 * 40
+    positive = Curve("score", np.array([0.0, 1.0]), np.array([[0.2, 0.8]], np.float32), "fraction removed")
+    assert "class='zero'" not in sparkline(positive, 0) and "<circle" not in sparkline(positive, 0)
