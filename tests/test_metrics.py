@@ -311,3 +311,14 @@ def test_the_same_seed_gives_the_same_values_whatever_else_is_requested():
     _, other = evaluate_once(classifier, x, "occlusion", objective, ONE_PIXEL, {"infidelity": {"perturbations": 8}},
                              seed=6)
     assert alone["infidelity"].extras == both["infidelity"].extras != other["infidelity"].extras
+
+
+def test_pixel_ranks_order_the_map_and_break_ties_at_random():
+    from onnxplain.explainers.perturb.masks.ranked import pixel_ranks
+
+    heatmap = np.array([[[0.5, 3.0], [-1.0, 2.0]]], np.float32)
+    np.testing.assert_array_equal(pixel_ranks(heatmap, "morf", np.random.default_rng(0)), [[[2, 0], [3, 1]]])
+    np.testing.assert_array_equal(pixel_ranks(heatmap, "lerf", np.random.default_rng(0)), [[[1, 3], [0, 2]]])
+    flat = np.zeros((1, 8, 8), np.float32)
+    orders = {tuple(pixel_ranks(flat, "morf", np.random.default_rng(seed)).ravel()) for seed in range(3)}
+    assert len(orders) == 3 and all(sorted(order) == list(range(64)) for order in orders)
