@@ -3,6 +3,8 @@ rewrites they rest on, the similarity measures, and the papers' findings on real
 
 from __future__ import annotations
 
+import gc
+import weakref
 from pathlib import Path
 
 import builders
@@ -14,8 +16,17 @@ from skimage import data, transform
 
 import onnxplain.explainers.metrics.randomisation  # noqa: F401  (registers sanity_cascading, sanity_independent)
 import onnxplain.explainers.metrics.shift_invariance  # noqa: F401  (registers input_shift_invariance)
-from onnxplain.explainers import Objective, OnnxClassifier, evaluate_once
-from onnxplain.explainers.errors import InvalidArgument, NotFound
+from onnxplain.explainers import (
+    Explanation,
+    Objective,
+    OnnxClassifier,
+    Progress,
+    RunContext,
+    evaluate,
+    evaluate_once,
+    explain_once,
+)
+from onnxplain.explainers.errors import Cancelled, InvalidArgument, NotFound
 from onnxplain.explainers.graph.input_shift import COMPENSATION_NODE, shift_compensated
 from onnxplain.explainers.graph.randomise import parametrised_layers, randomised, spread
 from onnxplain.explainers.metrics import get_metric
@@ -181,15 +192,37 @@ def test_a_shift_with_the_wrong_number_of_channels_is_rejected_before_any_model_
     assert error.value.field == "metrics.input_shift_invariance.shift"
 
 
+def test_an_unknown_layer_name_is_rejected_before_any_model_evaluation_and_the_layers_are_listed():
+    classifier, context = OnnxClassifier(builders.small_cnn()), RunContext()
+    with pytest.raises(InvalidArgument, match="allowed: logits, conv") as error:
+        evaluate_once(classifier, np.zeros((3, 16, 16), np.float32), "saliency", Objective.for_classes([0], 3), None,
+                      {"sanity_independent": {"layers": "logits, nope"}}, context=context)
+    assert error.value.field == "metrics.sanity_independent.layers" and context.forward == 0
+
+
 def test_unknown_metric_lists_the_sanity_metrics():
     with pytest.raises(NotFound, match="sanity_cascading"):
         get_metric("sanity_cascade")
 
 
+def test_a_cancelled_request_stops_between_randomisation_steps(monkeypatch):
+    classifier = OnnxClassifier(builders.small_cnn())
+    context, built = RunContext(), []
+    make = OnnxClassifier.derived
+    monkeypatch.setattr(OnnxClassifier, "derived", lambda self, *a, **k: built.append(1) or make(self, *a, **k))
+    events = evaluate(classifier, np.ones((3, 16, 16), np.float32), "saliency", Objective.for_classes([0], 3), None,
+                      {"sanity_cascading": {"steps": 2}}, context=context)
+    with pytest.raises(Cancelled):
+        for event in events:
+            if isinstance(event, Progress) and built:  # the first step is done
+                context.cancel()
+    assert len(built) == 1
+
+
 # ---------------------------------------------------------------- the papers' findings
-def cascade(classifier, image, method, steps):
+def cascade(classifier, image, method, **params):
     objective = Objective.for_classes([int(np.argmax(classifier.predict(image[None])[0]))], classifier.num_classes)
-    _, results = evaluate_once(classifier, image, method, objective, None, {"sanity_cascading": {"steps": steps}})
+    _, results = evaluate_once(classifier, image, method, objective, None, {"sanity_cascading": params})
     return results["sanity_cascading"]
 
 
@@ -210,15 +243,27 @@ def test_cascading_randomisation_on_a_small_cnn_decorrelates_gradients_and_grad_
     assert results["guided_backprop"].curves[1].y[0, 0] > results["saliency"].curves[1].y[0, 0]  # logits alone
 
 
-def test_independent_randomisation_reports_one_step_per_chosen_layer_by_name():
+def test_independent_randomisation_reports_one_step_per_chosen_layer_by_name_and_releases_its_classifiers(
+        monkeypatch):
     classifier = OnnxClassifier.load(FIXTURES / "vgg_legacy.onnx")
     image = photo(classifier)
     objective = Objective.for_classes([0], classifier.num_classes)
-    _, results = evaluate_once(classifier, image, "saliency", objective, None, {"sanity_independent": {"steps": 2}})
-    result, names = results["sanity_independent"], [layer.name for layer in layers_of(classifier)]
+    explain_once(classifier, image, "saliency", objective)  # the request's own variants, compiled once
+    pool_before = classifier.sessions.stats()
+    derived, make = [], OnnxClassifier.derived
+    monkeypatch.setattr(OnnxClassifier, "derived", lambda self, *a, **k: derived.append(weakref.ref(
+        made := make(self, *a, **k))) or made)
+    events = list(evaluate(classifier, image, "saliency", objective, None, {"sanity_independent": {"steps": 2}}))
+    planned, result = events[0], events[-1]
+    (explanation,) = [event for event in events if isinstance(event, Explanation)]
+    names = [layer.name for layer in layers_of(classifier)]
     assert result.curves[0].x_ticks == (names[-1], names[0])  # top-down: the logits layer, then the first conv
     np.testing.assert_allclose(result.values, result.curves[1].y.mean(axis=1), rtol=1e-6)
-    assert result.forward > 0 and result.backward > 0  # the re-explanations are counted
+    assert (result.forward, result.backward) == (2 * explanation.forward, 2 * explanation.backward) != (0, 0)
+    assert planned.total == 3 * (explanation.forward + explanation.backward)  # the plan was exact
+    gc.collect()
+    assert len(derived) == 2 and all(ref() is None for ref in derived)  # each step's classifier is gone
+    assert classifier.sessions.stats().builds == pool_before.builds  # nothing compiled into the request's pool
 
 
 def test_input_shift_invariance_fails_for_integrated_gradients_with_a_black_baseline_and_passes_for_saliency():
@@ -242,9 +287,13 @@ def bundled_coffee(bundled):
     return bundled, image
 
 
-def test_bundled_model_guided_backprop_survives_the_top_of_the_cascade_and_saliency_does_not(bundled_coffee):
+def test_bundled_model_guided_backprop_survives_the_top_of_the_cascade_and_saliency_and_grad_cam_do_not(
+        bundled_coffee):
+    """Randomised from the logits down to block 9 of 16 (19 of 50 layers): the ordering of Adebayo et al."""
     classifier, image = bundled_coffee
-    gbp, grad = (cascade(classifier, image, method, steps=2) for method in ("guided_backprop", "saliency"))
-    assert gbp.extras["layers"] == 50 and gbp.curves[0].x_ticks == ("/_fc/Gemm", "/_conv_stem/Conv")
-    assert gbp.curves[1].y[0, 0] > grad.curves[1].y[0, 0]  # the logits layer randomised
-    assert gbp.extras["mean_spearman_abs"] > grad.extras["mean_spearman_abs"]
+    middle = "/_blocks.9/_project_conv/Conv"
+    results = {method: cascade(classifier, image, method, layers=middle)
+               for method in ("guided_backprop", "saliency", "grad_cam")}
+    gbp = results["guided_backprop"]
+    assert gbp.extras["layers"] == 50 and gbp.curves[0].x_ticks == (middle,) and gbp.extras["steps"] == 1
+    assert gbp.values[0] > results["saliency"].values[0] and gbp.values[0] > results["grad_cam"].values[0]

@@ -23,7 +23,7 @@ learned weights in initializers). A tensor shared by several layers belongs to t
 topological order.
 
 **Re-initialisation.** Each tensor θ is replaced by a draw from N(mean(θ), std(θ)²) of its own
-shape and dtype: the paper re-initialises a layer "from a truncated normal" at its initial scale;
+shape and dtype. The paper re-draws each layer's weights from a (truncated) normal initialiser;
 matching each tensor's own statistics keeps the activations in the range the rest of the network
 was trained on without knowing the framework's initialiser. (A constant tensor — a zero bias,
 a γ of ones — keeps its value: its std is 0.) The generator of a tensor is seeded by

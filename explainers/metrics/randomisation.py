@@ -17,6 +17,9 @@ HOG similarity).
   spaced from the top down. x = the layer's position from the top, ticks = its name.
   **Value**: the mean over the K steps of Spearman ρ of |maps|.
 
+``layers`` names the steps instead (each a parametrised layer; a cascade then stops at the deepest
+named one, so its value is the ρ after that layer rather than after the whole model).
+
 Extras: ``mean_spearman_abs`` (the Spearman ρ of |maps| averaged over the steps and targets: how
 long the map survives the cascade), the number of parametrised ``layers`` and of ``steps``,
 ``constant_maps`` (target × step pairs where a map was constant; its correlations count as 0) and
@@ -43,7 +46,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import FailedPrecondition
+from ..errors import FailedPrecondition, InvalidArgument, listing, shorten
 from ..events import Planned, Progress
 from ..graph.randomise import ParametrisedLayer, parametrised_layers, randomised, spread, top_down
 from ..model import OnnxClassifier
@@ -63,6 +66,28 @@ class RandomisationParams(MetricParams):
     steps: int = param(6, low=1, high=512,
                        doc="how many randomisation steps (each re-runs the method): evenly spaced over the "
                            "parametrised layers from the logits down; more than the model has = one per layer")
+    layers: str = param("", doc="instead of evenly spaced steps: comma-separated names of parametrised layers, one "
+                                "step each (cascading: randomise from the logits down to that layer; independent: "
+                                "that layer alone); empty = use steps")
+
+
+def step_positions(params: RandomisationParams, layers: list[ParametrisedLayer]) -> list[int]:
+    """The positions (in ``layers``, top-down) of the steps: the named ``params.layers``, else
+    ``params.steps`` evenly spaced.
+
+    Raises:
+        InvalidArgument: a name that is not a parametrised layer (the message lists them).
+    """
+    if not params.layers:
+        return spread(len(layers), params.steps)
+    position = {layer.name: k for k, layer in enumerate(layers)}
+    names = [name.strip() for name in params.layers.split(",") if name.strip()]
+    unknown = [name for name in names if name not in position]
+    if unknown or not names:
+        raise InvalidArgument(f"{MetricParams.field_prefix}.layers",
+                              f"{shorten(unknown[0]) if unknown else 'no name'} is not a parametrised layer; "
+                              f"allowed: {listing(list(position))}")
+    return sorted({position[name] for name in names})
 
 
 def model_layers(classifier: OnnxClassifier) -> list[ParametrisedLayer]:
@@ -81,7 +106,7 @@ def model_layers(classifier: OnnxClassifier) -> list[ParametrisedLayer]:
 
 
 def _plan(params: RandomisationParams, given: PlanInput) -> Planned:
-    steps = len(spread(len(model_layers(given.classifier)), params.steps))
+    steps = len(step_positions(params, model_layers(given.classifier)))
     return Planned(forward=steps * given.method_planned.forward, backward=steps * given.method_planned.backward)
 
 
@@ -89,13 +114,14 @@ def _randomisation(subject: Subject, params: RandomisationParams, rng: np.random
                    metric: str) -> Iterator[Planned | Progress | MetricResult]:
     """Re-explain after each step, compare with the original map; see the module docstring."""
     layers = model_layers(subject.classifier)
-    positions = spread(len(layers), params.steps)
+    positions = step_positions(params, layers)
     once = subject.explanation  # what one re-explanation costs (the original run's passes)
     yield Planned(forward=len(positions) * once.forward, backward=len(positions) * once.backward)
     seed = int(rng.integers(2**31))
     curves: dict[str, list] = {name: [] for name in MEASURES}
     constant = 0
     for done, position in enumerate(positions, 1):
+        subject.model.context.check()  # a cancelled request stops before compiling the next model
         chosen = layers[: position + 1] if cascading else [layers[position]]
         derived = subject.classifier.derived(randomised(subject.classifier.model, chosen, seed=seed),
                                              name=f"{subject.classifier.name} (randomised {layers[position].name})",
@@ -132,9 +158,11 @@ _Y_LABELS = {"spearman": "Spearman rank correlation with the original map",
                  reexplains=True, plan=_plan)
 def sanity_cascading(subject: Subject, params: RandomisationParams, *, rng: np.random.Generator
                      ) -> Iterator[Planned | Progress | MetricResult]:
-    """Cascading model-parameter randomisation (logits layer down): Spearman ρ of |maps| with the
-    original once the whole model is random; lower = the map depends on the learned weights. Data
-    randomisation (retraining on permuted labels) is out of scope."""
+    """Cascading weight randomisation, logits down (Adebayo 2018): Spearman ρ of |map| vs the original, whole model random.
+
+    Lower = the map depends on the learned weights. Curves: Spearman ρ with and without |·|, SSIM
+    and HOG similarity per step. Data randomisation (retraining on permuted labels) is out of scope.
+    """
     return _randomisation(subject, params, rng, cascading=True, metric="sanity_cascading")
 
 
@@ -142,7 +170,9 @@ def sanity_cascading(subject: Subject, params: RandomisationParams, *, rng: np.r
                  reexplains=True, plan=_plan)
 def sanity_independent(subject: Subject, params: RandomisationParams, *, rng: np.random.Generator
                        ) -> Iterator[Planned | Progress | MetricResult]:
-    """Independent model-parameter randomisation (one layer at a time): mean Spearman ρ of |maps| with
-    the original over the randomised layers; lower = the map depends on each layer's weights. Data
-    randomisation (retraining on permuted labels) is out of scope."""
+    """Independent weight randomisation, one layer at a time (Adebayo 2018): mean Spearman ρ of |map| vs the original.
+
+    Lower = the map depends on each layer's weights. Curves: Spearman ρ with and without |·|, SSIM
+    and HOG similarity per layer. Data randomisation (retraining on permuted labels) is out of scope.
+    """
     return _randomisation(subject, params, rng, cascading=False, metric="sanity_independent")

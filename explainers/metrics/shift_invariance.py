@@ -92,12 +92,16 @@ def relative_change(original: NDArray[np.floating], other: NDArray[np.floating])
                  reexplains=True, plan=_plan)
 def input_shift_invariance(subject: Subject, params: ShiftParams, *, rng: np.random.Generator
                            ) -> Iterator[Planned | Progress | MetricResult]:
-    """Input-shift invariance: relative L2 change of the map when the input is shifted by c and the
-    model compensates in its first layer (same outputs); ~0 passes, IG with a black/zero baseline fails."""
+    """Input-shift invariance (Kindermans 2019): relative L2 change of the map for x + c on a model compensating c.
+
+    The compensated model gives x + c the original outputs (checked); ~0 passes (gradients), a
+    fixed baseline fails (Integrated Gradients / DeepLIFT with a black or zero baseline).
+    """
     classifier = subject.classifier
     c = per_channel_shift(params, classifier)
     once = subject.explanation
     yield Planned(forward=once.forward + 2, backward=once.backward)
+    subject.model.context.check()
     rewrite = shift_compensated(classifier.model, classifier.signature.input_name, c, layout=classifier.signature.layout)
     shifted = classifier.derived(rewrite.model, name=f"{classifier.name} (input shifted)")
     shifted_image = (subject.image + c[:, None, None]).astype(np.float32)
