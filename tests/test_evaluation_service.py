@@ -253,3 +253,17 @@ def test_an_evaluation_is_counted_and_logged_under_its_model_and_method(models, 
     line = next(r for r in caplog.records if r.name == "onnxplain.server.requests" and r.fields["rpc"] == "Evaluate")
     assert (line.fields["request_id"], line.fields["model"], line.fields["method"], line.fields["status"]) == (
         "counted", "cnn", "saliency", "OK")
+
+
+def test_a_sanity_check_s_curves_travel_with_their_layer_names(client):
+    """Cascading randomisation on the small CNN: one curve per similarity measure, x ticks naming the layers
+    (registered here when the metrics package does not import it yet)."""
+    import onnxplain.explainers.metrics.randomisation  # noqa: F401
+
+    evaluation = client.evaluate("cnn", tensor(), "saliency", {"sanity_cascading": {"steps": "2"}}, classes=[0, 1])
+    score = evaluation.metrics["sanity_cascading"]
+    assert {c.name for c in score.curves} == {"spearman", "spearman_abs", "ssim", "hog"} and not score.higher_is_better
+    curve = next(c for c in score.curves if c.name == "spearman_abs")
+    assert curve.y.shape == (2, 2) and len(curve.x_ticks) == 2 and all(curve.x_ticks) and curve.y_label
+    np.testing.assert_allclose(score.values, curve.y[:, -1], rtol=1e-6)  # the value: ρ once the model is random
+    assert score.forward_evaluations == 2 * evaluation.explanation.forward_evaluations  # two re-explanations
