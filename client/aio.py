@@ -37,6 +37,16 @@ from .client import (
     parse_event,
     parse_predictions,
 )
+from .evaluation import (
+    Evaluation,
+    EvaluationAccepted,
+    EvaluationEvent,
+    MetricsLike,
+    collect,
+    has_text_values,
+    parameter_kinds,
+    parse_evaluate_event,
+)
 
 
 class AsyncClient:
@@ -98,14 +108,27 @@ class AsyncClient:
         """The events of one explanation, as :meth:`Client.explain_stream` (same options). Leaving the
         loop early cancels the RPC, and the server stops the work."""
         call = self._call(self.explanations.Explain, Client.explain_request(model, image, method, **options), timeout)
-        accepted = None
-        try:
-            async for response in call:
-                event = parse_event(response, accepted)
-                accepted = event if isinstance(event, Accepted) else accepted
-                yield event
-        finally:
-            call.cancel()
+        async for event in read_stream(call, parse_event, Accepted):
+            yield event
+
+    async def list_metrics(self) -> list[ex_pb2.MetricInfo]:
+        return list((await self._call(self.explanations.ListMetrics, ex_pb2.ListMetricsRequest())).metrics)
+
+    async def evaluate_stream(self, model: str, image: ImageLike, method: str, metrics: MetricsLike = ("deletion",), *,
+                              timeout: float | None = None, **options: Any) -> AsyncIterator[EvaluationEvent]:
+        """The events of one evaluation, as :meth:`Client.evaluate_stream` (same options)."""
+        kinds = None
+        if has_text_values(metrics):
+            kinds = parameter_kinds(await self.list_metrics())
+        request = Client.evaluate_request(model, image, method, metrics, kinds=kinds, **options)
+        async for event in read_stream(self._call(self.explanations.Evaluate, request, timeout), parse_evaluate_event,
+                                       EvaluationAccepted):
+            yield event
+
+    async def evaluate(self, model: str, image: ImageLike, method: str, metrics: MetricsLike = ("deletion",),
+                       **options: Any) -> Evaluation:
+        """Run an evaluation to completion, as :meth:`Client.evaluate`."""
+        return collect([event async for event in self.evaluate_stream(model, image, method, metrics, **options)])
 
     async def explain(self, model: str, image: ImageLike, method: str, **options: Any) -> Result:
         """Run an explanation to completion and return its :class:`Result`."""
@@ -113,3 +136,15 @@ class AsyncClient:
             if isinstance(event, Result):
                 return event
         raise RuntimeError("the server closed the stream without a result")
+
+
+async def read_stream(call: Any, parse: Any, first: type) -> AsyncIterator[Any]:
+    """As :func:`onnxplain.client.client.read_stream`, for a ``grpc.aio`` call."""
+    accepted = None
+    try:
+        async for response in call:
+            event = parse(response, accepted)
+            accepted = event if isinstance(event, first) else accepted
+            yield event
+    finally:
+        call.cancel()

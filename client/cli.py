@@ -1,4 +1,5 @@
-"""The ``onnxplain`` client commands: models, methods, predict, explain (``serve`` is the server's own CLI)."""
+"""The ``onnxplain`` client commands: models, methods, metrics, predict, explain, evaluate, report (``serve`` is the
+server's own CLI)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from onnxplain import __version__
 from onnxplain.v1 import model_service_pb2 as model_pb2
 
 from .client import CONTRAST_LOSSES, DEFAULT_ADDRESS, Accepted, Client, Progress, Result
+from .evaluation import EvaluationAccepted, MetricScore, collect
+from .report import Cell
 
 
 def _progress_bar(done: int, total: int, width: int = 32) -> None:
@@ -39,10 +42,10 @@ def _client(args: argparse.Namespace) -> Client:
 
 
 def _default_model(client: Client) -> str:
-    ready = [m.name for m in client.list_models() if m.state == model_pb2.MODEL_STATE_READY]
-    if not ready:
-        raise SystemExit("the server has no ready model; pass --model")
-    return ready[0]
+    try:
+        return client.first_ready_model()
+    except ValueError:
+        raise SystemExit("the server has no ready model; pass --model") from None
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -218,6 +221,103 @@ def _explain_stream(client: Client, model: str, image: Path, args: argparse.Name
     return result
 
 
+def cmd_metrics(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        for metric in client.list_metrics():
+            direction = "higher" if metric.higher_is_better else "lower"
+            print(f"{metric.name:22s} {direction} is better  {metric.summary}")
+            print(f"    {metric.citation}")
+            for p in metric.parameters:
+                bounds = f" [{p.minimum:g}, {p.maximum:g}]" if p.HasField("minimum") and p.HasField("maximum") else ""
+                choices = f" {{{', '.join(p.choices)}}}" if p.choices else ""
+                print(f"    {p.name}={p.default_value} ({p.type}{bounds}{choices}) {p.description}")
+        for name, reason in client.not_per_request_metrics().items():
+            print(f"{name:22s} not per request: {reason}")
+    return 0
+
+
+def _metric_params(metrics: list[str], pairs: list[str]) -> dict[str, dict[str, str]]:
+    """``--metric`` names and ``--metric-param METRIC.NAME=VALUE`` pairs → {metric: {parameter: text}}."""
+    if len(set(metrics)) < len(metrics):
+        raise SystemExit(f"--metric names each metric once (got {', '.join(metrics)})")
+    chosen: dict[str, dict[str, str]] = {name: {} for name in metrics}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        metric, dot, name = key.partition(".")
+        if not (sep and dot and metric and name):
+            raise SystemExit(f"--metric-param expects METRIC.NAME=VALUE, got {pair!r}")
+        if metric not in chosen:
+            raise SystemExit(f"--metric-param {pair!r}: {metric!r} is not one of the --metric names "
+                             f"({', '.join(chosen) or 'none'})")
+        chosen[metric][name] = value
+    return chosen
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Explain one image and score the explanation; with --json, one JSON object keyed by metric name."""
+    metrics = _metric_params(args.metric or ["deletion"], args.metric_param)
+    lines = sys.stderr if args.json else sys.stdout
+    with _client(args) as client:
+        model = args.model or _default_model(client)
+        events = client.evaluate_stream(
+            model, Path(args.image), args.method, metrics, classes=args.target, top_k=args.top_k,
+            contrast=args.contrast, contrast_loss=args.contrast_loss, params=_parse_params(args.param), seed=args.seed)
+
+        def shown(stream):
+            for event in stream:
+                if isinstance(event, EvaluationAccepted):
+                    targets = ", ".join(f"{i} ({label})" for i, label in event.accepted.targets)
+                    print(f"evaluating {event.accepted.method} on {event.accepted.model} by {', '.join(event.metrics)}: "
+                          f"{targets}; {event.accepted.planned_evaluations} evaluations planned", file=sys.stderr)
+                    _print_warnings(event.accepted.warnings)
+                elif isinstance(event, Progress) and not args.quiet:
+                    _progress_bar(event.done, event.total)
+                elif isinstance(event, MetricScore) and not args.quiet:
+                    sys.stderr.write("\n")
+                yield event
+
+        evaluation = collect(shown(events))
+    labels = [label for _, label in evaluation.accepted.accepted.targets]
+    summary = {}
+    for name, score in evaluation.metrics.items():
+        summary[name] = {
+            "values": [float(v) for v in score.values], "targets": labels, "higher_is_better": score.higher_is_better,
+            "extras": score.extras, "forward": score.forward_evaluations, "backward": score.backward_evaluations,
+            "seconds": score.elapsed_seconds,
+            "curves": {c.name: {"x": c.x.tolist(), "y": c.y.tolist(), "x_label": c.x_label,
+                                "x_ticks": list(c.x_ticks), "y_label": c.y_label} for c in score.curves},
+        }
+        direction = "higher" if score.higher_is_better else "lower"
+        values = ", ".join(f"{label} {v:.4f}" for label, v in zip(labels, score.values))
+        print(f"{name} ({direction} is better): {values}  [{score.forward_evaluations + score.backward_evaluations} "
+              f"evaluations, {score.elapsed_seconds:.2f} s]", file=lines)
+    done = evaluation.done
+    print(f"{done.forward_evaluations} forward + {done.backward_evaluations} backward evaluations in "
+          f"{done.elapsed_seconds:.2f} s", file=sys.stderr)
+    if args.json:
+        print(json.dumps(summary))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Evaluate each method on each image and write one self-contained HTML report."""
+    methods = [m for m in args.methods.split(",") if m]
+    metrics = [m for m in args.metrics.split(",") if m] if args.metrics else None
+
+    def said(cell: Cell) -> None:
+        outcome = cell.error or f"{cell.seconds:.2f} s"
+        print(f"{cell.image} {cell.method}: {outcome}", file=sys.stderr)
+
+    with _client(args) as client:
+        model = args.model or _default_model(client)
+        report = client.report(_image_paths(args.image), methods, args.output, model=model, metrics=metrics,
+                               top_k=args.top_k, seed=args.seed, on_cell=said)
+    failed = sum(cell.error != "" for cell in report.cells)
+    print(f"{args.output}: {len(report.photos)} image(s) x {len(methods)} method(s) in {report.seconds:.1f} s"
+          + (f"; {failed} failed" if failed else ""))
+    return 1 if failed else 0
+
+
 def _error_line(error: grpc.RpcError) -> str:
     """``error: CODE: details (request_id …)``: what the CLI prints for a failed call."""
     request_id = _request_id(error)
@@ -238,6 +338,20 @@ def _request_id(error: grpc.RpcError) -> str:
                 if detail.Unpack(info):
                     return info.metadata.get("request_id", "")
     return ""
+
+
+def _explanation_arguments(command: argparse.ArgumentParser) -> None:
+    """What explain and evaluate both take: the model, the method and its parameters, the target, the seed."""
+    command.add_argument("--model", help="model name (default: the server's first ready model)")
+    command.add_argument("--method", default="occlusion")
+    command.add_argument("--target", type=int, action="append", help="class index to explain (repeatable)")
+    command.add_argument("--top-k", type=int, help="explain the k best classes (default 1)")
+    command.add_argument("--contrast", type=int, help="explain 'target rather than this class'")
+    command.add_argument("--contrast-loss", choices=CONTRAST_LOSSES,
+                         help="how the contrast is scored: difference (s_P - s_Q, default) or cross_entropy "
+                              "(the softmax cross-entropy towards the contrast class, Prabhushankar et al. 2020)")
+    command.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="method parameter")
+    command.add_argument("--seed", type=int)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -271,16 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("-q", "--quiet", action="store_true", help="only the classes (and warnings), not the settings")
     explain = client_command("explain", "explain images; writes .npy heatmaps and PNG overlays", cmd_explain)
     explain.add_argument("image", nargs="+", help="image files, or directories of them")
-    explain.add_argument("--model", help="model name (default: the server's first ready model)")
-    explain.add_argument("--method", default="occlusion")
-    explain.add_argument("--target", type=int, action="append", help="class index to explain (repeatable)")
-    explain.add_argument("--top-k", type=int, help="explain the k best classes (default 1)")
-    explain.add_argument("--contrast", type=int, help="explain 'target rather than this class'")
-    explain.add_argument("--contrast-loss", choices=CONTRAST_LOSSES,
-                         help="how the contrast is scored: difference (s_P - s_Q, default) or cross_entropy "
-                              "(the softmax cross-entropy towards the contrast class, Prabhushankar et al. 2020)")
-    explain.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="method parameter")
-    explain.add_argument("--seed", type=int)
+    _explanation_arguments(explain)
     explain.add_argument("-o", "--output", default="out", help="directory for .npy heatmaps and PNG overlays")
     explain.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     explain.add_argument("--skip-existing", action="store_true",
@@ -288,6 +393,24 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--no-overlay", action="store_true", help="write no PNG overlays")
     explain.add_argument("--no-original", action="store_true", help="write no heatmaps on the original image grid")
     explain.add_argument("--json", action="store_true", help="print a JSON summary of every image on stdout")
+    client_command("metrics", "list the evaluation metrics (and those that are not per request)", cmd_metrics)
+    evaluate = client_command("evaluate", "explain an image and score the explanation with metrics", cmd_evaluate)
+    evaluate.add_argument("image")
+    _explanation_arguments(evaluate)
+    evaluate.add_argument("--metric", action="append", help="metric name (repeatable; default deletion)")
+    evaluate.add_argument("--metric-param", action="append", default=[], metavar="METRIC.NAME=VALUE",
+                          help="metric parameter, e.g. deletion.steps=20")
+    evaluate.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object keyed by metric name on stdout")
+    report = client_command("report", "write one self-contained HTML report of methods side by side", cmd_report)
+    report.add_argument("image", nargs="+", help="image files, or directories of them")
+    report.add_argument("--methods", required=True, help="comma-separated method names")
+    report.add_argument("--metrics", help="comma-separated metric names (default: deletion, insertion and "
+                                          "sanity_cascading, of those the server has)")
+    report.add_argument("--model", help="model name (default: the server's first ready model)")
+    report.add_argument("--top-k", type=int, help="explain the k best classes (default 1)")
+    report.add_argument("--seed", type=int, default=0)
+    report.add_argument("-o", "--output", default="report.html", help="the HTML file to write")
     return parser
 
 

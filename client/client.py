@@ -227,6 +227,13 @@ class Client:
     def unload_model(self, name: str) -> None:
         self._call(self.models.UnloadModel, model_pb2.UnloadModelRequest(name=name))
 
+    def first_ready_model(self) -> str:
+        """The name of the server's first READY model (ValueError when it has none)."""
+        ready = [m.name for m in self.list_models() if m.state == model_pb2.MODEL_STATE_READY]
+        if not ready:
+            raise ValueError("the server has no ready model; name one")
+        return ready[0]
+
     def predict(self, model: str, image: ImageLike, top_k: int = 5) -> list[Prediction]:
         return self.predictions(model, image, top_k).classes
 
@@ -302,15 +309,7 @@ class Client:
         Breaking out of the iterator cancels the RPC, and the server stops the work.
         """
         request = self.explain_request(model, image, method, **options)
-        call = self._call(self.explanations.Explain, request, timeout)
-        accepted = None
-        try:
-            for response in call:
-                event = parse_event(response, accepted)
-                accepted = event if isinstance(event, Accepted) else accepted
-                yield event
-        finally:
-            call.cancel()
+        yield from read_stream(self._call(self.explanations.Explain, request, timeout), parse_event, Accepted)
 
     def explain(self, model: str, image: ImageLike, method: str, **options: Any) -> Result:
         """Run an explanation to completion and return its :class:`Result`."""
@@ -318,6 +317,77 @@ class Client:
             if isinstance(event, Result):
                 return event
         raise RuntimeError("the server closed the stream without a result")
+
+    def report(self, images: Sequence[ImageLike], methods: Sequence[str], path: str | Path, **options: Any):
+        """Evaluate each method on each image and write one self-contained HTML report to ``path`` (the
+        photo, each method's overlay per target, its cost and metric scores, curves, a sortable table);
+        returns the computed ``Report``. Options: see :func:`onnxplain.client.report.write_report`."""
+        from .report import write_report
+
+        return write_report(self, images, methods, path, **options)
+
+    # ----------------------------------------------------------------- evaluation
+    # (.evaluation imports this module's events: imported where used)
+    def list_metrics(self) -> list[ex_pb2.MetricInfo]:
+        """The metrics Evaluate computes, with their parameters (types, defaults, bounds)."""
+        return list(self._call(self.explanations.ListMetrics, ex_pb2.ListMetricsRequest()).metrics)
+
+    def not_per_request_metrics(self) -> dict[str, str]:
+        """Metrics the server does not compute per request (e.g. ROAR): {name: why}."""
+        response = self._call(self.explanations.ListMetrics, ex_pb2.ListMetricsRequest())
+        return {m.name: m.reason for m in response.not_per_request}
+
+    def metric_kinds(self) -> dict[str, dict[str, str]]:
+        """{metric: {parameter: type}} as ListMetrics declares them (to read command-line strings)."""
+        from .evaluation import parameter_kinds
+
+        return parameter_kinds(self.list_metrics())
+
+    @staticmethod
+    def evaluate_request(model: str, image: ImageLike, method: str, metrics: Any = ("deletion",), *,
+                         kinds: Mapping[str, Mapping[str, str]] | None = None, request_id: str | None = None,
+                         **options: Any) -> ex_pb2.EvaluateRequest:
+        """Build an EvaluateRequest: the explanation as :meth:`explain_request` takes it, and ``metrics``
+        (names, or {name: {parameter: value}}; string values are read by ``kinds``, {metric: {parameter:
+        type}} from :meth:`metric_kinds`)."""
+        from .evaluation import metric_requests
+
+        request_id = request_id or uuid.uuid4().hex
+        explanation = Client.explain_request(model, image, method, request_id=request_id, **options)
+        return ex_pb2.EvaluateRequest(request_id=request_id, explanation=explanation,
+                                      metrics=metric_requests(metrics, kinds))
+
+    def evaluate_stream(self, model: str, image: ImageLike, method: str, metrics: Any = ("deletion",), *,
+                        timeout: float | None = None, **options: Any) -> Iterator[Any]:
+        """Stream the events of one evaluation: ``EvaluationAccepted``, :class:`Progress`…, the explanation
+        (:class:`Result`), one ``MetricScore`` per metric in order, ``EvaluationDone``
+        (:mod:`onnxplain.client.evaluation`). Options as :meth:`explain_stream`. Breaking out of the
+        iterator cancels the RPC, and the server stops the work."""
+        from .evaluation import EvaluationAccepted, has_text_values, parse_evaluate_event
+
+        kinds = self.metric_kinds() if has_text_values(metrics) else None
+        request = self.evaluate_request(model, image, method, metrics, kinds=kinds, **options)
+        yield from read_stream(self._call(self.explanations.Evaluate, request, timeout), parse_evaluate_event,
+                               EvaluationAccepted)
+
+    def evaluate(self, model: str, image: ImageLike, method: str, metrics: Any = ("deletion",), **options: Any):
+        """Run an evaluation to completion: an ``Evaluation`` (the explanation, and each metric's score by name)."""
+        from .evaluation import collect
+
+        return collect(self.evaluate_stream(model, image, method, metrics, **options))
+
+
+def read_stream(call: Any, parse: Any, first: type) -> Iterator[Any]:
+    """The events of a streaming ``call``: ``parse(response, the stream's first event)`` each; leaving early
+    (or an error) cancels the RPC."""
+    accepted = None
+    try:
+        for response in call:
+            event = parse(response, accepted)
+            accepted = event if isinstance(event, first) else accepted
+            yield event
+    finally:
+        call.cancel()
 
 
 def parse_event(response: ex_pb2.ExplainResponse, accepted: Accepted | None) -> Accepted | Progress | Result:

@@ -18,6 +18,7 @@ from .metrics.registry import NOT_PER_REQUEST, MetricParams, MetricSpec, PlanInp
 from .metrics.result import MetricResult
 from .metrics.subject import Subject
 from .model import Evaluator, OnnxClassifier
+from .model.companions import CompanionModel, CompanionResolver
 from .objectives import Objective
 from .params import MethodParams
 
@@ -35,6 +36,7 @@ def evaluate(
     *,
     seed: int = 0,
     context: RunContext | None = None,
+    companions: Mapping[str, CompanionModel] | CompanionResolver | None = None,
 ) -> Iterator[Event | MetricResult]:
     """Explain ``image`` [C, H, W] with ``method`` once, then evaluate the explanation with each metric.
 
@@ -44,7 +46,8 @@ def evaluate(
     evaluation (the method's partial heatmaps ride along), the :class:`Explanation` under evaluation,
     then one :class:`MetricResult` per metric, in the order requested, with ``forward``/``backward``
     the passes that metric caused. Every pass runs through ``context``: a cancelled request stops
-    between batches. Metric ``i`` draws from a generator seeded by (``seed``, its name).
+    between batches. Metric ``i`` draws from a generator seeded by (``seed``, its name). ``companions``:
+    as :func:`~explainers.explain.explain` takes them, for the method and its re-explanations.
 
     Raises:
         NotFound: unknown method or metric. InvalidArgument: bad parameter, image or objective, a
@@ -59,7 +62,8 @@ def evaluate(
     def used() -> int:
         return context.forward + context.backward - counted_before
 
-    steps = explain(classifier, image, method, objective, resolved_params, seed=seed, context=context)
+    steps = explain(classifier, image, method, objective, resolved_params, seed=seed, context=context,
+                    companions=companions)
     try:
         method_planned = next(steps)  # explain() checks the image and objective; methods plan before any pass
         if not isinstance(method_planned, Planned):
@@ -83,7 +87,7 @@ def evaluate(
     frozen = np.array(image, dtype=np.float32, copy=True)
     frozen.setflags(write=False)
     subject = Subject(classifier, Evaluator(classifier, context), frozen, objective, method, resolved_params,
-                      explanation, seed)
+                      explanation, seed, companions)
     for spec, metric_params in requested:
         context.check()
         forward, backward = context.forward, context.backward

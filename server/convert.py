@@ -10,8 +10,10 @@ from numpy.typing import NDArray
 
 from onnxplain.explainers import Family, OnnxClassifier
 from onnxplain.explainers.methods import MethodSpec
+from onnxplain.explainers.metrics import MetricSpec
 from onnxplain.explainers.model import ModelInfo
 from onnxplain.explainers.model.provenance import CONFIGURED, DEFAULTED, DETECTED, METADATA
+from onnxplain.explainers.params import MethodParams
 from onnxplain.v1 import explanation_service_pb2 as ex_pb2
 from onnxplain.v1 import model_service_pb2 as model_pb2
 from onnxplain.v1.wire import enum_short_name, from_tensor, to_tensor
@@ -127,14 +129,26 @@ def method_info(spec: MethodSpec) -> ex_pb2.MethodInfo:
         reference=spec.citation,  # deprecated in the contract; filled for existing clients
         params_field=params_field(spec.name),
     )
-    for p in spec.params.describe():
+    fill_parameters(message.parameters, spec.params)
+    return message
+
+
+def fill_parameters(parameters: Any, params: type[MethodParams]) -> None:
+    """Append a ParameterInfo (type, default, bounds, choices) per parameter of ``params`` to ``parameters``."""
+    for p in params.describe():
         default = ",".join(f"{v:g}" for v in p.default) if isinstance(p.default, tuple) else str(p.default)
-        info = message.parameters.add(name=p.name, type=p.kind, default_value=default, description=p.doc)
+        info = parameters.add(name=p.name, type=p.kind, default_value=default, description=p.doc)
         if p.low is not None:
             info.minimum = p.low
         if p.high is not None:
             info.maximum = p.high
         info.choices.extend(p.choices or ())
+
+
+def metric_info(spec: MetricSpec) -> ex_pb2.MetricInfo:
+    message = ex_pb2.MetricInfo(name=spec.name, summary=spec.summary, higher_is_better=spec.higher_is_better,
+                                citation=spec.citation, reexplains=spec.reexplains)
+    fill_parameters(message.parameters, spec.params)
     return message
 
 

@@ -1,4 +1,5 @@
-"""One Explain request, start to finish, as a synchronous generator of response messages.
+"""One Explain request, start to finish, as a synchronous generator of response messages (and the pieces
+Evaluate shares: resolving the request, the evaluation limit, progress messages, the result message).
 
 Runs on a worker thread: resolve the model, prepare the image and the objective, run the method,
 throttle partial heatmaps, and build the result (original-grid mapping, overlays). The servicer
@@ -10,11 +11,23 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 
-from onnxplain.explainers import Explanation, Planned, Progress, RunContext, explain, get_method
+from onnxplain.explainers import (
+    Explanation,
+    Objective,
+    OnnxClassifier,
+    Planned,
+    Progress,
+    RunContext,
+    explain,
+    get_method,
+)
 from onnxplain.explainers.errors import InvalidArgument, ResourceExhausted
+from onnxplain.explainers.methods import MethodSpec
+from onnxplain.explainers.params import MethodParams
 from onnxplain.explainers.render import overlay, png_bytes
 from onnxplain.v1 import explanation_service_pb2 as ex_pb2
 from onnxplain.v1.wire import to_tensor
@@ -22,16 +35,45 @@ from onnxplain.v1.wire import to_tensor
 from .convert import PARAMS_ONEOF, encode_heatmaps, params_field, params_from_proto
 from .limits import ServerLimits
 from .repository import ModelRepository
-from .requests import contrast_loss_value, prepare_image, resolve_objective
+from .requests import PreparedImage, contrast_loss_value, prepare_image, resolve_objective
 
 MAX_SEED = 2**63 - 1
 
 
-def run_explain(
-    request: ex_pb2.ExplainRequest, repository: ModelRepository, limits: ServerLimits, context: RunContext
-) -> Iterator[ex_pb2.ExplainResponse]:
+@dataclass(frozen=True)
+class PreparedExplanation:
+    """Everything an ExplainRequest resolves to before any method runs (Explain and Evaluate share it).
+
+    ``spent``: evaluations already charged to the request's context (the forward that found the top-k).
+    """
+
+    spec: MethodSpec
+    classifier: OnnxClassifier
+    params: MethodParams
+    seed: int
+    image: PreparedImage
+    objective: Objective
+    targets: list[ex_pb2.TargetInfo]
+    spent: int
+    started: float
+
+    @property
+    def warnings(self) -> list[str]:
+        return list(self.classifier.info.warnings)
+
+    def accepted(self, planned: int) -> ex_pb2.Accepted:
+        """Explain's accepted event for ``planned`` evaluations of the method (the top-k forward added here)."""
+        return ex_pb2.Accepted(
+            model=self.classifier.name, method=self.spec.name, seed=self.seed, planned_evaluations=self.spent + planned,
+            targets=self.targets, parameters={k: str(v) for k, v in self.params.as_dict().items()},
+            warnings=self.warnings,
+        )
+
+
+def prepare_explanation(request: ex_pb2.ExplainRequest, repository: ModelRepository, limits: ServerLimits,
+                        context: RunContext) -> PreparedExplanation:
+    """Resolve method, model, parameters, seed, image and target; refuse a result too large to send."""
     started = time.perf_counter()
-    rid = request.request_id
     spec = get_method(request.method)
     classifier = repository.get(request.model)
     given = request.WhichOneof(PARAMS_ONEOF)
@@ -47,40 +89,57 @@ def run_explain(
                           contrast_loss=contrast_loss_value(objective))
         for c in objective.classes
     ]
-    output = request.output
-    check_result_size(len(targets), (classifier.height, classifier.width), image, output, limits.max_message_bytes)
-    interval = output.partial_interval_ms / 1000.0
-    last_partial = -float("inf")
-    spent = context.forward + context.backward  # e.g. the forward that found the top-k classes
-    warnings = classifier.info.warnings
+    check_result_size(len(targets), (classifier.height, classifier.width), image, request.output,
+                      limits.max_message_bytes)
+    return PreparedExplanation(spec, classifier, params, seed, image, objective, targets,
+                               spent=context.forward + context.backward, started=started)
 
-    for event in explain(classifier, image.tensor, spec.name, objective, params, seed=seed, context=context,
-                         companions=repository.companion):
+
+def check_planned(planned: int, limits: ServerLimits, what: str) -> None:
+    """Refuse, before any work, a request that plans more model evaluations than the server allows."""
+    if planned > limits.max_evaluations:
+        raise ResourceExhausted(
+            f"{what} plans {planned} model evaluations; this server allows at most {limits.max_evaluations} "
+            "per request (--max-evaluations)"
+        )
+
+
+class ProgressMessages:
+    """Progress events of one request: done/total in the request's own evaluations, partial heatmaps throttled
+    to at most one per ``output.partial_interval_ms``."""
+
+    def __init__(self, output: ex_pb2.OutputOptions, context: RunContext, spent: int):
+        self.output, self.context, self.spent = output, context, spent
+        self.interval = output.partial_interval_ms / 1000.0
+        self.last_partial = -float("inf")
+
+    def message(self, event: Progress) -> ex_pb2.Progress:
+        # the request's own count (methods count their own work or the context's): done ends at total
+        total = self.spent + event.total
+        progress = ex_pb2.Progress(done=min(self.context.forward + self.context.backward, total), total=total)
+        now = time.perf_counter()
+        if self.interval > 0 and event.heatmaps is not None and now - self.last_partial >= self.interval:
+            progress.partial_heatmaps.CopyFrom(encode_heatmaps(event.heatmaps, self.output.heatmap_datatype))
+            self.last_partial = now
+        return progress
+
+
+def run_explain(
+    request: ex_pb2.ExplainRequest, repository: ModelRepository, limits: ServerLimits, context: RunContext
+) -> Iterator[ex_pb2.ExplainResponse]:
+    rid = request.request_id
+    job = prepare_explanation(request, repository, limits, context)
+    progress = ProgressMessages(request.output, context, job.spent)
+    events = explain(job.classifier, job.image.tensor, job.spec.name, job.objective, job.params, seed=job.seed,
+                     context=context, companions=repository.companion)
+    for event in events:
         if isinstance(event, Planned):
-            planned = spent + event.total
-            if planned > limits.max_evaluations:
-                raise ResourceExhausted(
-                    f"{spec.name} with these parameters plans {planned} model evaluations; "
-                    f"this server allows at most {limits.max_evaluations} per request"
-                )
-            accepted = ex_pb2.Accepted(
-                model=classifier.name, method=spec.name, seed=seed, planned_evaluations=planned, targets=targets,
-                parameters={k: str(v) for k, v in params.as_dict().items()}, warnings=warnings,
-            )
-            yield ex_pb2.ExplainResponse(request_id=rid, accepted=accepted)
+            check_planned(job.spent + event.total, limits, f"{job.spec.name} with these parameters")
+            yield ex_pb2.ExplainResponse(request_id=rid, accepted=job.accepted(event.total))
         elif isinstance(event, Progress):
-            # the request's own count (methods count their own work or the context's): done ends at total
-            progress = ex_pb2.Progress(done=min(context.forward + context.backward, spent + event.total),
-                                       total=spent + event.total)
-            now = time.perf_counter()
-            if interval > 0 and event.heatmaps is not None and now - last_partial >= interval:
-                progress.partial_heatmaps.CopyFrom(encode_heatmaps(event.heatmaps, output.heatmap_datatype))
-                last_partial = now
-            yield ex_pb2.ExplainResponse(request_id=rid, progress=progress)
+            yield ex_pb2.ExplainResponse(request_id=rid, progress=progress.message(event))
         elif isinstance(event, Explanation):
-            result = _result(event, targets, image, output, started)
-            result.warnings.extend(warnings)
-            yield ex_pb2.ExplainResponse(request_id=rid, result=result)
+            yield ex_pb2.ExplainResponse(request_id=rid, result=explanation_result(event, job, request.output))
 
 
 BYTES_PER_VALUE = {ex_pb2.HEATMAP_DATATYPE_FP16: 2, ex_pb2.HEATMAP_DATATYPE_UINT8: 1}
@@ -104,7 +163,9 @@ def check_result_size(targets: int, size: tuple[int, int], image, output: ex_pb2
             "fewer targets, no original_grid or no overlay_png, or send a smaller photo")
 
 
-def _result(event: Explanation, targets, image, output: ex_pb2.OutputOptions, started: float) -> ex_pb2.Result:
+def explanation_result(event: Explanation, job: PreparedExplanation, output: ex_pb2.OutputOptions) -> ex_pb2.Result:
+    """The Result message of ``event``: heatmaps in the requested datatype, the original grid, overlays, costs."""
+    targets, image = job.targets, job.image
     heatmaps = event.heatmaps
     result = ex_pb2.Result(
         heatmaps=encode_heatmaps(heatmaps, output.heatmap_datatype),
@@ -126,5 +187,6 @@ def _result(event: Explanation, targets, image, output: ex_pb2.OutputOptions, st
         if output.overlay_png:
             drawn = on_original[index] if on_original is not None else heatmaps[index]
             item.overlay_png = png_bytes(overlay(image.canvas, drawn, signed=signed))
-    result.elapsed_seconds = time.perf_counter() - started
+    result.elapsed_seconds = time.perf_counter() - job.started
+    result.warnings.extend(job.warnings)
     return result

@@ -70,7 +70,10 @@ class Call:
 
 def request_fields(request: Any) -> dict[str, str]:
     """The request's ``request_id``, ``model`` and ``method``, where it has them, cut to loggable length."""
-    return {key: client_text(str(getattr(request, key, "") or "")) for key in ("request_id", "model", "method")}
+    explained = getattr(request, "explanation", request)  # Evaluate: model and method are the explanation's
+    fields = {"request_id": getattr(request, "request_id", ""), "model": getattr(explained, "model", ""),
+              "method": getattr(explained, "method", "")}
+    return {key: client_text(str(value or "")) for key, value in fields.items()}
 
 
 _current: ContextVar[Call | None] = ContextVar("onnxplain_call", default=None)
@@ -153,7 +156,8 @@ def _begin(rpc: str, request: Any) -> Call:
 
 
 def _is_result(response: Any) -> bool:
-    return isinstance(response, ex_pb2.ExplainResponse) and response.HasField("result")
+    return (isinstance(response, ex_pb2.ExplainResponse) and response.HasField("result")) or (
+        isinstance(response, ex_pb2.EvaluateResponse) and response.HasField("done"))
 
 
 def _is_cancellation(exc: BaseException) -> bool:

@@ -9,14 +9,16 @@ from functools import partial, wraps
 import numpy as np
 
 from onnxplain.explainers import RunContext, list_methods
+from onnxplain.explainers.metrics import NOT_PER_REQUEST, list_metrics
 from onnxplain.explainers.objectives import softmax
 from onnxplain.v1 import explanation_service_pb2 as ex_pb2
 from onnxplain.v1 import explanation_service_pb2_grpc as ex_grpc
 from onnxplain.v1 import model_service_pb2 as model_pb2
 from onnxplain.v1 import model_service_pb2_grpc as model_grpc
 
-from .convert import fill_layers, method_info, model_info
+from .convert import fill_layers, method_info, metric_info, model_info
 from .errors import abort
+from .evaluate_job import run_evaluate
 from .explain_job import run_explain
 from .limits import ServerLimits
 from .observe import count_evaluations, request_fields
@@ -110,6 +112,16 @@ class ExplanationServicer(ex_grpc.ExplanationServiceServicer):
         self.repository, self.pool, self.limits = repository, pool, limits
 
     async def Explain(self, request, context):
+        async for response in self._stream(run_explain, request, context, "explain started"):
+            yield response
+
+    async def Evaluate(self, request, context):
+        async for response in self._stream(run_evaluate, request, context, "evaluate started"):
+            yield response
+
+    async def _stream(self, run, request, context, started: str):
+        """Run the job ``run(request, repository, limits, run_context)`` on a worker under the request's
+        evaluation limit and deadline, forwarding what it yields; library errors become statuses."""
         run_context = RunContext(max_evaluations=self.limits.max_evaluations)
         remaining = context.time_remaining()
         # the deadline stops the work between batches even if the RPC's own cancellation is late
@@ -118,9 +130,9 @@ class ExplanationServicer(ex_grpc.ExplanationServiceServicer):
             else asyncio.get_running_loop().call_later(
                 max(remaining, 0.0), partial(run_context.cancel, "deadline exceeded", deadline=True))
         )
-        log.info("explain started", extra={"fields": request_fields(request)})
+        log.info(started, extra={"fields": request_fields(request)})
         try:
-            job = lambda: run_explain(request, self.repository, self.limits, run_context)  # noqa: E731
+            job = lambda: run(request, self.repository, self.limits, run_context)  # noqa: E731
             async for response in self.pool.stream(job, run_context):
                 yield response
         except Exception as exc:
@@ -133,4 +145,10 @@ class ExplanationServicer(ex_grpc.ExplanationServiceServicer):
     @_unary
     async def ListMethods(self, request, context):
         return ex_pb2.ListMethodsResponse(methods=[method_info(spec) for spec in list_methods()])
+
+    @_unary
+    async def ListMetrics(self, request, context):
+        unavailable = [ex_pb2.UnavailableMetric(name=name, reason=reason) for name, reason in NOT_PER_REQUEST.items()]
+        return ex_pb2.ListMetricsResponse(metrics=[metric_info(spec) for spec in list_metrics()],
+                                          not_per_request=unavailable)
 

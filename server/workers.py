@@ -180,9 +180,13 @@ class WorkPool:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
+FINAL_EVENTS = frozenset({"result", "done"})
+"""The last event of a stream: Explain's result, Evaluate's done."""
+
+
 def is_final(item: Any) -> bool:
-    """Whether an item is a stream's last (an Explain result)."""
-    return getattr(item, "WhichOneof", None) is not None and item.WhichOneof("event") == "result"
+    """Whether an item is a stream's last (an Explain result, an Evaluate done)."""
+    return getattr(item, "WhichOneof", None) is not None and item.WhichOneof("event") in FINAL_EVENTS
 
 
 def is_progress(item: Any) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -33,6 +34,7 @@ class Subject:
     method_params: MethodParams
     explanation: Explanation
     seed: int
+    companions: Any = None  # what explain() takes as companions (the models a method uses by name)
 
     @property
     def heatmaps(self) -> NDArray[np.float32]:
@@ -46,7 +48,8 @@ class Subject:
         from ..explain import explain  # the front door imports the metrics: import it when used
 
         return explain(classifier or self.classifier, self.image if image is None else image, self.method,
-                       self.objective, self.method_params, seed=self.seed, context=self.model.context)
+                       self.objective, self.method_params, seed=self.seed, context=self.model.context,
+                       companions=self.companions)
 
     def reexplain_once(self, **kwargs) -> Explanation:
         """:meth:`reexplain` drained: its final :class:`Explanation`."""

@@ -277,3 +277,180 @@ class ListMethodsResponse(_message.Message):
     METHODS_FIELD_NUMBER: _ClassVar[int]
     methods: _containers.RepeatedCompositeFieldContainer[MethodInfo]
     def __init__(self, methods: _Optional[_Iterable[_Union[MethodInfo, _Mapping]]] = ...) -> None: ...
+
+class MetricRequest(_message.Message):
+    __slots__ = ("metric", "parameters")
+    class ParametersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: ParameterValue
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[ParameterValue, _Mapping]] = ...) -> None: ...
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    metric: str
+    parameters: _containers.MessageMap[str, ParameterValue]
+    def __init__(self, metric: _Optional[str] = ..., parameters: _Optional[_Mapping[str, ParameterValue]] = ...) -> None: ...
+
+class ParameterValue(_message.Message):
+    __slots__ = ("number", "integer", "text", "flag", "numbers", "tensor")
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    INTEGER_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    FLAG_FIELD_NUMBER: _ClassVar[int]
+    NUMBERS_FIELD_NUMBER: _ClassVar[int]
+    TENSOR_FIELD_NUMBER: _ClassVar[int]
+    number: float
+    integer: int
+    text: str
+    flag: bool
+    numbers: NumberList
+    tensor: _tensor_pb2.Tensor
+    def __init__(self, number: _Optional[float] = ..., integer: _Optional[int] = ..., text: _Optional[str] = ..., flag: _Optional[bool] = ..., numbers: _Optional[_Union[NumberList, _Mapping]] = ..., tensor: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ...) -> None: ...
+
+class NumberList(_message.Message):
+    __slots__ = ("values",)
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, values: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class EvaluateRequest(_message.Message):
+    __slots__ = ("request_id", "explanation", "metrics")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPLANATION_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    explanation: ExplainRequest
+    metrics: _containers.RepeatedCompositeFieldContainer[MetricRequest]
+    def __init__(self, request_id: _Optional[str] = ..., explanation: _Optional[_Union[ExplainRequest, _Mapping]] = ..., metrics: _Optional[_Iterable[_Union[MetricRequest, _Mapping]]] = ...) -> None: ...
+
+class MetricPlan(_message.Message):
+    __slots__ = ("metric", "parameters")
+    class ParametersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    metric: str
+    parameters: _containers.ScalarMap[str, str]
+    def __init__(self, metric: _Optional[str] = ..., parameters: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class EvaluateAccepted(_message.Message):
+    __slots__ = ("accepted", "metrics")
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    accepted: Accepted
+    metrics: _containers.RepeatedCompositeFieldContainer[MetricPlan]
+    def __init__(self, accepted: _Optional[_Union[Accepted, _Mapping]] = ..., metrics: _Optional[_Iterable[_Union[MetricPlan, _Mapping]]] = ...) -> None: ...
+
+class Curve(_message.Message):
+    __slots__ = ("name", "x", "y", "x_label", "x_ticks", "y_label")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    X_FIELD_NUMBER: _ClassVar[int]
+    Y_FIELD_NUMBER: _ClassVar[int]
+    X_LABEL_FIELD_NUMBER: _ClassVar[int]
+    X_TICKS_FIELD_NUMBER: _ClassVar[int]
+    Y_LABEL_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    x: _containers.RepeatedScalarFieldContainer[float]
+    y: _tensor_pb2.Tensor
+    x_label: str
+    x_ticks: _containers.RepeatedScalarFieldContainer[str]
+    y_label: str
+    def __init__(self, name: _Optional[str] = ..., x: _Optional[_Iterable[float]] = ..., y: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., x_label: _Optional[str] = ..., x_ticks: _Optional[_Iterable[str]] = ..., y_label: _Optional[str] = ...) -> None: ...
+
+class MetricResult(_message.Message):
+    __slots__ = ("metric", "values", "higher_is_better", "curves", "extras", "forward_evaluations", "backward_evaluations", "elapsed_seconds")
+    class ExtrasEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    HIGHER_IS_BETTER_FIELD_NUMBER: _ClassVar[int]
+    CURVES_FIELD_NUMBER: _ClassVar[int]
+    EXTRAS_FIELD_NUMBER: _ClassVar[int]
+    FORWARD_EVALUATIONS_FIELD_NUMBER: _ClassVar[int]
+    BACKWARD_EVALUATIONS_FIELD_NUMBER: _ClassVar[int]
+    ELAPSED_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    metric: str
+    values: _containers.RepeatedScalarFieldContainer[float]
+    higher_is_better: bool
+    curves: _containers.RepeatedCompositeFieldContainer[Curve]
+    extras: _containers.ScalarMap[str, float]
+    forward_evaluations: int
+    backward_evaluations: int
+    elapsed_seconds: float
+    def __init__(self, metric: _Optional[str] = ..., values: _Optional[_Iterable[float]] = ..., higher_is_better: _Optional[bool] = ..., curves: _Optional[_Iterable[_Union[Curve, _Mapping]]] = ..., extras: _Optional[_Mapping[str, float]] = ..., forward_evaluations: _Optional[int] = ..., backward_evaluations: _Optional[int] = ..., elapsed_seconds: _Optional[float] = ...) -> None: ...
+
+class EvaluateDone(_message.Message):
+    __slots__ = ("forward_evaluations", "backward_evaluations", "elapsed_seconds", "warnings")
+    FORWARD_EVALUATIONS_FIELD_NUMBER: _ClassVar[int]
+    BACKWARD_EVALUATIONS_FIELD_NUMBER: _ClassVar[int]
+    ELAPSED_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    forward_evaluations: int
+    backward_evaluations: int
+    elapsed_seconds: float
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, forward_evaluations: _Optional[int] = ..., backward_evaluations: _Optional[int] = ..., elapsed_seconds: _Optional[float] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class EvaluateResponse(_message.Message):
+    __slots__ = ("request_id", "accepted", "progress", "explanation", "metric", "done")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    EXPLANATION_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    accepted: EvaluateAccepted
+    progress: Progress
+    explanation: Result
+    metric: MetricResult
+    done: EvaluateDone
+    def __init__(self, request_id: _Optional[str] = ..., accepted: _Optional[_Union[EvaluateAccepted, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., explanation: _Optional[_Union[Result, _Mapping]] = ..., metric: _Optional[_Union[MetricResult, _Mapping]] = ..., done: _Optional[_Union[EvaluateDone, _Mapping]] = ...) -> None: ...
+
+class ListMetricsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class MetricInfo(_message.Message):
+    __slots__ = ("name", "summary", "higher_is_better", "citation", "parameters", "reexplains")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    HIGHER_IS_BETTER_FIELD_NUMBER: _ClassVar[int]
+    CITATION_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    REEXPLAINS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    summary: str
+    higher_is_better: bool
+    citation: str
+    parameters: _containers.RepeatedCompositeFieldContainer[ParameterInfo]
+    reexplains: bool
+    def __init__(self, name: _Optional[str] = ..., summary: _Optional[str] = ..., higher_is_better: _Optional[bool] = ..., citation: _Optional[str] = ..., parameters: _Optional[_Iterable[_Union[ParameterInfo, _Mapping]]] = ..., reexplains: _Optional[bool] = ...) -> None: ...
+
+class UnavailableMetric(_message.Message):
+    __slots__ = ("name", "reason")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    reason: str
+    def __init__(self, name: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ListMetricsResponse(_message.Message):
+    __slots__ = ("metrics", "not_per_request")
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    NOT_PER_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    metrics: _containers.RepeatedCompositeFieldContainer[MetricInfo]
+    not_per_request: _containers.RepeatedCompositeFieldContainer[UnavailableMetric]
+    def __init__(self, metrics: _Optional[_Iterable[_Union[MetricInfo, _Mapping]]] = ..., not_per_request: _Optional[_Iterable[_Union[UnavailableMetric, _Mapping]]] = ...) -> None: ...

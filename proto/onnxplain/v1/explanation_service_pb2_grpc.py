@@ -45,6 +45,16 @@ class ExplanationServiceStub:
                 request_serializer=onnxplain_dot_v1_dot_explanation__service__pb2.ListMethodsRequest.SerializeToString,
                 response_deserializer=onnxplain_dot_v1_dot_explanation__service__pb2.ListMethodsResponse.FromString,
                 _registered_method=True)
+        self.Evaluate = channel.unary_stream(
+                '/onnxplain.v1.ExplanationService/Evaluate',
+                request_serializer=onnxplain_dot_v1_dot_explanation__service__pb2.EvaluateRequest.SerializeToString,
+                response_deserializer=onnxplain_dot_v1_dot_explanation__service__pb2.EvaluateResponse.FromString,
+                _registered_method=True)
+        self.ListMetrics = channel.unary_unary(
+                '/onnxplain.v1.ExplanationService/ListMetrics',
+                request_serializer=onnxplain_dot_v1_dot_explanation__service__pb2.ListMetricsRequest.SerializeToString,
+                response_deserializer=onnxplain_dot_v1_dot_explanation__service__pb2.ListMetricsResponse.FromString,
+                _registered_method=True)
 
 
 class ExplanationServiceServicer:
@@ -65,6 +75,21 @@ class ExplanationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Evaluate(self, request, context):
+        """Explains one image and scores the explanation with metrics (deletion/insertion AUC, sanity
+        checks, ...): streams accepted -> progress -> the explanation -> one result per metric -> done.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMetrics(self, request, context):
+        """Lists the metrics Evaluate computes, with their parameters, and those that are not per-request.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExplanationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -77,6 +102,16 @@ def add_ExplanationServiceServicer_to_server(servicer, server):
                     servicer.ListMethods,
                     request_deserializer=onnxplain_dot_v1_dot_explanation__service__pb2.ListMethodsRequest.FromString,
                     response_serializer=onnxplain_dot_v1_dot_explanation__service__pb2.ListMethodsResponse.SerializeToString,
+            ),
+            'Evaluate': grpc.unary_stream_rpc_method_handler(
+                    servicer.Evaluate,
+                    request_deserializer=onnxplain_dot_v1_dot_explanation__service__pb2.EvaluateRequest.FromString,
+                    response_serializer=onnxplain_dot_v1_dot_explanation__service__pb2.EvaluateResponse.SerializeToString,
+            ),
+            'ListMetrics': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMetrics,
+                    request_deserializer=onnxplain_dot_v1_dot_explanation__service__pb2.ListMetricsRequest.FromString,
+                    response_serializer=onnxplain_dot_v1_dot_explanation__service__pb2.ListMetricsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -134,6 +169,60 @@ class ExplanationService:
             '/onnxplain.v1.ExplanationService/ListMethods',
             onnxplain_dot_v1_dot_explanation__service__pb2.ListMethodsRequest.SerializeToString,
             onnxplain_dot_v1_dot_explanation__service__pb2.ListMethodsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Evaluate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/onnxplain.v1.ExplanationService/Evaluate',
+            onnxplain_dot_v1_dot_explanation__service__pb2.EvaluateRequest.SerializeToString,
+            onnxplain_dot_v1_dot_explanation__service__pb2.EvaluateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMetrics(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/onnxplain.v1.ExplanationService/ListMetrics',
+            onnxplain_dot_v1_dot_explanation__service__pb2.ListMetricsRequest.SerializeToString,
+            onnxplain_dot_v1_dot_explanation__service__pb2.ListMetricsResponse.FromString,
             options,
             channel_credentials,
             insecure,
