@@ -119,13 +119,14 @@ def test_method_names_are_the_contract_names():
                                           ("guided_grad_cam", 27), ("grad_cam_plus_plus", 28)])
 def test_the_cams_share_layer_params_on_the_wire_of_their_former_messages(name, number):
     """Each CAM had its own ``{ optional string layer = 1; }`` message at the same oneof number: bytes an
-    old client sends (hand-encoded here) decode as the shared LayerParams, and LayerParams encodes the same."""
+    old client sends (hand-encoded here) decode as the shared LayerParams (Score-CAM: ScoreCamParams,
+    whose field 1 is the same layer), and encode the same."""
     layer = b"features.7"
     inner = bytes([1 << 3 | 2, len(layer)]) + layer  # field 1, length-delimited
     old = bytes([(number << 3 | 2) & 0x7F | 0x80, (number << 3 | 2) >> 7, len(inner)]) + inner
     request = ex_pb2.ExplainRequest.FromString(old)
     assert request.WhichOneof("params") == name and getattr(request, name).layer == layer.decode()
-    assert getattr(request, name).DESCRIPTOR.name == "LayerParams"
+    assert getattr(request, name).DESCRIPTOR.name == ("ScoreCamParams" if name == "score_cam" else "LayerParams")
     assert request.SerializeToString() == old
 
 

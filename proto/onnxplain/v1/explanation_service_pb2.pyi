@@ -95,7 +95,7 @@ class ExplainRequest(_message.Message):
     occlusion: _method_params_pb2.OcclusionParams
     rise: _method_params_pb2.RiseParams
     lime: _method_params_pb2.LimeParams
-    score_cam: _method_params_pb2.LayerParams
+    score_cam: _method_params_pb2.ScoreCamParams
     extremal_perturbation: _method_params_pb2.ExtremalPerturbationParams
     cam: _method_params_pb2.LayerParams
     grad_cam: _method_params_pb2.LayerParams
@@ -104,7 +104,7 @@ class ExplainRequest(_message.Message):
     integrated_gradients: _method_params_pb2.IntegratedGradientsParams
     smoothgrad: _method_params_pb2.SmoothGradParams
     deeplift: _method_params_pb2.DeepLiftParams
-    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., method: _Optional[str] = ..., image: _Optional[_Union[_tensor_pb2.ImageInput, _Mapping]] = ..., target: _Optional[_Union[Target, _Mapping]] = ..., seed: _Optional[int] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ..., occlusion: _Optional[_Union[_method_params_pb2.OcclusionParams, _Mapping]] = ..., rise: _Optional[_Union[_method_params_pb2.RiseParams, _Mapping]] = ..., lime: _Optional[_Union[_method_params_pb2.LimeParams, _Mapping]] = ..., score_cam: _Optional[_Union[_method_params_pb2.LayerParams, _Mapping]] = ..., extremal_perturbation: _Optional[_Union[_method_params_pb2.ExtremalPerturbationParams, _Mapping]] = ..., cam: _Optional[_Union[_method_params_pb2.LayerParams, _Mapping]] = ..., grad_cam: _Optional[_Union[_method_params_pb2.LayerParams, _Mapping]] = ..., guided_grad_cam: _Optional[_Union[_method_params_pb2.LayerParams, _Mapping]] = ..., grad_cam_plus_plus: _Optional[_Union[_method_params_pb2.LayerParams, _Mapping]] = ..., integrated_gradients: _Optional[_Union[_method_params_pb2.IntegratedGradientsParams, _Mapping]] = ..., smoothgrad: _Optional[_Union[_method_params_pb2.SmoothGradParams, _Mapping]] = ..., deeplift: _Optional[_Union[_method_params_pb2.DeepLiftParams, _Mapping]] = ...) -> None: ...
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., method: _Optional[str] = ..., image: _Optional[_Union[_tensor_pb2.ImageInput, _Mapping]] = ..., target: _Optional[_Union[Target, _Mapping]] = ..., seed: _Optional[int] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ..., occlusion: _Optional[_Union[_method_params_pb2.OcclusionParams, _Mapping]] = ..., rise: _Optional[_Union[_method_params_pb2.RiseParams, _Mapping]] = ..., lime: _Optional[_Union[_method_params_pb2.LimeParams, _Mapping]] = ..., score_cam: _Optional[_Union[_method_params_pb2.ScoreCamParams, _Mapping]] = ..., extremal_perturbation: _Optional[_Union[_method_params_pb2.ExtremalPerturbationParams, _Mapping]] = ..., cam: _Optional[_Union[_method_params_pb2.LayerParams, _Mapping]] = ..., grad_cam: _Optional[_Union[_method_params_pb2.LayerParams, _Mapping]] = ..., guided_grad_cam: _Optional[_Union[_method_params_pb2.LayerParams, _Mapping]] = ..., grad_cam_plus_plus: _Optional[_Union[_method_params_pb2.LayerParams, _Mapping]] = ..., integrated_gradients: _Optional[_Union[_method_params_pb2.IntegratedGradientsParams, _Mapping]] = ..., smoothgrad: _Optional[_Union[_method_params_pb2.SmoothGradParams, _Mapping]] = ..., deeplift: _Optional[_Union[_method_params_pb2.DeepLiftParams, _Mapping]] = ...) -> None: ...
 
 class Accepted(_message.Message):
     __slots__ = ("model", "method", "seed", "planned_evaluations", "targets", "parameters", "warnings")

@@ -25,41 +25,45 @@ _sym_db = _symbol_database.Default()
 from onnxplain.v1 import tensor_pb2 as onnxplain_dot_v1_dot_tensor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n onnxplain/v1/method_params.proto\x12\x0connxplain.v1\x1a\x19onnxplain/v1/tensor.proto\"{\n\x0fOcclusionParams\x12\x13\n\x06window\x18\x01 \x01(\rH\x00\x88\x01\x01\x12\x13\n\x06stride\x18\x02 \x01(\rH\x01\x88\x01\x01\x12(\n\x08\x62\x61seline\x18\x03 \x01(\x0e\x32\x16.onnxplain.v1.BaselineB\t\n\x07_windowB\t\n\x07_stride\"\x90\x02\n\nRiseParams\x12\x12\n\x05masks\x18\x01 \x01(\rH\x00\x88\x01\x01\x12\x11\n\x04grid\x18\x02 \x01(\rH\x01\x88\x01\x01\x12\x1d\n\x10keep_probability\x18\x03 \x01(\x02H\x02\x88\x01\x01\x12,\n\x08sampling\x18\x04 \x01(\x0e\x32\x1a.onnxplain.v1.RiseSampling\x12\"\n\x15\x63onvergence_tolerance\x18\x05 \x01(\x02H\x03\x88\x01\x01\x12(\n\x08\x62\x61seline\x18\x06 \x01(\x0e\x32\x16.onnxplain.v1.BaselineB\x08\n\x06_masksB\x07\n\x05_gridB\x13\n\x11_keep_probabilityB\x18\n\x16_convergence_tolerance\"\xfc\x01\n\nLimeParams\x12\x15\n\x08segments\x18\x01 \x01(\rH\x00\x88\x01\x01\x12\x18\n\x0b\x63ompactness\x18\x02 \x01(\x02H\x01\x88\x01\x01\x12\x14\n\x07samples\x18\x03 \x01(\rH\x02\x88\x01\x01\x12\x19\n\x0ckernel_width\x18\x04 \x01(\x02H\x03\x88\x01\x01\x12\x18\n\x0bridge_alpha\x18\x05 \x01(\x02H\x04\x88\x01\x01\x12(\n\x08\x62\x61seline\x18\x06 \x01(\x0e\x32\x16.onnxplain.v1.BaselineB\x0b\n\t_segmentsB\x0e\n\x0c_compactnessB\n\n\x08_samplesB\x0f\n\r_kernel_widthB\x0e\n\x0c_ridge_alpha\"+\n\x0bLayerParams\x12\x12\n\x05layer\x18\x01 \x01(\tH\x00\x88\x01\x01\x42\x08\n\x06_layer\"\x91\x03\n\x1a\x45xtremalPerturbationParams\x12\r\n\x05\x61reas\x18\x01 \x03(\x02\x12(\n\x04mode\x18\x02 \x01(\x0e\x32\x1a.onnxplain.v1.ExtremalMode\x12\x17\n\niterations\x18\x03 \x01(\rH\x00\x88\x01\x01\x12\x1a\n\rlearning_rate\x18\x04 \x01(\x02H\x01\x88\x01\x01\x12\x16\n\tmask_step\x18\x05 \x01(\rH\x02\x88\x01\x01\x12\x17\n\nblur_sigma\x18\x06 \x01(\x02H\x03\x88\x01\x01\x12\"\n\x15regularization_weight\x18\x07 \x01(\x02H\x04\x88\x01\x01\x12\x30\n\x08gradient\x18\x08 \x01(\x0e\x32\x1e.onnxplain.v1.ExtremalGradient\x12\x17\n\ndirections\x18\t \x01(\rH\x05\x88\x01\x01\x42\r\n\x0b_iterationsB\x10\n\x0e_learning_rateB\x0c\n\n_mask_stepB\r\n\x0b_blur_sigmaB\x18\n\x16_regularization_weightB\r\n\x0b_directions\"\xc3\x01\n\x19IntegratedGradientsParams\x12\x12\n\x05steps\x18\x01 \x01(\rH\x00\x88\x01\x01\x12+\n\x04rule\x18\x02 \x01(\x0e\x32\x1d.onnxplain.v1.IntegrationRule\x12,\n\x08\x62\x61seline\x18\x03 \x01(\x0e\x32\x1a.onnxplain.v1.PathBaseline\x12-\n\x0f\x62\x61seline_tensor\x18\x04 \x01(\x0b\x32\x14.onnxplain.v1.TensorB\x08\n\x06_steps\"\x82\x02\n\x10SmoothGradParams\x12\x14\n\x07samples\x18\x01 \x01(\rH\x00\x88\x01\x01\x12\x18\n\x0bnoise_level\x18\x02 \x01(\x02H\x01\x88\x01\x01\x12\x30\n\x07variant\x18\x03 \x01(\x0e\x32\x1f.onnxplain.v1.SmoothGradVariant\x12\x12\n\x05inner\x18\x04 \x01(\tH\x02\x88\x01\x01\x12\x15\n\x08ig_steps\x18\x05 \x01(\rH\x03\x88\x01\x01\x12.\n\x07ig_rule\x18\x06 \x01(\x0e\x32\x1d.onnxplain.v1.IntegrationRuleB\n\n\x08_samplesB\x0e\n\x0c_noise_levelB\x08\n\x06_innerB\x0b\n\t_ig_steps\"m\n\x0e\x44\x65\x65pLiftParams\x12,\n\x08\x62\x61seline\x18\x01 \x01(\x0e\x32\x1a.onnxplain.v1.PathBaseline\x12-\n\x0f\x62\x61seline_tensor\x18\x02 \x01(\x0b\x32\x14.onnxplain.v1.Tensor*x\n\x08\x42\x61seline\x12\x18\n\x14\x42\x41SELINE_UNSPECIFIED\x10\x00\x12\x11\n\rBASELINE_ZERO\x10\x01\x12\x11\n\rBASELINE_MEAN\x10\x02\x12\x11\n\rBASELINE_BLUR\x10\x03\x12\x19\n\x15\x42\x41SELINE_SEGMENT_MEAN\x10\x04*g\n\x0cRiseSampling\x12\x1d\n\x19RISE_SAMPLING_UNSPECIFIED\x10\x00\x12\x18\n\x14RISE_SAMPLING_RANDOM\x10\x01\x12\x1e\n\x1aRISE_SAMPLING_QUASI_RANDOM\x10\x02*i\n\x0c\x45xtremalMode\x12\x1d\n\x19\x45XTREMAL_MODE_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x45XTREMAL_MODE_PRESERVATION\x10\x01\x12\x1a\n\x16\x45XTREMAL_MODE_DELETION\x10\x02*\x98\x01\n\x10\x45xtremalGradient\x12!\n\x1d\x45XTREMAL_GRADIENT_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x45XTREMAL_GRADIENT_AUTO\x10\x01\x12\x1b\n\x17\x45XTREMAL_GRADIENT_EXACT\x10\x02\x12(\n$EXTREMAL_GRADIENT_FINITE_DIFFERENCES\x10\x03*\xb1\x01\n\x0cPathBaseline\x12\x1d\n\x19PATH_BASELINE_UNSPECIFIED\x10\x00\x12\x16\n\x12PATH_BASELINE_ZERO\x10\x01\x12\x16\n\x12PATH_BASELINE_BLUR\x10\x02\x12\x1f\n\x1bPATH_BASELINE_UNIFORM_NOISE\x10\x03\x12\x18\n\x14PATH_BASELINE_TENSOR\x10\x04\x12\x17\n\x13PATH_BASELINE_BLACK\x10\x05*\xe4\x01\n\x0fIntegrationRule\x12 \n\x1cINTEGRATION_RULE_UNSPECIFIED\x10\x00\x12#\n\x1fINTEGRATION_RULE_GAUSS_LEGENDRE\x10\x01\x12\x1e\n\x1aINTEGRATION_RULE_TRAPEZOID\x10\x02\x12!\n\x1dINTEGRATION_RULE_RIEMANN_LEFT\x10\x03\x12\"\n\x1eINTEGRATION_RULE_RIEMANN_RIGHT\x10\x04\x12#\n\x1fINTEGRATION_RULE_RIEMANN_MIDDLE\x10\x05*\x98\x01\n\x11SmoothGradVariant\x12#\n\x1fSMOOTH_GRAD_VARIANT_UNSPECIFIED\x10\x00\x12\x1c\n\x18SMOOTH_GRAD_VARIANT_MEAN\x10\x01\x12\x1f\n\x1bSMOOTH_GRAD_VARIANT_SQUARED\x10\x02\x12\x1f\n\x1bSMOOTH_GRAD_VARIANT_VARGRAD\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n onnxplain/v1/method_params.proto\x12\x0connxplain.v1\x1a\x19onnxplain/v1/tensor.proto\"{\n\x0fOcclusionParams\x12\x13\n\x06window\x18\x01 \x01(\rH\x00\x88\x01\x01\x12\x13\n\x06stride\x18\x02 \x01(\rH\x01\x88\x01\x01\x12(\n\x08\x62\x61seline\x18\x03 \x01(\x0e\x32\x16.onnxplain.v1.BaselineB\t\n\x07_windowB\t\n\x07_stride\"\x90\x02\n\nRiseParams\x12\x12\n\x05masks\x18\x01 \x01(\rH\x00\x88\x01\x01\x12\x11\n\x04grid\x18\x02 \x01(\rH\x01\x88\x01\x01\x12\x1d\n\x10keep_probability\x18\x03 \x01(\x02H\x02\x88\x01\x01\x12,\n\x08sampling\x18\x04 \x01(\x0e\x32\x1a.onnxplain.v1.RiseSampling\x12\"\n\x15\x63onvergence_tolerance\x18\x05 \x01(\x02H\x03\x88\x01\x01\x12(\n\x08\x62\x61seline\x18\x06 \x01(\x0e\x32\x16.onnxplain.v1.BaselineB\x08\n\x06_masksB\x07\n\x05_gridB\x13\n\x11_keep_probabilityB\x18\n\x16_convergence_tolerance\"\xe8\x02\n\nLimeParams\x12\x15\n\x08segments\x18\x01 \x01(\rH\x00\x88\x01\x01\x12\x18\n\x0b\x63ompactness\x18\x02 \x01(\x02H\x01\x88\x01\x01\x12\x14\n\x07samples\x18\x03 \x01(\rH\x02\x88\x01\x01\x12\x19\n\x0ckernel_width\x18\x04 \x01(\x02H\x03\x88\x01\x01\x12\x18\n\x0bridge_alpha\x18\x05 \x01(\x02H\x04\x88\x01\x01\x12(\n\x08\x62\x61seline\x18\x06 \x01(\x0e\x32\x16.onnxplain.v1.Baseline\x12,\n\x08sampling\x18\x07 \x01(\x0e\x32\x1a.onnxplain.v1.LimeSampling\x12\"\n\x15\x63onvergence_tolerance\x18\x08 \x01(\x02H\x05\x88\x01\x01\x42\x0b\n\t_segmentsB\x0e\n\x0c_compactnessB\n\n\x08_samplesB\x0f\n\r_kernel_widthB\x0e\n\x0c_ridge_alphaB\x18\n\x16_convergence_tolerance\"+\n\x0bLayerParams\x12\x12\n\x05layer\x18\x01 \x01(\tH\x00\x88\x01\x01\x42\x08\n\x06_layer\"\xc0\x01\n\x0eScoreCamParams\x12\x12\n\x05layer\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x1a\n\rskip_constant\x18\x02 \x01(\x08H\x01\x88\x01\x01\x12\x1f\n\x12\x63onstant_tolerance\x18\x03 \x01(\x02H\x02\x88\x01\x01\x12\x19\n\x0ctop_channels\x18\x04 \x01(\rH\x03\x88\x01\x01\x42\x08\n\x06_layerB\x10\n\x0e_skip_constantB\x15\n\x13_constant_toleranceB\x0f\n\r_top_channels\"\x91\x03\n\x1a\x45xtremalPerturbationParams\x12\r\n\x05\x61reas\x18\x01 \x03(\x02\x12(\n\x04mode\x18\x02 \x01(\x0e\x32\x1a.onnxplain.v1.ExtremalMode\x12\x17\n\niterations\x18\x03 \x01(\rH\x00\x88\x01\x01\x12\x1a\n\rlearning_rate\x18\x04 \x01(\x02H\x01\x88\x01\x01\x12\x16\n\tmask_step\x18\x05 \x01(\rH\x02\x88\x01\x01\x12\x17\n\nblur_sigma\x18\x06 \x01(\x02H\x03\x88\x01\x01\x12\"\n\x15regularization_weight\x18\x07 \x01(\x02H\x04\x88\x01\x01\x12\x30\n\x08gradient\x18\x08 \x01(\x0e\x32\x1e.onnxplain.v1.ExtremalGradient\x12\x17\n\ndirections\x18\t \x01(\rH\x05\x88\x01\x01\x42\r\n\x0b_iterationsB\x10\n\x0e_learning_rateB\x0c\n\n_mask_stepB\r\n\x0b_blur_sigmaB\x18\n\x16_regularization_weightB\r\n\x0b_directions\"\x83\x02\n\x19IntegratedGradientsParams\x12\x12\n\x05steps\x18\x01 \x01(\rH\x00\x88\x01\x01\x12+\n\x04rule\x18\x02 \x01(\x0e\x32\x1d.onnxplain.v1.IntegrationRule\x12,\n\x08\x62\x61seline\x18\x03 \x01(\x0e\x32\x1a.onnxplain.v1.PathBaseline\x12-\n\x0f\x62\x61seline_tensor\x18\x04 \x01(\x0b\x32\x14.onnxplain.v1.Tensor\x12#\n\x16\x63ompleteness_tolerance\x18\x05 \x01(\x02H\x01\x88\x01\x01\x42\x08\n\x06_stepsB\x19\n\x17_completeness_tolerance\"\x82\x02\n\x10SmoothGradParams\x12\x14\n\x07samples\x18\x01 \x01(\rH\x00\x88\x01\x01\x12\x18\n\x0bnoise_level\x18\x02 \x01(\x02H\x01\x88\x01\x01\x12\x30\n\x07variant\x18\x03 \x01(\x0e\x32\x1f.onnxplain.v1.SmoothGradVariant\x12\x12\n\x05inner\x18\x04 \x01(\tH\x02\x88\x01\x01\x12\x15\n\x08ig_steps\x18\x05 \x01(\rH\x03\x88\x01\x01\x12.\n\x07ig_rule\x18\x06 \x01(\x0e\x32\x1d.onnxplain.v1.IntegrationRuleB\n\n\x08_samplesB\x0e\n\x0c_noise_levelB\x08\n\x06_innerB\x0b\n\t_ig_steps\"m\n\x0e\x44\x65\x65pLiftParams\x12,\n\x08\x62\x61seline\x18\x01 \x01(\x0e\x32\x1a.onnxplain.v1.PathBaseline\x12-\n\x0f\x62\x61seline_tensor\x18\x02 \x01(\x0b\x32\x14.onnxplain.v1.Tensor*x\n\x08\x42\x61seline\x12\x18\n\x14\x42\x41SELINE_UNSPECIFIED\x10\x00\x12\x11\n\rBASELINE_ZERO\x10\x01\x12\x11\n\rBASELINE_MEAN\x10\x02\x12\x11\n\rBASELINE_BLUR\x10\x03\x12\x19\n\x15\x42\x41SELINE_SEGMENT_MEAN\x10\x04*g\n\x0cRiseSampling\x12\x1d\n\x19RISE_SAMPLING_UNSPECIFIED\x10\x00\x12\x18\n\x14RISE_SAMPLING_RANDOM\x10\x01\x12\x1e\n\x1aRISE_SAMPLING_QUASI_RANDOM\x10\x02*g\n\x0cLimeSampling\x12\x1d\n\x19LIME_SAMPLING_UNSPECIFIED\x10\x00\x12\x18\n\x14LIME_SAMPLING_RANDOM\x10\x01\x12\x1e\n\x1aLIME_SAMPLING_QUASI_RANDOM\x10\x02*i\n\x0c\x45xtremalMode\x12\x1d\n\x19\x45XTREMAL_MODE_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x45XTREMAL_MODE_PRESERVATION\x10\x01\x12\x1a\n\x16\x45XTREMAL_MODE_DELETION\x10\x02*\x98\x01\n\x10\x45xtremalGradient\x12!\n\x1d\x45XTREMAL_GRADIENT_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x45XTREMAL_GRADIENT_AUTO\x10\x01\x12\x1b\n\x17\x45XTREMAL_GRADIENT_EXACT\x10\x02\x12(\n$EXTREMAL_GRADIENT_FINITE_DIFFERENCES\x10\x03*\xb1\x01\n\x0cPathBaseline\x12\x1d\n\x19PATH_BASELINE_UNSPECIFIED\x10\x00\x12\x16\n\x12PATH_BASELINE_ZERO\x10\x01\x12\x16\n\x12PATH_BASELINE_BLUR\x10\x02\x12\x1f\n\x1bPATH_BASELINE_UNIFORM_NOISE\x10\x03\x12\x18\n\x14PATH_BASELINE_TENSOR\x10\x04\x12\x17\n\x13PATH_BASELINE_BLACK\x10\x05*\xe4\x01\n\x0fIntegrationRule\x12 \n\x1cINTEGRATION_RULE_UNSPECIFIED\x10\x00\x12#\n\x1fINTEGRATION_RULE_GAUSS_LEGENDRE\x10\x01\x12\x1e\n\x1aINTEGRATION_RULE_TRAPEZOID\x10\x02\x12!\n\x1dINTEGRATION_RULE_RIEMANN_LEFT\x10\x03\x12\"\n\x1eINTEGRATION_RULE_RIEMANN_RIGHT\x10\x04\x12#\n\x1fINTEGRATION_RULE_RIEMANN_MIDDLE\x10\x05*\x98\x01\n\x11SmoothGradVariant\x12#\n\x1fSMOOTH_GRAD_VARIANT_UNSPECIFIED\x10\x00\x12\x1c\n\x18SMOOTH_GRAD_VARIANT_MEAN\x10\x01\x12\x1f\n\x1bSMOOTH_GRAD_VARIANT_SQUARED\x10\x02\x12\x1f\n\x1bSMOOTH_GRAD_VARIANT_VARGRAD\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'onnxplain.v1.method_params_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_BASELINE']._serialized_start=1751
-  _globals['_BASELINE']._serialized_end=1871
-  _globals['_RISESAMPLING']._serialized_start=1873
-  _globals['_RISESAMPLING']._serialized_end=1976
-  _globals['_EXTREMALMODE']._serialized_start=1978
-  _globals['_EXTREMALMODE']._serialized_end=2083
-  _globals['_EXTREMALGRADIENT']._serialized_start=2086
-  _globals['_EXTREMALGRADIENT']._serialized_end=2238
-  _globals['_PATHBASELINE']._serialized_start=2241
-  _globals['_PATHBASELINE']._serialized_end=2418
-  _globals['_INTEGRATIONRULE']._serialized_start=2421
-  _globals['_INTEGRATIONRULE']._serialized_end=2649
-  _globals['_SMOOTHGRADVARIANT']._serialized_start=2652
-  _globals['_SMOOTHGRADVARIANT']._serialized_end=2804
+  _globals['_BASELINE']._serialized_start=2118
+  _globals['_BASELINE']._serialized_end=2238
+  _globals['_RISESAMPLING']._serialized_start=2240
+  _globals['_RISESAMPLING']._serialized_end=2343
+  _globals['_LIMESAMPLING']._serialized_start=2345
+  _globals['_LIMESAMPLING']._serialized_end=2448
+  _globals['_EXTREMALMODE']._serialized_start=2450
+  _globals['_EXTREMALMODE']._serialized_end=2555
+  _globals['_EXTREMALGRADIENT']._serialized_start=2558
+  _globals['_EXTREMALGRADIENT']._serialized_end=2710
+  _globals['_PATHBASELINE']._serialized_start=2713
+  _globals['_PATHBASELINE']._serialized_end=2890
+  _globals['_INTEGRATIONRULE']._serialized_start=2893
+  _globals['_INTEGRATIONRULE']._serialized_end=3121
+  _globals['_SMOOTHGRADVARIANT']._serialized_start=3124
+  _globals['_SMOOTHGRADVARIANT']._serialized_end=3276
   _globals['_OCCLUSIONPARAMS']._serialized_start=77
   _globals['_OCCLUSIONPARAMS']._serialized_end=200
   _globals['_RISEPARAMS']._serialized_start=203
   _globals['_RISEPARAMS']._serialized_end=475
   _globals['_LIMEPARAMS']._serialized_start=478
-  _globals['_LIMEPARAMS']._serialized_end=730
-  _globals['_LAYERPARAMS']._serialized_start=732
-  _globals['_LAYERPARAMS']._serialized_end=775
-  _globals['_EXTREMALPERTURBATIONPARAMS']._serialized_start=778
-  _globals['_EXTREMALPERTURBATIONPARAMS']._serialized_end=1179
-  _globals['_INTEGRATEDGRADIENTSPARAMS']._serialized_start=1182
-  _globals['_INTEGRATEDGRADIENTSPARAMS']._serialized_end=1377
-  _globals['_SMOOTHGRADPARAMS']._serialized_start=1380
-  _globals['_SMOOTHGRADPARAMS']._serialized_end=1638
-  _globals['_DEEPLIFTPARAMS']._serialized_start=1640
-  _globals['_DEEPLIFTPARAMS']._serialized_end=1749
+  _globals['_LIMEPARAMS']._serialized_end=838
+  _globals['_LAYERPARAMS']._serialized_start=840
+  _globals['_LAYERPARAMS']._serialized_end=883
+  _globals['_SCORECAMPARAMS']._serialized_start=886
+  _globals['_SCORECAMPARAMS']._serialized_end=1078
+  _globals['_EXTREMALPERTURBATIONPARAMS']._serialized_start=1081
+  _globals['_EXTREMALPERTURBATIONPARAMS']._serialized_end=1482
+  _globals['_INTEGRATEDGRADIENTSPARAMS']._serialized_start=1485
+  _globals['_INTEGRATEDGRADIENTSPARAMS']._serialized_end=1744
+  _globals['_SMOOTHGRADPARAMS']._serialized_start=1747
+  _globals['_SMOOTHGRADPARAMS']._serialized_end=2005
+  _globals['_DEEPLIFTPARAMS']._serialized_start=2007
+  _globals['_DEEPLIFTPARAMS']._serialized_end=2116
 # @@protoc_insertion_point(module_scope)
