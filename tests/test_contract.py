@@ -163,3 +163,16 @@ def test_every_package_is_listed_in_pyproject():
             relative = init.parent.relative_to(ROOT / folder)
             found.add(".".join((package, *relative.parts)))
     assert found == listed
+
+
+def test_the_time_to_quality_parameters_reach_the_library_from_the_wire():
+    from onnxplain.server.convert import params_from_proto
+    from onnxplain.v1 import method_params_pb2 as mp
+
+    score_cam = mp.ScoreCamParams(layer="act", skip_constant=True, constant_tolerance=0.25, top_channels=7)
+    assert params_from_proto(score_cam) == {"layer": "act", "skip_constant": True, "constant_tolerance": 0.25,
+                                            "top_channels": 7}
+    lime = mp.LimeParams(sampling=mp.LIME_SAMPLING_QUASI_RANDOM, convergence_tolerance=0.5)
+    assert params_from_proto(lime) == {"sampling": "quasi_random", "convergence_tolerance": 0.5}
+    ig = mp.IntegratedGradientsParams(completeness_tolerance=0.25)
+    assert params_from_proto(ig) == {"completeness_tolerance": 0.25}
