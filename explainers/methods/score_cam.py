@@ -107,7 +107,7 @@ def score_cam(
     Faster modes (:class:`ScoreCamParams`; the plan counts K + 1, fewer are used): ``skip_constant``
     scores the all-zero mask once for every constant channel — the same map (up to float rounding)
     with c − 1 fewer passes for c constant channels; on EfficientNet-Lite0's last ReLU6 layer 732 of
-    1280 channels are all zero on a typical photo. ``constant_tolerance`` extends that to
+    1280 channels are all zero on skimage's coffee photo. ``constant_tolerance`` extends that to
     near-constant channels, and ``top_channels`` keeps the k channels of largest activation mass:
     both approximate, measured by their map's correlation with the full run in ``bench/run.py``.
     Extras: ``channels_scored`` (masks fed), ``channels_used`` (channels in the map).
