@@ -330,6 +330,68 @@ def input_gradient_samples(bench: Bench, samples: int) -> Callable[[], float]:
     return timed
 
 
+def time_to_quality(bench: Bench, name: str, fast: dict, base: dict | None = None,
+                    report: tuple[str, ...] = ()) -> dict:
+    """A faster mode of ``name`` (params ``fast``) against its default run (``base``, None = the
+    defaults), alternated run by run on the top-1 class so a shared machine's drift hits both alike.
+    The row is the fast mode's; ``vs_passes`` = its median time ÷ the default's, ``notes``: the
+    Pearson r of its map with the default's map, both runs' passes, and the ``report`` extras of each."""
+    classifier = bench.classifier()
+    objective = top1(bench, classifier)
+    finals: dict[str, object] = {}
+
+    def once(label: str, params: dict | None) -> Callable[[], None]:
+        def run() -> None:
+            *_, finals[label] = explain(classifier, bench.image, name, objective, params)
+        return run
+
+    list(explain(classifier, bench.image, name, objective, WARM_UP[name]))  # builds and compiles the graphs
+    times: dict[str, list[float]] = {"base": [], "fast": []}
+    for _ in range(bench.runs):
+        for label, params in (("base", base), ("fast", fast)):
+            times[label] += walls(once(label, params), 1)
+    fast_final, base_final = finals["fast"], finals["base"]
+    result = row(classifier.max_batch if get_method(name).black_box else classifier.gradient_max_batch,
+                 fast_final.forward + fast_final.backward, times["fast"])
+    result["vs_passes"] = round(statistics.median(times["fast"]) / statistics.median(times["base"]), 3)
+
+    def described(final) -> str:
+        extras = " ".join(f"{key}={final.extras[key]:.3g}" for key in report if key in final.extras)
+        return f"{final.forward + final.backward} passes{' ' + extras if extras else ''}"
+
+    result["notes"] = (f"time ÷ default {result['vs_passes']}; r with default map "
+                       f"{pearson(fast_final.heatmaps, base_final.heatmaps):.4f}; fast: {described(fast_final)}; "
+                       f"default ({statistics.median(times['base']):.2f} s): {described(base_final)}")
+    return result
+
+
+WARM_UP = {"integrated_gradients": {"steps": 2}, "lime": {"samples": 16}, "score_cam": {"top_channels": 1}}
+"""Cheap calls of each time-to-quality method that build and compile the same graphs as a full run."""
+IG_REPORT = ("steps", "steps_evaluated", "completeness_gap_relative", "converged")
+LIME_REPORT = ("samples_used", "coefficient_change", "r2")
+SCORE_CAM_REPORT = ("channels_scored", "channels_used")
+TIME_TO_QUALITY = [
+    ("ttq integrated_gradients, gap <= 1% vs 50 steps", partial(
+        time_to_quality, name="integrated_gradients", fast={"completeness_tolerance": 0.01}, report=IG_REPORT)),
+    ("ttq integrated_gradients, gap <= 1% within 256 steps vs 50 steps", partial(
+        time_to_quality, name="integrated_gradients", fast={"completeness_tolerance": 0.01, "steps": 256},
+        report=IG_REPORT)),
+    ("ttq integrated_gradients, gap <= 5% vs 50 steps", partial(
+        time_to_quality, name="integrated_gradients", fast={"completeness_tolerance": 0.05}, report=IG_REPORT)),
+    ("ttq lime, tolerance 0.2 vs 1000 samples", partial(
+        time_to_quality, name="lime", fast={"convergence_tolerance": 0.2}, report=LIME_REPORT)),
+    ("ttq lime, quasi_random + tolerance 0.2 vs 1000 samples", partial(
+        time_to_quality, name="lime", fast={"convergence_tolerance": 0.2, "sampling": "quasi_random"},
+        report=LIME_REPORT)),
+    ("ttq score_cam, skip_constant vs all 1280 channels", partial(
+        time_to_quality, name="score_cam", fast={"skip_constant": True}, report=SCORE_CAM_REPORT)),
+    ("ttq score_cam, skip_constant + top 128 channels vs all", partial(
+        time_to_quality, name="score_cam", fast={"skip_constant": True, "top_channels": 128},
+        report=SCORE_CAM_REPORT)),
+]
+"""Time-to-quality rows (``--only ttq``): each a faster mode against the method's default, paired."""
+
+
 RAW = "raw onnxruntime"
 CASES: list[tuple[str, Callable[[Bench], dict]]] = [
     *((RAW, partial(raw_forward, batch=b)) for b in (1, 8, 16, 32, 64)),
@@ -353,6 +415,7 @@ CASES: list[tuple[str, Callable[[Bench], dict]]] = [
         "grad_cam_plus_plus", "deeplift", "fullgrad")),
     ("integrated_gradients, 50 steps", partial(method, name="integrated_gradients", fb_samples=50)),
     ("smoothgrad, 50 samples", partial(method, name="smoothgrad", fb_samples=50)),
+    *TIME_TO_QUALITY,
 ]
 """(name, fn(bench) -> row(...)) in run order; the raw rows must come first. Add rows here."""
 

@@ -119,13 +119,14 @@ def test_method_names_are_the_contract_names():
                                           ("guided_grad_cam", 27), ("grad_cam_plus_plus", 28)])
 def test_the_cams_share_layer_params_on_the_wire_of_their_former_messages(name, number):
     """Each CAM had its own ``{ optional string layer = 1; }`` message at the same oneof number: bytes an
-    old client sends (hand-encoded here) decode as the shared LayerParams, and LayerParams encodes the same."""
+    old client sends (hand-encoded here) decode as the shared LayerParams (Score-CAM: ScoreCamParams,
+    whose field 1 is the same layer), and encode the same."""
     layer = b"features.7"
     inner = bytes([1 << 3 | 2, len(layer)]) + layer  # field 1, length-delimited
     old = bytes([(number << 3 | 2) & 0x7F | 0x80, (number << 3 | 2) >> 7, len(inner)]) + inner
     request = ex_pb2.ExplainRequest.FromString(old)
     assert request.WhichOneof("params") == name and getattr(request, name).layer == layer.decode()
-    assert getattr(request, name).DESCRIPTOR.name == "LayerParams"
+    assert getattr(request, name).DESCRIPTOR.name == ("ScoreCamParams" if name == "score_cam" else "LayerParams")
     assert request.SerializeToString() == old
 
 
@@ -162,3 +163,16 @@ def test_every_package_is_listed_in_pyproject():
             relative = init.parent.relative_to(ROOT / folder)
             found.add(".".join((package, *relative.parts)))
     assert found == listed
+
+
+def test_the_time_to_quality_parameters_reach_the_library_from_the_wire():
+    from onnxplain.server.convert import params_from_proto
+    from onnxplain.v1 import method_params_pb2 as mp
+
+    score_cam = mp.ScoreCamParams(layer="act", skip_constant=True, constant_tolerance=0.25, top_channels=7)
+    assert params_from_proto(score_cam) == {"layer": "act", "skip_constant": True, "constant_tolerance": 0.25,
+                                            "top_channels": 7}
+    lime = mp.LimeParams(sampling=mp.LIME_SAMPLING_QUASI_RANDOM, convergence_tolerance=0.5)
+    assert params_from_proto(lime) == {"sampling": "quasi_random", "convergence_tolerance": 0.5}
+    ig = mp.IntegratedGradientsParams(completeness_tolerance=0.25)
+    assert params_from_proto(ig) == {"completeness_tolerance": 0.25}

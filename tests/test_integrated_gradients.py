@@ -276,3 +276,58 @@ def test_black_follows_the_config_for_nhwc_and_single_channel_models(layout, cha
     np.testing.assert_allclose(heatmap, ((x - classifier.black_image()) * w[0]).sum(0), rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="black image"):
         path_baseline(x, "black", rng=np.random.default_rng(0))
+
+
+# ---------------------------------------------------------------- adaptive steps (completeness tolerance)
+def _cubic(weights: np.ndarray) -> onnx.ModelProto:
+    """logits[k] = (Σ weights[k] ⊙ x)³: along a straight path the gradient integrand is a polynomial
+    of degree 2 in α, which Gauss–Legendre integrates exactly from 2 nodes on."""
+    from onnx import helper
+
+    model = builders.linear(weights)
+    graph = model.graph
+    graph.node[-1].output[0] = "lin"
+    graph.node.extend([helper.make_node("Mul", ["lin", "lin"], ["square"]),
+                       helper.make_node("Mul", ["square", "lin"], ["logits"])])
+    onnx.checker.check_model(model)
+    return model
+
+
+def test_adaptive_steps_stop_at_the_first_path_when_the_integrand_is_polynomial():
+    w = 0.3 * RNG.standard_normal((2, 3, 6, 6)).astype(np.float32)
+    classifier = OnnxClassifier(_cubic(w))
+    x = RNG.standard_normal((3, 6, 6)).astype(np.float32)
+    planned, *_, result = explain(classifier, x, "integrated_gradients", Objective.for_classes([1], 2),
+                                  {"steps": 50, "baseline": "zero", "completeness_tolerance": 1e-4})
+    assert (result.extras["steps"], result.extras["steps_evaluated"], result.extras["converged"]) == (8, 8, 1)
+    assert (result.forward, result.backward) == (8 + 2, 8)  # the two path ends, measured once
+    assert (planned.forward, planned.backward) == (8 + 16 + 32 + 50 + 2, 8 + 16 + 32 + 50)  # the worst case
+    s = float((w[1] * x).sum())  # f = s³ on the path α·x: ∂f/∂x = 3(αs)² w, ∫₀¹ 3α²s² dα = s²
+    np.testing.assert_allclose(result.heatmaps[0], s**2 * (x * w[1]).sum(0), rtol=1e-4, atol=1e-5)
+    assert result.extras["score_difference"] == pytest.approx(s**3, rel=1e-5)
+    assert result.extras["completeness_gap_relative"] < 1e-5
+
+
+def test_adaptive_steps_on_a_relu_net_report_the_gap_when_the_budget_runs_out():
+    classifier = OnnxClassifier(builders.small_cnn())
+    x = RNG.standard_normal((3, 16, 16)).astype(np.float32)
+    objective = Objective.for_classes([0], 3)
+    fixed = explain_once(classifier, x, "integrated_gradients", objective, {"steps": 24})
+    unreachable = explain_once(classifier, x, "integrated_gradients", objective,
+                               {"steps": 24, "completeness_tolerance": 1e-12})
+    assert unreachable.extras["converged"] == 0 and unreachable.extras["completeness_gap_relative"] > 1e-12
+    assert (unreachable.extras["steps"], unreachable.extras["steps_evaluated"]) == (24, 8 + 16 + 24)
+    np.testing.assert_allclose(unreachable.heatmaps, fixed.heatmaps, rtol=1e-6, atol=1e-7)  # the last path = fixed
+    assert unreachable.extras["completeness_gap"] == pytest.approx(fixed.extras["completeness_gap"], rel=1e-5)
+    tolerance = 2 * fixed.extras["completeness_gap_relative"]  # 24 points reach it; the search may stop sooner
+    reached = explain_once(classifier, x, "integrated_gradients", objective,
+                           {"steps": 24, "completeness_tolerance": tolerance})
+    assert reached.extras["converged"] == 1 and reached.extras["completeness_gap_relative"] <= tolerance
+    assert reached.forward == reached.extras["steps_evaluated"] + 2
+
+
+def test_a_fixed_budget_reports_its_steps_and_no_convergence_flag():
+    classifier = OnnxClassifier(builders.small_cnn())
+    result = explain_once(classifier, RNG.standard_normal((3, 16, 16)).astype(np.float32), "integrated_gradients",
+                          Objective.for_classes([0], 3), {"steps": 6})
+    assert (result.extras["steps"], result.extras["steps_evaluated"]) == (6, 6) and "converged" not in result.extras

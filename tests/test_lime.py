@@ -97,6 +97,38 @@ def test_linear_model_coefficients_are_segment_sums_of_w_times_x_minus_baseline(
     assert result.extras["bytes_per_sample"] == 4 * (segments.max() + 1)  # only the on/off vector travels
 
 
+@pytest.mark.parametrize("sampling", ["random", "quasi_random"])
+def test_a_convergence_tolerance_stops_early_with_the_full_budgets_coefficients(sampling):
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:16, 0:16] / 16
+    x = np.stack([np.sin(5 * xx + c) + np.cos(4 * yy - 2 * c) for c in range(3)]) + 0.1 * rng.standard_normal((3, 16, 16))
+    x, w = x.astype(np.float32), rng.standard_normal((1, 3, 16, 16)).astype(np.float32)
+    classifier, objective = OnnxClassifier(builders.linear(w), config=_config(max_batch=16)), Objective.for_classes([0], 1)
+    base = {"segments": 10, "samples": 1000, "sampling": sampling}  # ridge α = 1: fits move as samples grow
+    full = explain_once(classifier, x, "lime", objective, base, seed=2)
+    fast = explain_once(classifier, x, "lime", objective, {**base, "convergence_tolerance": 0.02}, seed=2)
+    step = max(int(full.extras["segments"]) + 1, 50)
+    used = fast.extras["samples_used"]
+    assert used <= 500 and used % step == 0 and fast.extras["coefficient_change"] < 0.02
+    assert used <= fast.forward < used + 16  # the batch in flight at the stop is scored, not fitted
+    assert full.extras["samples_used"] == full.forward == 1000 and "coefficient_change" not in full.extras
+    difference = np.linalg.norm(fast.heatmaps - full.heatmaps) / np.linalg.norm(full.heatmaps)
+    assert difference < 0.02  # the change since half the samples bounds the distance to the full budget's fit
+
+
+def test_quasi_random_samples_are_balanced_fair_coins_with_the_image_first():
+    on = sp.sample_on_off(np.random.default_rng(0), 256, 12, "quasi_random")
+    assert on.shape == (256, 12) and on[0].all()
+    np.testing.assert_allclose(on[1:].mean(axis=0), 0.5, atol=2 / 256)  # Sobol: exactly half of 256, bar row 0
+    assert not np.array_equal(on, sp.sample_on_off(np.random.default_rng(1), 256, 12, "quasi_random"))  # scrambled
+
+
+def _config(**kwargs):
+    from onnxplain.explainers import ModelConfig
+
+    return ModelConfig(**kwargs)
+
+
 @pytest.mark.parametrize("baseline", ["segment_mean", "zero"])
 def test_all_heat_falls_in_the_quadrant_the_model_looks_at(baseline):
     classifier = OnnxClassifier(builders.quadrant(size=32))

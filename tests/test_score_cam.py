@@ -161,6 +161,50 @@ def test_equals_a_literal_reimplementation_with_several_targets_and_constant_cha
     assert result.forward == 6 + 1  # three targets' worth of maps from one set of passes
 
 
+def _constant_channels_case():
+    """evidence_net with 8 channels, three of them constant at the CAM layer (1.3, and two dead after the ReLU)."""
+    rng = np.random.default_rng(8)
+    weights = rng.standard_normal((3, 8)).astype(np.float32) * 2
+    classifier = OnnxClassifier(evidence_net(weights, channels=8), config=ModelConfig(max_batch=3))
+    x = rng.standard_normal((8, SIZE, SIZE)).astype(np.float32) + 0.5
+    x[2], x[5], x[6] = 1.3, -1.0, -2.0
+    layer = np.maximum(x.reshape(8, 4, CELL, 4, CELL).mean(axis=(2, 4)), 0)
+    return classifier, x, layer, Objective.for_classes([2, 0], 3, contrast=1)
+
+
+def test_skipping_constant_channels_scores_their_zero_mask_once_for_the_same_map():
+    classifier, x, layer, objective = _constant_channels_case()
+    full = explain_once(classifier, x, "score_cam", objective, {"layer": "act"})
+    events = list(explain(classifier, x, "score_cam", objective, {"layer": "act", "skip_constant": True}))
+    fast = events[-1]
+    assert events[0].forward == 8 + 1 and fast.forward == 1 + 1 + 5  # activations, the shared zero mask, 5 others
+    assert (fast.extras["channels_scored"], fast.extras["channels_used"]) == (6, 8)
+    assert (full.extras["channels_scored"], full.extras["channels_used"]) == (8, 8)
+    np.testing.assert_allclose(fast.heatmaps, full.heatmaps, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(fast.heatmaps, literal_score_cam(classifier, x, layer, objective), rtol=1e-4, atol=1e-5)
+    partials = [e.heatmaps for e in events if isinstance(e, Progress) and e.heatmaps is not None]
+    np.testing.assert_array_equal(partials[-1], fast.heatmaps)
+
+
+def test_top_channels_keep_the_largest_activation_mass_and_leave_the_others_out():
+    classifier, x, layer, objective = _constant_channels_case()
+    result = explain_once(classifier, x, "score_cam", objective, {"layer": "act", "top_channels": 3})
+    kept = np.sort(np.argsort(-layer.reshape(8, -1).sum(1), kind="stable")[:3])
+    assert result.forward == 3 + 1 and result.extras["channels_used"] == 3
+    expected = literal_score_cam(classifier, x, layer[kept], objective)  # Score-CAM over those channels alone
+    np.testing.assert_allclose(result.heatmaps, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_near_constant_channels_count_as_constant_under_a_tolerance():
+    classifier, x, layer, objective = _constant_channels_case()
+    x = x.copy()
+    x[3] = 0.7 + 1e-4 * np.random.default_rng(3).random((SIZE, SIZE))  # range ~1e-4 at the layer
+    exact = explain_once(classifier, x, "score_cam", objective, {"layer": "act", "skip_constant": True})
+    loose = explain_once(classifier, x, "score_cam", objective,
+                         {"layer": "act", "skip_constant": True, "constant_tolerance": 1e-3})
+    assert (exact.extras["channels_scored"], loose.extras["channels_scored"]) == (6, 5)
+
+
 def test_probability_objectives_weight_the_channels_by_softmax_scores():
     weights = np.array([[3, 0, 0, 0], [0, 3, 0, 0]], np.float32)
     classifier = OnnxClassifier(evidence_net(weights))

@@ -60,11 +60,25 @@ def segment_mean(image: NDArray[np.floating], segments: NDArray[np.integer]) -> 
     return (sums / np.maximum(counts, 1))[:, segments].astype(np.float32)
 
 
-def sample_on_off(rng: np.random.Generator, samples: int, segments: int) -> NDArray[np.bool_]:
-    """``samples`` on/off vectors [N, S]: row 0 all on (the image itself), every other entry an
-    independent fair coin flip, as ``lime``'s ``data_labels``. All drawn at once, so the draws do
-    not depend on how the samples are later batched."""
-    on = rng.integers(0, 2, size=(samples, segments), dtype=bool)
+SAMPLINGS = ("random", "quasi_random")
+
+
+def sample_on_off(rng: np.random.Generator, samples: int, segments: int, sampling: str = "random") -> NDArray[np.bool_]:
+    """``samples`` on/off vectors [N, S]: row 0 all on (the image itself), every other entry a fair
+    coin flip. ``random``: independent flips, as ``lime``'s ``data_labels``; ``quasi_random``: a
+    scrambled Sobol sequence (scipy.stats.qmc, one dimension per superpixel) thresholded at ½, so
+    every superpixel — and every pair — is on in ≈ half of any 2^k consecutive samples (the
+    surrogate's design is balanced sooner). All drawn at once, so the draws do not depend on how
+    the samples are later batched."""
+    if sampling == "quasi_random":
+        from scipy.stats import qmc
+
+        points = qmc.Sobol(segments, scramble=True, rng=rng).random_base2(max(0, int(np.ceil(np.log2(samples)))))
+        on = points[:samples] < 0.5
+    elif sampling == "random":
+        on = rng.integers(0, 2, size=(samples, segments), dtype=bool)
+    else:
+        raise ValueError(f"unknown sampling {sampling!r}; allowed: {', '.join(SAMPLINGS)}")
     on[0] = True
     return on
 

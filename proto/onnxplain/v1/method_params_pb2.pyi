@@ -22,6 +22,12 @@ class RiseSampling(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RISE_SAMPLING_RANDOM: _ClassVar[RiseSampling]
     RISE_SAMPLING_QUASI_RANDOM: _ClassVar[RiseSampling]
 
+class LimeSampling(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    LIME_SAMPLING_UNSPECIFIED: _ClassVar[LimeSampling]
+    LIME_SAMPLING_RANDOM: _ClassVar[LimeSampling]
+    LIME_SAMPLING_QUASI_RANDOM: _ClassVar[LimeSampling]
+
 class ExtremalMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     EXTREMAL_MODE_UNSPECIFIED: _ClassVar[ExtremalMode]
@@ -93,6 +99,9 @@ BASELINE_SEGMENT_MEAN: Baseline
 RISE_SAMPLING_UNSPECIFIED: RiseSampling
 RISE_SAMPLING_RANDOM: RiseSampling
 RISE_SAMPLING_QUASI_RANDOM: RiseSampling
+LIME_SAMPLING_UNSPECIFIED: LimeSampling
+LIME_SAMPLING_RANDOM: LimeSampling
+LIME_SAMPLING_QUASI_RANDOM: LimeSampling
 EXTREMAL_MODE_UNSPECIFIED: ExtremalMode
 EXTREMAL_MODE_PRESERVATION: ExtremalMode
 EXTREMAL_MODE_DELETION: ExtremalMode
@@ -158,26 +167,42 @@ class RiseParams(_message.Message):
     def __init__(self, masks: _Optional[int] = ..., grid: _Optional[int] = ..., keep_probability: _Optional[float] = ..., sampling: _Optional[_Union[RiseSampling, str]] = ..., convergence_tolerance: _Optional[float] = ..., baseline: _Optional[_Union[Baseline, str]] = ...) -> None: ...
 
 class LimeParams(_message.Message):
-    __slots__ = ("segments", "compactness", "samples", "kernel_width", "ridge_alpha", "baseline")
+    __slots__ = ("segments", "compactness", "samples", "kernel_width", "ridge_alpha", "baseline", "sampling", "convergence_tolerance")
     SEGMENTS_FIELD_NUMBER: _ClassVar[int]
     COMPACTNESS_FIELD_NUMBER: _ClassVar[int]
     SAMPLES_FIELD_NUMBER: _ClassVar[int]
     KERNEL_WIDTH_FIELD_NUMBER: _ClassVar[int]
     RIDGE_ALPHA_FIELD_NUMBER: _ClassVar[int]
     BASELINE_FIELD_NUMBER: _ClassVar[int]
+    SAMPLING_FIELD_NUMBER: _ClassVar[int]
+    CONVERGENCE_TOLERANCE_FIELD_NUMBER: _ClassVar[int]
     segments: int
     compactness: float
     samples: int
     kernel_width: float
     ridge_alpha: float
     baseline: Baseline
-    def __init__(self, segments: _Optional[int] = ..., compactness: _Optional[float] = ..., samples: _Optional[int] = ..., kernel_width: _Optional[float] = ..., ridge_alpha: _Optional[float] = ..., baseline: _Optional[_Union[Baseline, str]] = ...) -> None: ...
+    sampling: LimeSampling
+    convergence_tolerance: float
+    def __init__(self, segments: _Optional[int] = ..., compactness: _Optional[float] = ..., samples: _Optional[int] = ..., kernel_width: _Optional[float] = ..., ridge_alpha: _Optional[float] = ..., baseline: _Optional[_Union[Baseline, str]] = ..., sampling: _Optional[_Union[LimeSampling, str]] = ..., convergence_tolerance: _Optional[float] = ...) -> None: ...
 
 class LayerParams(_message.Message):
     __slots__ = ("layer",)
     LAYER_FIELD_NUMBER: _ClassVar[int]
     layer: str
     def __init__(self, layer: _Optional[str] = ...) -> None: ...
+
+class ScoreCamParams(_message.Message):
+    __slots__ = ("layer", "skip_constant", "constant_tolerance", "top_channels")
+    LAYER_FIELD_NUMBER: _ClassVar[int]
+    SKIP_CONSTANT_FIELD_NUMBER: _ClassVar[int]
+    CONSTANT_TOLERANCE_FIELD_NUMBER: _ClassVar[int]
+    TOP_CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    layer: str
+    skip_constant: bool
+    constant_tolerance: float
+    top_channels: int
+    def __init__(self, layer: _Optional[str] = ..., skip_constant: _Optional[bool] = ..., constant_tolerance: _Optional[float] = ..., top_channels: _Optional[int] = ...) -> None: ...
 
 class ExtremalPerturbationParams(_message.Message):
     __slots__ = ("areas", "mode", "iterations", "learning_rate", "mask_step", "blur_sigma", "regularization_weight", "gradient", "directions")
@@ -228,16 +253,18 @@ class MeaningfulPerturbationParams(_message.Message):
     def __init__(self, iterations: _Optional[int] = ..., learning_rate: _Optional[float] = ..., mask_step: _Optional[int] = ..., blur_sigma: _Optional[float] = ..., l1_weight: _Optional[float] = ..., tv_weight: _Optional[float] = ..., tv_beta: _Optional[float] = ..., jitter: _Optional[int] = ..., score: _Optional[_Union[MeaningfulScore, str]] = ..., gradient: _Optional[_Union[ExtremalGradient, str]] = ..., directions: _Optional[int] = ...) -> None: ...
 
 class IntegratedGradientsParams(_message.Message):
-    __slots__ = ("steps", "rule", "baseline", "baseline_tensor")
+    __slots__ = ("steps", "rule", "baseline", "baseline_tensor", "completeness_tolerance")
     STEPS_FIELD_NUMBER: _ClassVar[int]
     RULE_FIELD_NUMBER: _ClassVar[int]
     BASELINE_FIELD_NUMBER: _ClassVar[int]
     BASELINE_TENSOR_FIELD_NUMBER: _ClassVar[int]
+    COMPLETENESS_TOLERANCE_FIELD_NUMBER: _ClassVar[int]
     steps: int
     rule: IntegrationRule
     baseline: PathBaseline
     baseline_tensor: _tensor_pb2.Tensor
-    def __init__(self, steps: _Optional[int] = ..., rule: _Optional[_Union[IntegrationRule, str]] = ..., baseline: _Optional[_Union[PathBaseline, str]] = ..., baseline_tensor: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ...) -> None: ...
+    completeness_tolerance: float
+    def __init__(self, steps: _Optional[int] = ..., rule: _Optional[_Union[IntegrationRule, str]] = ..., baseline: _Optional[_Union[PathBaseline, str]] = ..., baseline_tensor: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., completeness_tolerance: _Optional[float] = ...) -> None: ...
 
 class SmoothGradParams(_message.Message):
     __slots__ = ("samples", "noise_level", "variant", "inner", "ig_steps", "ig_rule")
