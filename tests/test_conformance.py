@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from onnxplain.explainers import (
+    CompanionModel,
     Explanation,
     ModelConfig,
     Objective,
@@ -34,6 +35,7 @@ FAST = {
     "extremal_perturbation": {"areas": [0.1], "iterations": 8, "mask_step": 4},
     "integrated_gradients": {"steps": 8},
     "smoothgrad": {"samples": 4},
+    "cdeepex": {"generator": "generator", "reconstruction_steps": 3, "outer_steps": 2, "inner_steps": 2},
 }
 METHODS = [spec.name for spec in list_methods()]
 
@@ -47,11 +49,21 @@ def image() -> np.ndarray:
 
 
 OBJECTIVE = Objective.for_classes([0, 2], 3)
+CONTRASTS = {"cdeepex": Objective.for_classes([0, 2], 3, contrast=1)}
+"""Methods that explain "P rather than Q" only get the same targets with a contrast class."""
+
+
+def companions() -> dict[str, CompanionModel]:
+    """What methods that need companion models get: a linear generator of 3×16×16 images from 6 latents."""
+    rng = np.random.default_rng(12)
+    return {"generator": CompanionModel(builders.affine_generator(rng.standard_normal((768, 6)) / 3,
+                                                                  rng.standard_normal(768), (3, 16, 16)),
+                                        name="generator")}
 
 
 def run(method: str, *, max_batch: int = 8, seed: int = 0, x: np.ndarray | None = None):
-    return list(explain(classifier(max_batch), image() if x is None else x, method, OBJECTIVE, FAST.get(method),
-                        seed=seed))
+    return list(explain(classifier(max_batch), image() if x is None else x, method,
+                        CONTRASTS.get(method, OBJECTIVE), FAST.get(method), seed=seed, companions=companions()))
 
 
 @pytest.mark.parametrize("method", METHODS)

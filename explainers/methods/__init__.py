@@ -2,6 +2,7 @@
 
 from . import (  # noqa: F401  (importing registers)
     cam,
+    cdeepex,
     deeplift,
     extremal_perturbation,
     fullgrad,

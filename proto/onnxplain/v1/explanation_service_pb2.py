@@ -26,7 +26,7 @@ from onnxplain.v1 import method_params_pb2 as onnxplain_dot_v1_dot_method__param
 from onnxplain.v1 import tensor_pb2 as onnxplain_dot_v1_dot_tensor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&onnxplain/v1/explanation_service.proto\x12\x0connxplain.v1\x1a onnxplain/v1/method_params.proto\x1a\x19onnxplain/v1/tensor.proto\"\xba\x01\n\x06Target\x12\x15\n\rclass_indices\x18\x01 \x03(\r\x12\r\n\x05top_k\x18\x02 \x01(\r\x12\x1b\n\x0e\x63ontrast_class\x18\x03 \x01(\rH\x00\x88\x01\x01\x12+\n\rclass_weights\x18\x04 \x01(\x0b\x32\x14.onnxplain.v1.Tensor\x12-\n\x0bscore_space\x18\x05 \x01(\x0e\x32\x18.onnxplain.v1.ScoreSpaceB\x11\n\x0f_contrast_class\"\x91\x01\n\rOutputOptions\x12\x37\n\x10heatmap_datatype\x18\x01 \x01(\x0e\x32\x1d.onnxplain.v1.HeatmapDatatype\x12\x15\n\roriginal_grid\x18\x02 \x01(\x08\x12\x13\n\x0boverlay_png\x18\x03 \x01(\x08\x12\x1b\n\x13partial_interval_ms\x18\x04 \x01(\r\"\xe1\x06\n\x0e\x45xplainRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0e\n\x06method\x18\x03 \x01(\t\x12\'\n\x05image\x18\x04 \x01(\x0b\x32\x18.onnxplain.v1.ImageInput\x12$\n\x06target\x18\x05 \x01(\x0b\x32\x14.onnxplain.v1.Target\x12\x11\n\x04seed\x18\x06 \x01(\x04H\x01\x88\x01\x01\x12+\n\x06output\x18\x07 \x01(\x0b\x32\x1b.onnxplain.v1.OutputOptions\x12\x32\n\tocclusion\x18\x14 \x01(\x0b\x32\x1d.onnxplain.v1.OcclusionParamsH\x00\x12(\n\x04rise\x18\x15 \x01(\x0b\x32\x18.onnxplain.v1.RiseParamsH\x00\x12(\n\x04lime\x18\x16 \x01(\x0b\x32\x18.onnxplain.v1.LimeParamsH\x00\x12.\n\tscore_cam\x18\x17 \x01(\x0b\x32\x19.onnxplain.v1.LayerParamsH\x00\x12I\n\x15\x65xtremal_perturbation\x18\x18 \x01(\x0b\x32(.onnxplain.v1.ExtremalPerturbationParamsH\x00\x12(\n\x03\x63\x61m\x18\x19 \x01(\x0b\x32\x19.onnxplain.v1.LayerParamsH\x00\x12-\n\x08grad_cam\x18\x1a \x01(\x0b\x32\x19.onnxplain.v1.LayerParamsH\x00\x12\x34\n\x0fguided_grad_cam\x18\x1b \x01(\x0b\x32\x19.onnxplain.v1.LayerParamsH\x00\x12\x37\n\x12grad_cam_plus_plus\x18\x1c \x01(\x0b\x32\x19.onnxplain.v1.LayerParamsH\x00\x12G\n\x14integrated_gradients\x18\x1d \x01(\x0b\x32\'.onnxplain.v1.IntegratedGradientsParamsH\x00\x12\x34\n\nsmoothgrad\x18\x1e \x01(\x0b\x32\x1e.onnxplain.v1.SmoothGradParamsH\x00\x12\x30\n\x08\x64\x65\x65plift\x18\x1f \x01(\x0b\x32\x1c.onnxplain.v1.DeepLiftParamsH\x00\x42\x08\n\x06paramsB\x07\n\x05_seed\"\x80\x02\n\x08\x41\x63\x63\x65pted\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06method\x18\x02 \x01(\t\x12\x0c\n\x04seed\x18\x03 \x01(\x04\x12\x1b\n\x13planned_evaluations\x18\x04 \x01(\x04\x12)\n\x07targets\x18\x05 \x03(\x0b\x32\x18.onnxplain.v1.TargetInfo\x12:\n\nparameters\x18\x06 \x03(\x0b\x32&.onnxplain.v1.Accepted.ParametersEntry\x12\x10\n\x08warnings\x18\x14 \x03(\t\x1a\x31\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"`\n\nTargetInfo\x12\x13\n\x0b\x63lass_index\x18\x01 \x01(\r\x12\r\n\x05label\x18\x02 \x01(\t\x12\x1b\n\x0e\x63ontrast_class\x18\x03 \x01(\rH\x00\x88\x01\x01\x42\x11\n\x0f_contrast_class\"W\n\x08Progress\x12\x0c\n\x04\x64one\x18\x01 \x01(\x04\x12\r\n\x05total\x18\x02 \x01(\x04\x12.\n\x10partial_heatmaps\x18\x03 \x01(\x0b\x32\x14.onnxplain.v1.Tensor\"\x86\x01\n\x0cTargetResult\x12(\n\x06target\x18\x01 \x01(\x0b\x32\x18.onnxplain.v1.TargetInfo\x12\r\n\x05score\x18\x02 \x01(\x01\x12\x13\n\x0bheatmap_min\x18\x03 \x01(\x01\x12\x13\n\x0bheatmap_max\x18\x04 \x01(\x01\x12\x13\n\x0boverlay_png\x18\x05 \x01(\x0c\"\xd5\x02\n\x06Result\x12&\n\x08heatmaps\x18\x01 \x01(\x0b\x32\x14.onnxplain.v1.Tensor\x12/\n\x11original_heatmaps\x18\x02 \x01(\x0b\x32\x14.onnxplain.v1.Tensor\x12+\n\x07targets\x18\x03 \x03(\x0b\x32\x1a.onnxplain.v1.TargetResult\x12\x1b\n\x13\x66orward_evaluations\x18\x04 \x01(\x04\x12\x1c\n\x14\x62\x61\x63kward_evaluations\x18\x05 \x01(\x04\x12\x30\n\x06\x65xtras\x18\x06 \x03(\x0b\x32 .onnxplain.v1.Result.ExtrasEntry\x12\x17\n\x0f\x65lapsed_seconds\x18\x07 \x01(\x01\x12\x10\n\x08warnings\x18\x14 \x03(\t\x1a-\n\x0b\x45xtrasEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xae\x01\n\x0f\x45xplainResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12*\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x0b\x32\x16.onnxplain.v1.AcceptedH\x00\x12*\n\x08progress\x18\x03 \x01(\x0b\x32\x16.onnxplain.v1.ProgressH\x00\x12&\n\x06result\x18\x04 \x01(\x0b\x32\x14.onnxplain.v1.ResultH\x00\x42\x07\n\x05\x65vent\"\x14\n\x12ListMethodsRequest\"\xac\x01\n\rParameterInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x15\n\rdefault_value\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x14\n\x07minimum\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x14\n\x07maximum\x18\x06 \x01(\x01H\x01\x88\x01\x01\x12\x0f\n\x07\x63hoices\x18\x07 \x03(\tB\n\n\x08_minimumB\n\n\x08_maximum\"\xda\x01\n\nMethodInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12*\n\x06\x66\x61mily\x18\x02 \x01(\x0e\x32\x1a.onnxplain.v1.MethodFamily\x12\x11\n\tblack_box\x18\x03 \x01(\x08\x12\x0f\n\x07summary\x18\x04 \x01(\t\x12\x15\n\treference\x18\x05 \x01(\tB\x02\x18\x01\x12/\n\nparameters\x18\x06 \x03(\x0b\x32\x1b.onnxplain.v1.ParameterInfo\x12\x14\n\x0cparams_field\x18\x07 \x01(\t\x12\x10\n\x08\x63itation\x18\x08 \x01(\t\"@\n\x13ListMethodsResponse\x12)\n\x07methods\x18\x01 \x03(\x0b\x32\x18.onnxplain.v1.MethodInfo*F\n\nScoreSpace\x12\x1b\n\x17SCORE_SPACE_UNSPECIFIED\x10\x00\x12\x1b\n\x17SCORE_SPACE_PROBABILITY\x10\x01*\x85\x01\n\x0fHeatmapDatatype\x12 \n\x1cHEATMAP_DATATYPE_UNSPECIFIED\x10\x00\x12\x19\n\x15HEATMAP_DATATYPE_FP32\x10\x01\x12\x19\n\x15HEATMAP_DATATYPE_FP16\x10\x02\x12\x1a\n\x16HEATMAP_DATATYPE_UINT8\x10\x03*\x88\x01\n\x0cMethodFamily\x12\x1d\n\x19METHOD_FAMILY_UNSPECIFIED\x10\x00\x12\x1e\n\x1aMETHOD_FAMILY_PERTURBATION\x10\x01\x12\x1a\n\x16METHOD_FAMILY_GRADIENT\x10\x02\x12\x1d\n\x19METHOD_FAMILY_CONTRASTIVE\x10\x03\x32\xb2\x01\n\x12\x45xplanationService\x12H\n\x07\x45xplain\x12\x1c.onnxplain.v1.ExplainRequest\x1a\x1d.onnxplain.v1.ExplainResponse0\x01\x12R\n\x0bListMethods\x12 .onnxplain.v1.ListMethodsRequest\x1a!.onnxplain.v1.ListMethodsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&onnxplain/v1/explanation_service.proto\x12\x0connxplain.v1\x1a onnxplain/v1/method_params.proto\x1a\x19onnxplain/v1/tensor.proto\"\xba\x01\n\x06Target\x12\x15\n\rclass_indices\x18\x01 \x03(\r\x12\r\n\x05top_k\x18\x02 \x01(\r\x12\x1b\n\x0e\x63ontrast_class\x18\x03 \x01(\rH\x00\x88\x01\x01\x12+\n\rclass_weights\x18\x04 \x01(\x0b\x32\x14.onnxplain.v1.Tensor\x12-\n\x0bscore_space\x18\x05 \x01(\x0e\x32\x18.onnxplain.v1.ScoreSpaceB\x11\n\x0f_contrast_class\"\x91\x01\n\rOutputOptions\x12\x37\n\x10heatmap_datatype\x18\x01 \x01(\x0e\x32\x1d.onnxplain.v1.HeatmapDatatype\x12\x15\n\roriginal_grid\x18\x02 \x01(\x08\x12\x13\n\x0boverlay_png\x18\x03 \x01(\x08\x12\x1b\n\x13partial_interval_ms\x18\x04 \x01(\r\"\x91\x07\n\x0e\x45xplainRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0e\n\x06method\x18\x03 \x01(\t\x12\'\n\x05image\x18\x04 \x01(\x0b\x32\x18.onnxplain.v1.ImageInput\x12$\n\x06target\x18\x05 \x01(\x0b\x32\x14.onnxplain.v1.Target\x12\x11\n\x04seed\x18\x06 \x01(\x04H\x01\x88\x01\x01\x12+\n\x06output\x18\x07 \x01(\x0b\x32\x1b.onnxplain.v1.OutputOptions\x12\x32\n\tocclusion\x18\x14 \x01(\x0b\x32\x1d.onnxplain.v1.OcclusionParamsH\x00\x12(\n\x04rise\x18\x15 \x01(\x0b\x32\x18.onnxplain.v1.RiseParamsH\x00\x12(\n\x04lime\x18\x16 \x01(\x0b\x32\x18.onnxplain.v1.LimeParamsH\x00\x12.\n\tscore_cam\x18\x17 \x01(\x0b\x32\x19.onnxplain.v1.LayerParamsH\x00\x12I\n\x15\x65xtremal_perturbation\x18\x18 \x01(\x0b\x32(.onnxplain.v1.ExtremalPerturbationParamsH\x00\x12(\n\x03\x63\x61m\x18\x19 \x01(\x0b\x32\x19.onnxplain.v1.LayerParamsH\x00\x12-\n\x08grad_cam\x18\x1a \x01(\x0b\x32\x19.onnxplain.v1.LayerParamsH\x00\x12\x34\n\x0fguided_grad_cam\x18\x1b \x01(\x0b\x32\x19.onnxplain.v1.LayerParamsH\x00\x12\x37\n\x12grad_cam_plus_plus\x18\x1c \x01(\x0b\x32\x19.onnxplain.v1.LayerParamsH\x00\x12G\n\x14integrated_gradients\x18\x1d \x01(\x0b\x32\'.onnxplain.v1.IntegratedGradientsParamsH\x00\x12\x34\n\nsmoothgrad\x18\x1e \x01(\x0b\x32\x1e.onnxplain.v1.SmoothGradParamsH\x00\x12\x30\n\x08\x64\x65\x65plift\x18\x1f \x01(\x0b\x32\x1c.onnxplain.v1.DeepLiftParamsH\x00\x12.\n\x07\x63\x64\x65\x65pex\x18# \x01(\x0b\x32\x1b.onnxplain.v1.CDeepExParamsH\x00\x42\x08\n\x06paramsB\x07\n\x05_seed\"\x80\x02\n\x08\x41\x63\x63\x65pted\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06method\x18\x02 \x01(\t\x12\x0c\n\x04seed\x18\x03 \x01(\x04\x12\x1b\n\x13planned_evaluations\x18\x04 \x01(\x04\x12)\n\x07targets\x18\x05 \x03(\x0b\x32\x18.onnxplain.v1.TargetInfo\x12:\n\nparameters\x18\x06 \x03(\x0b\x32&.onnxplain.v1.Accepted.ParametersEntry\x12\x10\n\x08warnings\x18\x14 \x03(\t\x1a\x31\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"`\n\nTargetInfo\x12\x13\n\x0b\x63lass_index\x18\x01 \x01(\r\x12\r\n\x05label\x18\x02 \x01(\t\x12\x1b\n\x0e\x63ontrast_class\x18\x03 \x01(\rH\x00\x88\x01\x01\x42\x11\n\x0f_contrast_class\"W\n\x08Progress\x12\x0c\n\x04\x64one\x18\x01 \x01(\x04\x12\r\n\x05total\x18\x02 \x01(\x04\x12.\n\x10partial_heatmaps\x18\x03 \x01(\x0b\x32\x14.onnxplain.v1.Tensor\"\x86\x01\n\x0cTargetResult\x12(\n\x06target\x18\x01 \x01(\x0b\x32\x18.onnxplain.v1.TargetInfo\x12\r\n\x05score\x18\x02 \x01(\x01\x12\x13\n\x0bheatmap_min\x18\x03 \x01(\x01\x12\x13\n\x0bheatmap_max\x18\x04 \x01(\x01\x12\x13\n\x0boverlay_png\x18\x05 \x01(\x0c\"\xd5\x02\n\x06Result\x12&\n\x08heatmaps\x18\x01 \x01(\x0b\x32\x14.onnxplain.v1.Tensor\x12/\n\x11original_heatmaps\x18\x02 \x01(\x0b\x32\x14.onnxplain.v1.Tensor\x12+\n\x07targets\x18\x03 \x03(\x0b\x32\x1a.onnxplain.v1.TargetResult\x12\x1b\n\x13\x66orward_evaluations\x18\x04 \x01(\x04\x12\x1c\n\x14\x62\x61\x63kward_evaluations\x18\x05 \x01(\x04\x12\x30\n\x06\x65xtras\x18\x06 \x03(\x0b\x32 .onnxplain.v1.Result.ExtrasEntry\x12\x17\n\x0f\x65lapsed_seconds\x18\x07 \x01(\x01\x12\x10\n\x08warnings\x18\x14 \x03(\t\x1a-\n\x0b\x45xtrasEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xae\x01\n\x0f\x45xplainResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12*\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x0b\x32\x16.onnxplain.v1.AcceptedH\x00\x12*\n\x08progress\x18\x03 \x01(\x0b\x32\x16.onnxplain.v1.ProgressH\x00\x12&\n\x06result\x18\x04 \x01(\x0b\x32\x14.onnxplain.v1.ResultH\x00\x42\x07\n\x05\x65vent\"\x14\n\x12ListMethodsRequest\"\xac\x01\n\rParameterInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x15\n\rdefault_value\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x14\n\x07minimum\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x14\n\x07maximum\x18\x06 \x01(\x01H\x01\x88\x01\x01\x12\x0f\n\x07\x63hoices\x18\x07 \x03(\tB\n\n\x08_minimumB\n\n\x08_maximum\"\xda\x01\n\nMethodInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12*\n\x06\x66\x61mily\x18\x02 \x01(\x0e\x32\x1a.onnxplain.v1.MethodFamily\x12\x11\n\tblack_box\x18\x03 \x01(\x08\x12\x0f\n\x07summary\x18\x04 \x01(\t\x12\x15\n\treference\x18\x05 \x01(\tB\x02\x18\x01\x12/\n\nparameters\x18\x06 \x03(\x0b\x32\x1b.onnxplain.v1.ParameterInfo\x12\x14\n\x0cparams_field\x18\x07 \x01(\t\x12\x10\n\x08\x63itation\x18\x08 \x01(\t\"@\n\x13ListMethodsResponse\x12)\n\x07methods\x18\x01 \x03(\x0b\x32\x18.onnxplain.v1.MethodInfo*F\n\nScoreSpace\x12\x1b\n\x17SCORE_SPACE_UNSPECIFIED\x10\x00\x12\x1b\n\x17SCORE_SPACE_PROBABILITY\x10\x01*\x85\x01\n\x0fHeatmapDatatype\x12 \n\x1cHEATMAP_DATATYPE_UNSPECIFIED\x10\x00\x12\x19\n\x15HEATMAP_DATATYPE_FP32\x10\x01\x12\x19\n\x15HEATMAP_DATATYPE_FP16\x10\x02\x12\x1a\n\x16HEATMAP_DATATYPE_UINT8\x10\x03*\x88\x01\n\x0cMethodFamily\x12\x1d\n\x19METHOD_FAMILY_UNSPECIFIED\x10\x00\x12\x1e\n\x1aMETHOD_FAMILY_PERTURBATION\x10\x01\x12\x1a\n\x16METHOD_FAMILY_GRADIENT\x10\x02\x12\x1d\n\x19METHOD_FAMILY_CONTRASTIVE\x10\x03\x32\xb2\x01\n\x12\x45xplanationService\x12H\n\x07\x45xplain\x12\x1c.onnxplain.v1.ExplainRequest\x1a\x1d.onnxplain.v1.ExplainResponse0\x01\x12R\n\x0bListMethods\x12 .onnxplain.v1.ListMethodsRequest\x1a!.onnxplain.v1.ListMethodsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,42 +39,42 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RESULT_EXTRASENTRY']._serialized_options = b'8\001'
   _globals['_METHODINFO'].fields_by_name['reference']._loaded_options = None
   _globals['_METHODINFO'].fields_by_name['reference']._serialized_options = b'\030\001'
-  _globals['_SCORESPACE']._serialized_start=2910
-  _globals['_SCORESPACE']._serialized_end=2980
-  _globals['_HEATMAPDATATYPE']._serialized_start=2983
-  _globals['_HEATMAPDATATYPE']._serialized_end=3116
-  _globals['_METHODFAMILY']._serialized_start=3119
-  _globals['_METHODFAMILY']._serialized_end=3255
+  _globals['_SCORESPACE']._serialized_start=2958
+  _globals['_SCORESPACE']._serialized_end=3028
+  _globals['_HEATMAPDATATYPE']._serialized_start=3031
+  _globals['_HEATMAPDATATYPE']._serialized_end=3164
+  _globals['_METHODFAMILY']._serialized_start=3167
+  _globals['_METHODFAMILY']._serialized_end=3303
   _globals['_TARGET']._serialized_start=118
   _globals['_TARGET']._serialized_end=304
   _globals['_OUTPUTOPTIONS']._serialized_start=307
   _globals['_OUTPUTOPTIONS']._serialized_end=452
   _globals['_EXPLAINREQUEST']._serialized_start=455
-  _globals['_EXPLAINREQUEST']._serialized_end=1320
-  _globals['_ACCEPTED']._serialized_start=1323
-  _globals['_ACCEPTED']._serialized_end=1579
-  _globals['_ACCEPTED_PARAMETERSENTRY']._serialized_start=1530
-  _globals['_ACCEPTED_PARAMETERSENTRY']._serialized_end=1579
-  _globals['_TARGETINFO']._serialized_start=1581
-  _globals['_TARGETINFO']._serialized_end=1677
-  _globals['_PROGRESS']._serialized_start=1679
-  _globals['_PROGRESS']._serialized_end=1766
-  _globals['_TARGETRESULT']._serialized_start=1769
-  _globals['_TARGETRESULT']._serialized_end=1903
-  _globals['_RESULT']._serialized_start=1906
-  _globals['_RESULT']._serialized_end=2247
-  _globals['_RESULT_EXTRASENTRY']._serialized_start=2202
-  _globals['_RESULT_EXTRASENTRY']._serialized_end=2247
-  _globals['_EXPLAINRESPONSE']._serialized_start=2250
-  _globals['_EXPLAINRESPONSE']._serialized_end=2424
-  _globals['_LISTMETHODSREQUEST']._serialized_start=2426
-  _globals['_LISTMETHODSREQUEST']._serialized_end=2446
-  _globals['_PARAMETERINFO']._serialized_start=2449
-  _globals['_PARAMETERINFO']._serialized_end=2621
-  _globals['_METHODINFO']._serialized_start=2624
-  _globals['_METHODINFO']._serialized_end=2842
-  _globals['_LISTMETHODSRESPONSE']._serialized_start=2844
-  _globals['_LISTMETHODSRESPONSE']._serialized_end=2908
-  _globals['_EXPLANATIONSERVICE']._serialized_start=3258
-  _globals['_EXPLANATIONSERVICE']._serialized_end=3436
+  _globals['_EXPLAINREQUEST']._serialized_end=1368
+  _globals['_ACCEPTED']._serialized_start=1371
+  _globals['_ACCEPTED']._serialized_end=1627
+  _globals['_ACCEPTED_PARAMETERSENTRY']._serialized_start=1578
+  _globals['_ACCEPTED_PARAMETERSENTRY']._serialized_end=1627
+  _globals['_TARGETINFO']._serialized_start=1629
+  _globals['_TARGETINFO']._serialized_end=1725
+  _globals['_PROGRESS']._serialized_start=1727
+  _globals['_PROGRESS']._serialized_end=1814
+  _globals['_TARGETRESULT']._serialized_start=1817
+  _globals['_TARGETRESULT']._serialized_end=1951
+  _globals['_RESULT']._serialized_start=1954
+  _globals['_RESULT']._serialized_end=2295
+  _globals['_RESULT_EXTRASENTRY']._serialized_start=2250
+  _globals['_RESULT_EXTRASENTRY']._serialized_end=2295
+  _globals['_EXPLAINRESPONSE']._serialized_start=2298
+  _globals['_EXPLAINRESPONSE']._serialized_end=2472
+  _globals['_LISTMETHODSREQUEST']._serialized_start=2474
+  _globals['_LISTMETHODSREQUEST']._serialized_end=2494
+  _globals['_PARAMETERINFO']._serialized_start=2497
+  _globals['_PARAMETERINFO']._serialized_end=2669
+  _globals['_METHODINFO']._serialized_start=2672
+  _globals['_METHODINFO']._serialized_end=2890
+  _globals['_LISTMETHODSRESPONSE']._serialized_start=2892
+  _globals['_LISTMETHODSRESPONSE']._serialized_end=2956
+  _globals['_EXPLANATIONSERVICE']._serialized_start=3306
+  _globals['_EXPLANATIONSERVICE']._serialized_end=3484
 # @@protoc_insertion_point(module_scope)

@@ -65,7 +65,7 @@ class OutputOptions(_message.Message):
     def __init__(self, heatmap_datatype: _Optional[_Union[HeatmapDatatype, str]] = ..., original_grid: _Optional[bool] = ..., overlay_png: _Optional[bool] = ..., partial_interval_ms: _Optional[int] = ...) -> None: ...
 
 class ExplainRequest(_message.Message):
-    __slots__ = ("request_id", "model", "method", "image", "target", "seed", "output", "occlusion", "rise", "lime", "score_cam", "extremal_perturbation", "cam", "grad_cam", "guided_grad_cam", "grad_cam_plus_plus", "integrated_gradients", "smoothgrad", "deeplift")
+    __slots__ = ("request_id", "model", "method", "image", "target", "seed", "output", "occlusion", "rise", "lime", "score_cam", "extremal_perturbation", "cam", "grad_cam", "guided_grad_cam", "grad_cam_plus_plus", "integrated_gradients", "smoothgrad", "deeplift", "cdeepex")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     METHOD_FIELD_NUMBER: _ClassVar[int]
@@ -85,6 +85,7 @@ class ExplainRequest(_message.Message):
     INTEGRATED_GRADIENTS_FIELD_NUMBER: _ClassVar[int]
     SMOOTHGRAD_FIELD_NUMBER: _ClassVar[int]
     DEEPLIFT_FIELD_NUMBER: _ClassVar[int]
+    CDEEPEX_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     model: str
     method: str
@@ -104,7 +105,8 @@ class ExplainRequest(_message.Message):
     integrated_gradients: _method_params_pb2.IntegratedGradientsParams
     smoothgrad: _method_params_pb2.SmoothGradParams
     deeplift: _method_params_pb2.DeepLiftParams
-    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., method: _Optional[str] = ..., image: _Optional[_Union[_tensor_pb2.ImageInput, _Mapping]] = ..., target: _Optional[_Union[Target, _Mapping]] = ..., seed: _Optional[int] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ..., occlusion: _Optional[_Union[_method_params_pb2.OcclusionParams, _Mapping]] = ..., rise: _Optional[_Union[_method_params_pb2.RiseParams, _Mapping]] = ..., lime: _Optional[_Union[_method_params_pb2.LimeParams, _Mapping]] = ..., score_cam: _Optional[_Union[_method_params_pb2.LayerParams, _Mapping]] = ..., extremal_perturbation: _Optional[_Union[_method_params_pb2.ExtremalPerturbationParams, _Mapping]] = ..., cam: _Optional[_Union[_method_params_pb2.LayerParams, _Mapping]] = ..., grad_cam: _Optional[_Union[_method_params_pb2.LayerParams, _Mapping]] = ..., guided_grad_cam: _Optional[_Union[_method_params_pb2.LayerParams, _Mapping]] = ..., grad_cam_plus_plus: _Optional[_Union[_method_params_pb2.LayerParams, _Mapping]] = ..., integrated_gradients: _Optional[_Union[_method_params_pb2.IntegratedGradientsParams, _Mapping]] = ..., smoothgrad: _Optional[_Union[_method_params_pb2.SmoothGradParams, _Mapping]] = ..., deeplift: _Optional[_Union[_method_params_pb2.DeepLiftParams, _Mapping]] = ...) -> None: ...
+    cdeepex: _method_params_pb2.CDeepExParams
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., method: _Optional[str] = ..., image: _Optional[_Union[_tensor_pb2.ImageInput, _Mapping]] = ..., target: _Optional[_Union[Target, _Mapping]] = ..., seed: _Optional[int] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ..., occlusion: _Optional[_Union[_method_params_pb2.OcclusionParams, _Mapping]] = ..., rise: _Optional[_Union[_method_params_pb2.RiseParams, _Mapping]] = ..., lime: _Optional[_Union[_method_params_pb2.LimeParams, _Mapping]] = ..., score_cam: _Optional[_Union[_method_params_pb2.LayerParams, _Mapping]] = ..., extremal_perturbation: _Optional[_Union[_method_params_pb2.ExtremalPerturbationParams, _Mapping]] = ..., cam: _Optional[_Union[_method_params_pb2.LayerParams, _Mapping]] = ..., grad_cam: _Optional[_Union[_method_params_pb2.LayerParams, _Mapping]] = ..., guided_grad_cam: _Optional[_Union[_method_params_pb2.LayerParams, _Mapping]] = ..., grad_cam_plus_plus: _Optional[_Union[_method_params_pb2.LayerParams, _Mapping]] = ..., integrated_gradients: _Optional[_Union[_method_params_pb2.IntegratedGradientsParams, _Mapping]] = ..., smoothgrad: _Optional[_Union[_method_params_pb2.SmoothGradParams, _Mapping]] = ..., deeplift: _Optional[_Union[_method_params_pb2.DeepLiftParams, _Mapping]] = ..., cdeepex: _Optional[_Union[_method_params_pb2.CDeepExParams, _Mapping]] = ...) -> None: ...
 
 class Accepted(_message.Message):
     __slots__ = ("model", "method", "seed", "planned_evaluations", "targets", "parameters", "warnings")

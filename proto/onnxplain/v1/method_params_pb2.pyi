@@ -196,3 +196,27 @@ class DeepLiftParams(_message.Message):
     baseline: PathBaseline
     baseline_tensor: _tensor_pb2.Tensor
     def __init__(self, baseline: _Optional[_Union[PathBaseline, str]] = ..., baseline_tensor: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ...) -> None: ...
+
+class CDeepExParams(_message.Message):
+    __slots__ = ("generator", "encoder", "reconstruction_steps", "reconstruction_rate", "outer_steps", "inner_steps", "learning_rate", "penalty", "penalty_growth", "tolerance")
+    GENERATOR_FIELD_NUMBER: _ClassVar[int]
+    ENCODER_FIELD_NUMBER: _ClassVar[int]
+    RECONSTRUCTION_STEPS_FIELD_NUMBER: _ClassVar[int]
+    RECONSTRUCTION_RATE_FIELD_NUMBER: _ClassVar[int]
+    OUTER_STEPS_FIELD_NUMBER: _ClassVar[int]
+    INNER_STEPS_FIELD_NUMBER: _ClassVar[int]
+    LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
+    PENALTY_FIELD_NUMBER: _ClassVar[int]
+    PENALTY_GROWTH_FIELD_NUMBER: _ClassVar[int]
+    TOLERANCE_FIELD_NUMBER: _ClassVar[int]
+    generator: str
+    encoder: str
+    reconstruction_steps: int
+    reconstruction_rate: float
+    outer_steps: int
+    inner_steps: int
+    learning_rate: float
+    penalty: float
+    penalty_growth: float
+    tolerance: float
+    def __init__(self, generator: _Optional[str] = ..., encoder: _Optional[str] = ..., reconstruction_steps: _Optional[int] = ..., reconstruction_rate: _Optional[float] = ..., outer_steps: _Optional[int] = ..., inner_steps: _Optional[int] = ..., learning_rate: _Optional[float] = ..., penalty: _Optional[float] = ..., penalty_growth: _Optional[float] = ..., tolerance: _Optional[float] = ...) -> None: ...
