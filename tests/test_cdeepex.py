@@ -20,18 +20,21 @@ B = 0.1 * RNG.standard_normal(4)
 CLASSES = RNG.standard_normal((3, 1, 2, 2))
 
 
-def linear_pair():
-    """A linear classifier on 1×2×2 images (class 2 far below: only h = s_0 − s_1 binds), its linear
-    generator and the generator's exact inverse as encoder."""
-    classifier = OnnxClassifier(builders.linear(CLASSES.astype(np.float32), bias=np.array([0.0, 0.0, -100.0])))
+def linear_pair(softmax: bool = False):
+    """A linear classifier on 1×2×2 images (class 2 far below: only h = s_0 − s_1 binds; ``softmax``: it
+    outputs probabilities), its linear generator and the generator's exact inverse as encoder."""
+    classifier = OnnxClassifier(builders.linear(CLASSES.astype(np.float32), bias=np.array([0.0, 0.0, -100.0]),
+                                                softmax=softmax))
     inverse = np.linalg.inv(A)
     companions = {"g": CompanionModel(builders.affine_generator(A, B, (1, 2, 2)), name="g"),
                   "e": CompanionModel(builders.affine_generator(inverse, -inverse @ B, (4,), (1, 2, 2)), name="e")}
     return classifier, companions
 
 
-def test_on_a_linear_generator_and_classifier_the_contrast_is_the_projection_onto_the_boundary():
-    classifier, companions = linear_pair()
+@pytest.mark.parametrize("softmax", [False, True], ids=["logits", "softmax"])
+def test_on_a_linear_generator_and_classifier_the_contrast_is_the_projection_onto_the_boundary(softmax):
+    """The same answer from a Softmax output: log-probabilities differ exactly as the logits do."""
+    classifier, companions = linear_pair(softmax)
     x = np.array([[[0.9, -0.4], [0.3, 0.8]]], np.float32)
     a = A.T @ (CLASSES[0] - CLASSES[1]).reshape(-1)  # h(z) = aᵀ z + const
     z0 = np.linalg.solve(A, x.reshape(-1) - B)
@@ -44,7 +47,8 @@ def test_on_a_linear_generator_and_classifier_the_contrast_is_the_projection_ont
     assert result.extras["latent_distance"] == pytest.approx(abs(h0) / np.linalg.norm(a), rel=0.03)
     assert result.extras["score_gap_input"] == pytest.approx(abs(h0), rel=1e-5)
     assert result.extras["score_gap_ratio"] < 0.02 and result.extras["converged"] == 1.0
-    assert result.scores[0] == pytest.approx(h0, rel=1e-5)  # the objective e_P − e_Q at x
+    if not softmax:
+        assert result.scores[0] == pytest.approx(h0, rel=1e-5)  # the objective e_P − e_Q at x
     steps = 12 * 50
     assert (result.forward, result.backward) == (1 + 1 + 2 + 12 * (4 * 50 + 2), 2 * steps)
 

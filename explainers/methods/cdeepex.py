@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from ..autodiff import INPUT_GRAD
 from ..errors import FailedPrecondition, InvalidArgument
 from ..events import Event, Explanation, Planned, Progress
 from ..model import CompanionHandle, Evaluator
@@ -124,7 +125,7 @@ class Scores:
         """∇_x (wᵢᵀ s)(xᵢ) per row, for images [n, C, H, W] and weights [n, K] (rows summing to 0 when
         the output is a Softmax: the gradient graph differentiates the logits)."""
         chunks = self.model.gradient_rows(len(images), lambda a, b: (images[a:b], weights[a:b].astype(np.float32)))
-        return np.concatenate([chunk.outputs["input_grad"] for chunk in chunks])
+        return np.concatenate([chunk.outputs[INPUT_GRAD] for chunk in chunks])
 
 
 class Constraints:
