@@ -146,3 +146,11 @@ def affine_generator(weights: np.ndarray, bias: np.ndarray, shape: tuple[int, ..
              numpy_helper.from_array(np.array([-1, *shape], np.int64), "shape")]
     return _model(nodes, [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", *input_shape])],
                   [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", *shape])], inits)
+
+
+def small_generator(shape: tuple[int, int, int] = (3, 16, 16), latent: int = 6, seed: int = 12) -> onnx.ModelProto:
+    """A seeded linear generator of ``shape`` images from ``latent`` numbers: the companion model the
+    conformance suite and the test server give methods that need one (e.g. ``cdeepex``)."""
+    rng = np.random.default_rng(seed)
+    size = int(np.prod(shape))
+    return affine_generator(rng.standard_normal((size, latent)) / 3, rng.standard_normal(size), shape)
