@@ -148,3 +148,17 @@ def test_over_grpc_the_server_finds_the_generator_in_its_repository(tmp_path, di
             assert "companion model" in error.value.details()
     finally:
         server.stop()
+
+
+def test_each_target_searches_alone():
+    """Two targets in one batched run give each target's result of its own run."""
+    classifier, companions = linear_pair()
+    x = np.array([[[0.9, -0.4], [0.3, 0.8]]], np.float32)
+    params = {"generator": "g", "reconstruction_steps": 20, "outer_steps": 3, "inner_steps": 10}
+    both = explain_once(classifier, x, "cdeepex", Objective.for_classes([0, 2], 3, contrast=1), params,
+                        companions=companions)
+    for row, positive in enumerate((0, 2)):
+        alone = explain_once(classifier, x, "cdeepex", Objective.for_classes([positive], 3, contrast=1), params,
+                             companions=companions)
+        np.testing.assert_allclose(both.heatmaps[row], alone.heatmaps[0], rtol=1e-5, atol=1e-6)
+        assert both.extras[f"penalty[{row}]"] == alone.extras["penalty"]

@@ -78,7 +78,10 @@ def _contrast_pairs(objective: Objective) -> tuple[NDArray[np.intp], int]:
     if objective.space == "probability":
         raise InvalidArgument("target.score", "cdeepex compares class logits (the paper's scores); "
                                               "leave the score space unset")
-    return np.asarray(objective.classes, np.intp), int(objective.contrast)
+    positives = np.asarray(objective.classes, np.intp)
+    if np.any(positives == objective.contrast):
+        raise InvalidArgument("target.contrast_class", f"class {objective.contrast} cannot be contrasted with itself")
+    return positives, int(objective.contrast)
 
 
 def _companion(model: Evaluator, name: str, field: str) -> CompanionHandle:
@@ -148,14 +151,14 @@ class Constraints:
         return np.concatenate([s[t, self.positives][:, None] - others, s[:, [self.contrast]] - others], axis=1)
 
     def score_weights(self, s: NDArray[np.float64], lam: NDArray[np.float64], mu: NDArray[np.float64],
-                      c: float) -> NDArray[np.float64]:
-        """w = ∂L_A/∂s [T, K] at scores s [T, K]."""
+                      c: NDArray[np.float64]) -> NDArray[np.float64]:
+        """w = ∂L_A/∂s [T, K] at scores s [T, K], multipliers λ [T] and μ [T, 2 (K − 2)], penalties c [T]."""
         t = np.arange(len(s))
         w = np.zeros_like(s)
         pull = lam + c * self.equality(s)
         w[t, self.positives] += pull
         w[t, self.contrast] -= pull
-        active = np.maximum(0.0, mu - c * self.inequalities(s))  # max(0, μᵢ − c gᵢ): −∂L_A/∂gᵢ
+        active = np.maximum(0.0, mu - c[:, None] * self.inequalities(s))  # max(0, μᵢ − c gᵢ): −∂L_A/∂gᵢ
         half = self.others.shape[1]
         for part, anchor in ((active[:, :half], self.positives[:, None]), (active[:, half:], self.contrast)):
             np.add.at(w, (self._rows, np.broadcast_to(anchor, part.shape)), -part)
@@ -198,7 +201,7 @@ def cdeepex(model: Evaluator, image: NDArray[np.float32], objective: Objective, 
     ``score_gap`` |s_P − s_Q| at G(z′), ``score_gap_input`` at x, ``score_gap_reconstruction`` at G(z₀),
     ``score_gap_ratio`` = score_gap / score_gap_input, ``other_class_excess`` (how much another class beats
     P or Q at G(z′)), ``latent_distance`` ‖z′ − z₀‖, ``reconstruction_error`` RMS(G(z₀) − x), ``penalty``
-    (the final c), ``converged`` (1 when score_gap_ratio ≤ tolerance and no other class exceeds by more than
+    (the target's final c), ``converged`` (1 when score_gap_ratio ≤ tolerance and no other class exceeds by more than
     tolerance · score_gap_input), ``iterations`` (Adam steps on z′).
     """
     positives, contrast = _contrast_pairs(objective)
@@ -222,7 +225,8 @@ def cdeepex(model: Evaluator, image: NDArray[np.float32], objective: Objective, 
     x0 = generator.forward(z0)
     s0 = scores(x0)
 
-    lam, mu, c = np.zeros(targets), np.zeros((targets, 2 * constraints.others.shape[1])), params.penalty
+    lam, mu = np.zeros(targets), np.zeros((targets, 2 * constraints.others.shape[1]))
+    c = np.full(targets, params.penalty)  # per target: each target's search is independent of the others
     adam = Adam(z0.copy(), params.learning_rate, low=-np.inf, high=np.inf)
     gap = np.abs(constraints.equality(s0))
     for _ in range(params.outer_steps):
@@ -235,10 +239,9 @@ def cdeepex(model: Evaluator, image: NDArray[np.float32], objective: Objective, 
         s = scores(decoded)
         h = constraints.equality(s)
         lam = lam + c * h
-        mu = np.maximum(0.0, mu - c * constraints.inequalities(s))
+        mu = np.maximum(0.0, mu - c[:, None] * constraints.inequalities(s))
         unsettled = np.abs(h) > params.tolerance * np.abs(constraints.equality(s_input))
-        if np.any(unsettled & (np.abs(h) > gap / SLOW_PROGRESS)):
-            c *= params.penalty_growth
+        c = np.where(unsettled & (np.abs(h) > gap / SLOW_PROGRESS), c * params.penalty_growth, c)
         gap = np.abs(h)
         yield Progress(done=model.context.forward + model.context.backward, total=planned.total,
                        heatmaps=(decoded - x0).sum(axis=1).astype(np.float32))
@@ -250,11 +253,12 @@ def cdeepex(model: Evaluator, image: NDArray[np.float32], objective: Objective, 
         "class_input": s_input.argmax(axis=1), "class_reconstruction": s0.argmax(axis=1),
         "class_contrast": s.argmax(axis=1), "score_gap": gap, "score_gap_input": margin_input,
         "score_gap_reconstruction": np.abs(constraints.equality(s0)), "score_gap_ratio": gap / floor,
-        "other_class_excess": excess, "latent_distance": np.linalg.norm(adam.params - z0, axis=1),
+        "other_class_excess": excess, "latent_distance": np.linalg.norm((adam.params - z0).reshape(targets, -1), axis=1),
         "reconstruction_error": np.sqrt(np.mean(np.square(x0 - image[None]), axis=(1, 2, 3))),
         "converged": ((gap <= params.tolerance * floor) & (excess <= params.tolerance * floor)).astype(float),
+        "penalty": c,
     }
-    extras = {"penalty": float(c), "iterations": float(steps)}
+    extras = {"iterations": float(steps)}
     for name, values in per_target.items():
         extras[name] = float(values[0])
         extras.update({f"{name}[{t}]": float(value) for t, value in enumerate(values)})
