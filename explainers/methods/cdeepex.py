@@ -159,10 +159,10 @@ class Constraints:
         w[t, self.positives] += pull
         w[t, self.contrast] -= pull
         active = np.maximum(0.0, mu - c[:, None] * self.inequalities(s))  # max(0, μᵢ − c gᵢ): −∂L_A/∂gᵢ
-        half = self.others.shape[1]
-        for part, anchor in ((active[:, :half], self.positives[:, None]), (active[:, half:], self.contrast)):
-            np.add.at(w, (self._rows, np.broadcast_to(anchor, part.shape)), -part)
-            np.add.at(w, (self._rows, self.others), part)
+        for_p, for_q = np.split(active, 2, axis=1)  # gᵢ = s_P − s_i, then s_Q − s_i
+        w[t, self.positives] -= for_p.sum(axis=1)
+        w[t, self.contrast] -= for_q.sum(axis=1)
+        w[self._rows, self.others] += for_p + for_q  # the others are distinct in a row, and neither P nor Q
         return w
 
     def violation(self, s: NDArray[np.float64]) -> NDArray[np.float64]:
