@@ -162,7 +162,7 @@ def test_heatmap_datatypes(client, datatype, dtype):
 @pytest.mark.parametrize(
     "kwargs, code, reason, field, message",
     [
-        ({"model": "nope"}, "NOT_FOUND", "NOT_FOUND", None, "available: cnn, corrupt, efficientnet_lite0, linear"),
+        ({"model": "nope"}, "NOT_FOUND", "NOT_FOUND", None, "available: cnn, corrupt, efficientnet_lite0, generator, linear"),
         ({"method": "nope"}, "NOT_FOUND", "NOT_FOUND", None, "unknown method 'nope'; available: cam, "),
         ({"model": "corrupt"}, "FAILED_PRECONDITION", "FAILED_PRECONDITION", None, "failed to load"),
         ({"image": b"\x89PNG not really"}, "INVALID_ARGUMENT", "INVALID_ARGUMENT", "image.encoded", "cannot decode"),
