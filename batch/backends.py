@@ -71,7 +71,8 @@ class LibraryBackend:
         from onnxplain.server.repository import ModelRepository
 
         repository = ModelRepository(Path(models), threads=threads)
-        self.classifier = repository.load(model).classifier
+        repository.load(model)
+        self.classifier = repository.get(model)  # a companion model (generator, autoencoder) is refused by name
         self.model = model
 
     def explain(self, image: bytes, job: Job) -> ImageOutcome:

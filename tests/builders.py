@@ -131,3 +131,26 @@ def small_cnn(size: int = 16, channels: int = 3, hidden: int = 4, classes: int =
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes])],
         inits,
     )
+
+
+def affine_generator(weights: np.ndarray, bias: np.ndarray, shape: tuple[int, ...],
+                     input_shape: tuple[int, ...] | None = None) -> onnx.ModelProto:
+    """A companion u ↦ reshape(weights · flatten(u) + bias) to [N, *shape]: a linear generator (u = z [N, d])
+    or encoder (u = an image [N, C, H, W], ``input_shape``); ``weights`` [prod(shape), prod(input_shape)]."""
+    input_shape = input_shape or (weights.shape[1],)
+    nodes = [helper.make_node("Flatten", ["input"], ["flat"], axis=1),
+             helper.make_node("Gemm", ["flat", "W", "b"], ["affine"], transB=1),
+             helper.make_node("Reshape", ["affine", "shape"], ["output"])]
+    inits = [numpy_helper.from_array(weights.astype(np.float32), "W"),
+             numpy_helper.from_array(bias.astype(np.float32), "b"),
+             numpy_helper.from_array(np.array([-1, *shape], np.int64), "shape")]
+    return _model(nodes, [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", *input_shape])],
+                  [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", *shape])], inits)
+
+
+def small_generator(shape: tuple[int, int, int] = (3, 16, 16), latent: int = 6, seed: int = 12) -> onnx.ModelProto:
+    """A seeded linear generator of ``shape`` images from ``latent`` numbers: the companion model the
+    conformance suite and the test server give methods that need one (e.g. ``cdeepex``)."""
+    rng = np.random.default_rng(seed)
+    size = int(np.prod(shape))
+    return affine_generator(rng.standard_normal((size, latent)) / 3, rng.standard_normal(size), shape)

@@ -36,7 +36,8 @@ def chelsea_png() -> bytes:
 
 @pytest.fixture(scope="session")
 def repository(tmp_path_factory) -> Path:
-    """A model repository: the bundled model, a small linear model, and a corrupt one."""
+    """A model repository: the bundled model, a small linear model and CNN, a companion generator, and a
+    corrupt one."""
     root = tmp_path_factory.mktemp("models")
     shutil.copytree(BUNDLED, root / "efficientnet_lite0")
     rng = np.random.default_rng(1)
@@ -45,6 +46,9 @@ def repository(tmp_path_factory) -> Path:
     (root / "linear" / "config.json").write_text('{"labels": ["a", "b", "c", "d"]}')
     (root / "cnn").mkdir()
     onnx.save(builders.small_cnn(size=16), root / "cnn" / "model.onnx")
+    (root / "generator").mkdir()  # a companion model, for methods that need one (tests/test_conformance.py)
+    onnx.save(builders.small_generator(), root / "generator" / "model.onnx")
+    (root / "generator" / "config.json").write_text('{"kind": "companion"}')
     (root / "corrupt").mkdir()
     (root / "corrupt" / "model.onnx").write_bytes(b"this is not an onnx model")
     return root

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from onnxplain.explainers import (
+    CompanionModel,
     Explanation,
     ModelConfig,
     Objective,
@@ -36,6 +37,7 @@ FAST = {
     "integrated_gradients": {"steps": 8},
     "smoothgrad": {"samples": 4},
     "cem": {"iterations": 6, "search_steps": 2},
+    "cdeepex": {"generator": "generator", "reconstruction_steps": 3, "outer_steps": 2, "inner_steps": 2},
 }
 METHODS = [spec.name for spec in list_methods()]
 
@@ -49,11 +51,18 @@ def image() -> np.ndarray:
 
 
 OBJECTIVE = Objective.for_classes([0, 2], 3)
+CONTRASTS = {"cdeepex": Objective.for_classes([0, 2], 3, contrast=1)}
+"""Methods that explain "P rather than Q" only get the same targets with a contrast class."""
+
+
+def companions() -> dict[str, CompanionModel]:
+    """What methods that need companion models get (the test server's repository holds the same)."""
+    return {"generator": CompanionModel(builders.small_generator(), name="generator")}
 
 
 def run(method: str, *, max_batch: int = 8, seed: int = 0, x: np.ndarray | None = None):
-    return list(explain(classifier(max_batch), image() if x is None else x, method, OBJECTIVE, FAST.get(method),
-                        seed=seed))
+    return list(explain(classifier(max_batch), image() if x is None else x, method,
+                        CONTRASTS.get(method, OBJECTIVE), FAST.get(method), seed=seed, companions=companions()))
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
-from test_conformance import FAST, METHODS
+from test_conformance import CONTRASTS, FAST, METHODS, companions
 
 from onnxplain.explainers import ModelConfig, Objective, OnnxClassifier, explain
 from onnxplain.explainers.errors import FailedPrecondition, InvalidModel
@@ -56,8 +56,9 @@ def test_predict_matches_the_reference_export(name):
 @pytest.mark.parametrize("name", PAIRS)
 def test_every_method_gives_the_reference_map(name, method):
     quirky, reference = pair(name)
-    maps = [list(explain(model, image(), method, OBJECTIVE, FAST.get(method), seed=3))[-1].heatmaps
-            for model in (quirky, reference)]
+    objective = CONTRASTS.get(method, OBJECTIVE)
+    maps = [list(explain(model, image(), method, objective, FAST.get(method), seed=3,
+                         companions=companions()))[-1].heatmaps for model in (quirky, reference)]
     scale = np.abs(maps[1]).max() or 1.0
     np.testing.assert_allclose(maps[0], maps[1], rtol=1e-4, atol=1e-4 * scale)
 

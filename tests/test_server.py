@@ -189,7 +189,7 @@ def test_heatmap_datatypes(client, datatype, dtype):
 @pytest.mark.parametrize(
     "kwargs, code, reason, field, message",
     [
-        ({"model": "nope"}, "NOT_FOUND", "NOT_FOUND", None, "available: cnn, corrupt, efficientnet_lite0, linear"),
+        ({"model": "nope"}, "NOT_FOUND", "NOT_FOUND", None, "available: cnn, corrupt, efficientnet_lite0, generator, linear"),
         ({"method": "nope"}, "NOT_FOUND", "NOT_FOUND", None, "unknown method 'nope'; available: cam, "),
         ({"model": "corrupt"}, "FAILED_PRECONDITION", "FAILED_PRECONDITION", None, "failed to load"),
         ({"image": b"\x89PNG not really"}, "INVALID_ARGUMENT", "INVALID_ARGUMENT", "image.encoded", "cannot decode"),
@@ -345,11 +345,12 @@ def test_get_model_lists_cam_layers(client):
 @pytest.mark.parametrize("method", [spec.name for spec in list_methods()])
 def test_every_method_is_reachable_over_grpc(client, method):
     """Each registered method runs through the server with typed proto parameters."""
-    from test_conformance import FAST
+    from test_conformance import CONTRASTS, FAST
 
     x = np.random.default_rng(3).standard_normal((1, 3, 16, 16)).astype(np.float32)
     params = FAST.get(method) or None
-    events = list(client.explain_stream("cnn", x, method, classes=[0, 2], params=params, seed=1))
+    contrast = CONTRASTS[method].contrast if method in CONTRASTS else None  # and companions from the repository
+    events = list(client.explain_stream("cnn", x, method, classes=[0, 2], contrast=contrast, params=params, seed=1))
     assert isinstance(events[0], Accepted) and isinstance(events[-1], Result)
     result = events[-1]
     assert result.heatmaps.shape == (2, 16, 16) and np.all(np.isfinite(result.heatmaps))

@@ -3,6 +3,7 @@
 from . import (  # noqa: F401  (importing registers)
     cam,
     cem,
+    cdeepex,
     deeplift,
     extremal_perturbation,
     fullgrad,

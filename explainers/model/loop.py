@@ -88,6 +88,23 @@ def evaluate_in_chunks(
             values[input_name] = model_input.to_model_layout(values.pop(IMAGE))
         return values
 
+    for start, stop, values in _feeds(bounds, feed, context):
+        context.charge(forward=forwards * (stop - start), backward=(stop - start) if backward else 0)
+        context.bytes_fed += sum(value.nbytes for value in values.values())
+        results = run_once(session, names, values, context, bound)
+        yield Chunk(start, stop, dict(zip(names, results)))
+
+
+def _feeds(bounds: list[tuple[int, int]], feed: Callable[[int, int], dict[str, NDArray]],
+           context: RunContext) -> Iterator[tuple[int, int, dict[str, NDArray]]]:
+    """``(start, stop, feed)`` per chunk, cancellation checked before each. Several chunks: the next feed is
+    built on a helper thread while the current one runs. One chunk (a sequential method's small batches:
+    CDeepEx's steps, a single gradient row) is built inline: starting and joining a thread per call would
+    cost more than the run (over half of cdeepex's time on the digits pair, bench/cdeepex_digits.py)."""
+    if len(bounds) == 1:
+        context.check()
+        yield *bounds[0], feed(*bounds[0])
+        return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="feed") as prefetcher:
         pending = prefetcher.submit(feed, *bounds[0])
         for index, (start, stop) in enumerate(bounds):
@@ -95,10 +112,7 @@ def evaluate_in_chunks(
             values = pending.result()
             if index + 1 < len(bounds):
                 pending = prefetcher.submit(feed, *bounds[index + 1])
-            context.charge(forward=forwards * (stop - start), backward=(stop - start) if backward else 0)
-            context.bytes_fed += sum(value.nbytes for value in values.values())
-            results = run_once(session, names, values, context, bound)
-            yield Chunk(start, stop, dict(zip(names, results)))
+            yield start, stop, values
 
 
 def bind_static(session: ort.InferenceSession, static: Mapping[str, NDArray] | None):
