@@ -2,8 +2,8 @@
 
 from . import (  # noqa: F401  (importing registers)
     cam,
-    cem,
     cdeepex,
+    cem,
     deeplift,
     extremal_perturbation,
     fullgrad,

@@ -14,6 +14,12 @@ class ScoreSpace(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SCORE_SPACE_UNSPECIFIED: _ClassVar[ScoreSpace]
     SCORE_SPACE_PROBABILITY: _ClassVar[ScoreSpace]
 
+class ContrastLoss(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CONTRAST_LOSS_UNSPECIFIED: _ClassVar[ContrastLoss]
+    CONTRAST_LOSS_DIFFERENCE: _ClassVar[ContrastLoss]
+    CONTRAST_LOSS_CROSS_ENTROPY: _ClassVar[ContrastLoss]
+
 class HeatmapDatatype(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     HEATMAP_DATATYPE_UNSPECIFIED: _ClassVar[HeatmapDatatype]
@@ -29,6 +35,9 @@ class MethodFamily(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     METHOD_FAMILY_CONTRASTIVE: _ClassVar[MethodFamily]
 SCORE_SPACE_UNSPECIFIED: ScoreSpace
 SCORE_SPACE_PROBABILITY: ScoreSpace
+CONTRAST_LOSS_UNSPECIFIED: ContrastLoss
+CONTRAST_LOSS_DIFFERENCE: ContrastLoss
+CONTRAST_LOSS_CROSS_ENTROPY: ContrastLoss
 HEATMAP_DATATYPE_UNSPECIFIED: HeatmapDatatype
 HEATMAP_DATATYPE_FP32: HeatmapDatatype
 HEATMAP_DATATYPE_FP16: HeatmapDatatype
@@ -39,18 +48,20 @@ METHOD_FAMILY_GRADIENT: MethodFamily
 METHOD_FAMILY_CONTRASTIVE: MethodFamily
 
 class Target(_message.Message):
-    __slots__ = ("class_indices", "top_k", "contrast_class", "class_weights", "score_space")
+    __slots__ = ("class_indices", "top_k", "contrast_class", "class_weights", "score_space", "contrast_loss")
     CLASS_INDICES_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     CONTRAST_CLASS_FIELD_NUMBER: _ClassVar[int]
     CLASS_WEIGHTS_FIELD_NUMBER: _ClassVar[int]
     SCORE_SPACE_FIELD_NUMBER: _ClassVar[int]
+    CONTRAST_LOSS_FIELD_NUMBER: _ClassVar[int]
     class_indices: _containers.RepeatedScalarFieldContainer[int]
     top_k: int
     contrast_class: int
     class_weights: _tensor_pb2.Tensor
     score_space: ScoreSpace
-    def __init__(self, class_indices: _Optional[_Iterable[int]] = ..., top_k: _Optional[int] = ..., contrast_class: _Optional[int] = ..., class_weights: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., score_space: _Optional[_Union[ScoreSpace, str]] = ...) -> None: ...
+    contrast_loss: ContrastLoss
+    def __init__(self, class_indices: _Optional[_Iterable[int]] = ..., top_k: _Optional[int] = ..., contrast_class: _Optional[int] = ..., class_weights: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., score_space: _Optional[_Union[ScoreSpace, str]] = ..., contrast_loss: _Optional[_Union[ContrastLoss, str]] = ...) -> None: ...
 
 class OutputOptions(_message.Message):
     __slots__ = ("heatmap_datatype", "original_grid", "overlay_png", "partial_interval_ms")
@@ -65,7 +76,7 @@ class OutputOptions(_message.Message):
     def __init__(self, heatmap_datatype: _Optional[_Union[HeatmapDatatype, str]] = ..., original_grid: _Optional[bool] = ..., overlay_png: _Optional[bool] = ..., partial_interval_ms: _Optional[int] = ...) -> None: ...
 
 class ExplainRequest(_message.Message):
-    __slots__ = ("request_id", "model", "method", "image", "target", "seed", "output", "occlusion", "rise", "lime", "score_cam", "extremal_perturbation", "cam", "grad_cam", "guided_grad_cam", "grad_cam_plus_plus", "integrated_gradients", "smoothgrad", "deeplift", "cdeepex")
+    __slots__ = ("request_id", "model", "method", "image", "target", "seed", "output", "occlusion", "rise", "lime", "score_cam", "extremal_perturbation", "cam", "grad_cam", "guided_grad_cam", "grad_cam_plus_plus", "integrated_gradients", "smoothgrad", "deeplift", "meaningful_perturbation", "cem", "cdeepex")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     METHOD_FIELD_NUMBER: _ClassVar[int]
@@ -85,6 +96,8 @@ class ExplainRequest(_message.Message):
     INTEGRATED_GRADIENTS_FIELD_NUMBER: _ClassVar[int]
     SMOOTHGRAD_FIELD_NUMBER: _ClassVar[int]
     DEEPLIFT_FIELD_NUMBER: _ClassVar[int]
+    MEANINGFUL_PERTURBATION_FIELD_NUMBER: _ClassVar[int]
+    CEM_FIELD_NUMBER: _ClassVar[int]
     CDEEPEX_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     model: str
@@ -96,7 +109,7 @@ class ExplainRequest(_message.Message):
     occlusion: _method_params_pb2.OcclusionParams
     rise: _method_params_pb2.RiseParams
     lime: _method_params_pb2.LimeParams
-    score_cam: _method_params_pb2.LayerParams
+    score_cam: _method_params_pb2.ScoreCamParams
     extremal_perturbation: _method_params_pb2.ExtremalPerturbationParams
     cam: _method_params_pb2.LayerParams
     grad_cam: _method_params_pb2.LayerParams
@@ -105,8 +118,10 @@ class ExplainRequest(_message.Message):
     integrated_gradients: _method_params_pb2.IntegratedGradientsParams
     smoothgrad: _method_params_pb2.SmoothGradParams
     deeplift: _method_params_pb2.DeepLiftParams
+    meaningful_perturbation: _method_params_pb2.MeaningfulPerturbationParams
+    cem: _method_params_pb2.CemParams
     cdeepex: _method_params_pb2.CDeepExParams
-    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., method: _Optional[str] = ..., image: _Optional[_Union[_tensor_pb2.ImageInput, _Mapping]] = ..., target: _Optional[_Union[Target, _Mapping]] = ..., seed: _Optional[int] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ..., occlusion: _Optional[_Union[_method_params_pb2.OcclusionParams, _Mapping]] = ..., rise: _Optional[_Union[_method_params_pb2.RiseParams, _Mapping]] = ..., lime: _Optional[_Union[_method_params_pb2.LimeParams, _Mapping]] = ..., score_cam: _Optional[_Union[_method_params_pb2.LayerParams, _Mapping]] = ..., extremal_perturbation: _Optional[_Union[_method_params_pb2.ExtremalPerturbationParams, _Mapping]] = ..., cam: _Optional[_Union[_method_params_pb2.LayerParams, _Mapping]] = ..., grad_cam: _Optional[_Union[_method_params_pb2.LayerParams, _Mapping]] = ..., guided_grad_cam: _Optional[_Union[_method_params_pb2.LayerParams, _Mapping]] = ..., grad_cam_plus_plus: _Optional[_Union[_method_params_pb2.LayerParams, _Mapping]] = ..., integrated_gradients: _Optional[_Union[_method_params_pb2.IntegratedGradientsParams, _Mapping]] = ..., smoothgrad: _Optional[_Union[_method_params_pb2.SmoothGradParams, _Mapping]] = ..., deeplift: _Optional[_Union[_method_params_pb2.DeepLiftParams, _Mapping]] = ..., cdeepex: _Optional[_Union[_method_params_pb2.CDeepExParams, _Mapping]] = ...) -> None: ...
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[str] = ..., method: _Optional[str] = ..., image: _Optional[_Union[_tensor_pb2.ImageInput, _Mapping]] = ..., target: _Optional[_Union[Target, _Mapping]] = ..., seed: _Optional[int] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ..., occlusion: _Optional[_Union[_method_params_pb2.OcclusionParams, _Mapping]] = ..., rise: _Optional[_Union[_method_params_pb2.RiseParams, _Mapping]] = ..., lime: _Optional[_Union[_method_params_pb2.LimeParams, _Mapping]] = ..., score_cam: _Optional[_Union[_method_params_pb2.ScoreCamParams, _Mapping]] = ..., extremal_perturbation: _Optional[_Union[_method_params_pb2.ExtremalPerturbationParams, _Mapping]] = ..., cam: _Optional[_Union[_method_params_pb2.LayerParams, _Mapping]] = ..., grad_cam: _Optional[_Union[_method_params_pb2.LayerParams, _Mapping]] = ..., guided_grad_cam: _Optional[_Union[_method_params_pb2.LayerParams, _Mapping]] = ..., grad_cam_plus_plus: _Optional[_Union[_method_params_pb2.LayerParams, _Mapping]] = ..., integrated_gradients: _Optional[_Union[_method_params_pb2.IntegratedGradientsParams, _Mapping]] = ..., smoothgrad: _Optional[_Union[_method_params_pb2.SmoothGradParams, _Mapping]] = ..., deeplift: _Optional[_Union[_method_params_pb2.DeepLiftParams, _Mapping]] = ..., meaningful_perturbation: _Optional[_Union[_method_params_pb2.MeaningfulPerturbationParams, _Mapping]] = ..., cem: _Optional[_Union[_method_params_pb2.CemParams, _Mapping]] = ..., cdeepex: _Optional[_Union[_method_params_pb2.CDeepExParams, _Mapping]] = ...) -> None: ...
 
 class Accepted(_message.Message):
     __slots__ = ("model", "method", "seed", "planned_evaluations", "targets", "parameters", "warnings")
@@ -134,14 +149,16 @@ class Accepted(_message.Message):
     def __init__(self, model: _Optional[str] = ..., method: _Optional[str] = ..., seed: _Optional[int] = ..., planned_evaluations: _Optional[int] = ..., targets: _Optional[_Iterable[_Union[TargetInfo, _Mapping]]] = ..., parameters: _Optional[_Mapping[str, str]] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class TargetInfo(_message.Message):
-    __slots__ = ("class_index", "label", "contrast_class")
+    __slots__ = ("class_index", "label", "contrast_class", "contrast_loss")
     CLASS_INDEX_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     CONTRAST_CLASS_FIELD_NUMBER: _ClassVar[int]
+    CONTRAST_LOSS_FIELD_NUMBER: _ClassVar[int]
     class_index: int
     label: str
     contrast_class: int
-    def __init__(self, class_index: _Optional[int] = ..., label: _Optional[str] = ..., contrast_class: _Optional[int] = ...) -> None: ...
+    contrast_loss: ContrastLoss
+    def __init__(self, class_index: _Optional[int] = ..., label: _Optional[str] = ..., contrast_class: _Optional[int] = ..., contrast_loss: _Optional[_Union[ContrastLoss, str]] = ...) -> None: ...
 
 class Progress(_message.Message):
     __slots__ = ("done", "total", "partial_heatmaps")
@@ -168,7 +185,7 @@ class TargetResult(_message.Message):
     def __init__(self, target: _Optional[_Union[TargetInfo, _Mapping]] = ..., score: _Optional[float] = ..., heatmap_min: _Optional[float] = ..., heatmap_max: _Optional[float] = ..., overlay_png: _Optional[bytes] = ...) -> None: ...
 
 class Result(_message.Message):
-    __slots__ = ("heatmaps", "original_heatmaps", "targets", "forward_evaluations", "backward_evaluations", "extras", "elapsed_seconds", "warnings")
+    __slots__ = ("heatmaps", "original_heatmaps", "targets", "forward_evaluations", "backward_evaluations", "extras", "elapsed_seconds", "tensors", "warnings")
     class ExtrasEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -176,6 +193,13 @@ class Result(_message.Message):
         key: str
         value: float
         def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class TensorsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: _tensor_pb2.Tensor
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ...) -> None: ...
     HEATMAPS_FIELD_NUMBER: _ClassVar[int]
     ORIGINAL_HEATMAPS_FIELD_NUMBER: _ClassVar[int]
     TARGETS_FIELD_NUMBER: _ClassVar[int]
@@ -183,6 +207,7 @@ class Result(_message.Message):
     BACKWARD_EVALUATIONS_FIELD_NUMBER: _ClassVar[int]
     EXTRAS_FIELD_NUMBER: _ClassVar[int]
     ELAPSED_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    TENSORS_FIELD_NUMBER: _ClassVar[int]
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
     heatmaps: _tensor_pb2.Tensor
     original_heatmaps: _tensor_pb2.Tensor
@@ -191,8 +216,9 @@ class Result(_message.Message):
     backward_evaluations: int
     extras: _containers.ScalarMap[str, float]
     elapsed_seconds: float
+    tensors: _containers.MessageMap[str, _tensor_pb2.Tensor]
     warnings: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, heatmaps: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., original_heatmaps: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., targets: _Optional[_Iterable[_Union[TargetResult, _Mapping]]] = ..., forward_evaluations: _Optional[int] = ..., backward_evaluations: _Optional[int] = ..., extras: _Optional[_Mapping[str, float]] = ..., elapsed_seconds: _Optional[float] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+    def __init__(self, heatmaps: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., original_heatmaps: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., targets: _Optional[_Iterable[_Union[TargetResult, _Mapping]]] = ..., forward_evaluations: _Optional[int] = ..., backward_evaluations: _Optional[int] = ..., extras: _Optional[_Mapping[str, float]] = ..., elapsed_seconds: _Optional[float] = ..., tensors: _Optional[_Mapping[str, _tensor_pb2.Tensor]] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ExplainResponse(_message.Message):
     __slots__ = ("request_id", "accepted", "progress", "result")
@@ -253,3 +279,180 @@ class ListMethodsResponse(_message.Message):
     METHODS_FIELD_NUMBER: _ClassVar[int]
     methods: _containers.RepeatedCompositeFieldContainer[MethodInfo]
     def __init__(self, methods: _Optional[_Iterable[_Union[MethodInfo, _Mapping]]] = ...) -> None: ...
+
+class MetricRequest(_message.Message):
+    __slots__ = ("metric", "parameters")
+    class ParametersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: ParameterValue
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[ParameterValue, _Mapping]] = ...) -> None: ...
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    metric: str
+    parameters: _containers.MessageMap[str, ParameterValue]
+    def __init__(self, metric: _Optional[str] = ..., parameters: _Optional[_Mapping[str, ParameterValue]] = ...) -> None: ...
+
+class ParameterValue(_message.Message):
+    __slots__ = ("number", "integer", "text", "flag", "numbers", "tensor")
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    INTEGER_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    FLAG_FIELD_NUMBER: _ClassVar[int]
+    NUMBERS_FIELD_NUMBER: _ClassVar[int]
+    TENSOR_FIELD_NUMBER: _ClassVar[int]
+    number: float
+    integer: int
+    text: str
+    flag: bool
+    numbers: NumberList
+    tensor: _tensor_pb2.Tensor
+    def __init__(self, number: _Optional[float] = ..., integer: _Optional[int] = ..., text: _Optional[str] = ..., flag: _Optional[bool] = ..., numbers: _Optional[_Union[NumberList, _Mapping]] = ..., tensor: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ...) -> None: ...
+
+class NumberList(_message.Message):
+    __slots__ = ("values",)
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, values: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class EvaluateRequest(_message.Message):
+    __slots__ = ("request_id", "explanation", "metrics")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPLANATION_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    explanation: ExplainRequest
+    metrics: _containers.RepeatedCompositeFieldContainer[MetricRequest]
+    def __init__(self, request_id: _Optional[str] = ..., explanation: _Optional[_Union[ExplainRequest, _Mapping]] = ..., metrics: _Optional[_Iterable[_Union[MetricRequest, _Mapping]]] = ...) -> None: ...
+
+class MetricPlan(_message.Message):
+    __slots__ = ("metric", "parameters")
+    class ParametersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    metric: str
+    parameters: _containers.ScalarMap[str, str]
+    def __init__(self, metric: _Optional[str] = ..., parameters: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class EvaluateAccepted(_message.Message):
+    __slots__ = ("accepted", "metrics")
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    accepted: Accepted
+    metrics: _containers.RepeatedCompositeFieldContainer[MetricPlan]
+    def __init__(self, accepted: _Optional[_Union[Accepted, _Mapping]] = ..., metrics: _Optional[_Iterable[_Union[MetricPlan, _Mapping]]] = ...) -> None: ...
+
+class Curve(_message.Message):
+    __slots__ = ("name", "x", "y", "x_label", "x_ticks", "y_label")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    X_FIELD_NUMBER: _ClassVar[int]
+    Y_FIELD_NUMBER: _ClassVar[int]
+    X_LABEL_FIELD_NUMBER: _ClassVar[int]
+    X_TICKS_FIELD_NUMBER: _ClassVar[int]
+    Y_LABEL_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    x: _containers.RepeatedScalarFieldContainer[float]
+    y: _tensor_pb2.Tensor
+    x_label: str
+    x_ticks: _containers.RepeatedScalarFieldContainer[str]
+    y_label: str
+    def __init__(self, name: _Optional[str] = ..., x: _Optional[_Iterable[float]] = ..., y: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., x_label: _Optional[str] = ..., x_ticks: _Optional[_Iterable[str]] = ..., y_label: _Optional[str] = ...) -> None: ...
+
+class MetricResult(_message.Message):
+    __slots__ = ("metric", "values", "higher_is_better", "curves", "extras", "forward_evaluations", "backward_evaluations", "elapsed_seconds")
+    class ExtrasEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    HIGHER_IS_BETTER_FIELD_NUMBER: _ClassVar[int]
+    CURVES_FIELD_NUMBER: _ClassVar[int]
+    EXTRAS_FIELD_NUMBER: _ClassVar[int]
+    FORWARD_EVALUATIONS_FIELD_NUMBER: _ClassVar[int]
+    BACKWARD_EVALUATIONS_FIELD_NUMBER: _ClassVar[int]
+    ELAPSED_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    metric: str
+    values: _containers.RepeatedScalarFieldContainer[float]
+    higher_is_better: bool
+    curves: _containers.RepeatedCompositeFieldContainer[Curve]
+    extras: _containers.ScalarMap[str, float]
+    forward_evaluations: int
+    backward_evaluations: int
+    elapsed_seconds: float
+    def __init__(self, metric: _Optional[str] = ..., values: _Optional[_Iterable[float]] = ..., higher_is_better: _Optional[bool] = ..., curves: _Optional[_Iterable[_Union[Curve, _Mapping]]] = ..., extras: _Optional[_Mapping[str, float]] = ..., forward_evaluations: _Optional[int] = ..., backward_evaluations: _Optional[int] = ..., elapsed_seconds: _Optional[float] = ...) -> None: ...
+
+class EvaluateDone(_message.Message):
+    __slots__ = ("forward_evaluations", "backward_evaluations", "elapsed_seconds", "warnings")
+    FORWARD_EVALUATIONS_FIELD_NUMBER: _ClassVar[int]
+    BACKWARD_EVALUATIONS_FIELD_NUMBER: _ClassVar[int]
+    ELAPSED_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    forward_evaluations: int
+    backward_evaluations: int
+    elapsed_seconds: float
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, forward_evaluations: _Optional[int] = ..., backward_evaluations: _Optional[int] = ..., elapsed_seconds: _Optional[float] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class EvaluateResponse(_message.Message):
+    __slots__ = ("request_id", "accepted", "progress", "explanation", "metric", "done")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    EXPLANATION_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    accepted: EvaluateAccepted
+    progress: Progress
+    explanation: Result
+    metric: MetricResult
+    done: EvaluateDone
+    def __init__(self, request_id: _Optional[str] = ..., accepted: _Optional[_Union[EvaluateAccepted, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., explanation: _Optional[_Union[Result, _Mapping]] = ..., metric: _Optional[_Union[MetricResult, _Mapping]] = ..., done: _Optional[_Union[EvaluateDone, _Mapping]] = ...) -> None: ...
+
+class ListMetricsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class MetricInfo(_message.Message):
+    __slots__ = ("name", "summary", "higher_is_better", "citation", "parameters", "reexplains")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    HIGHER_IS_BETTER_FIELD_NUMBER: _ClassVar[int]
+    CITATION_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    REEXPLAINS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    summary: str
+    higher_is_better: bool
+    citation: str
+    parameters: _containers.RepeatedCompositeFieldContainer[ParameterInfo]
+    reexplains: bool
+    def __init__(self, name: _Optional[str] = ..., summary: _Optional[str] = ..., higher_is_better: _Optional[bool] = ..., citation: _Optional[str] = ..., parameters: _Optional[_Iterable[_Union[ParameterInfo, _Mapping]]] = ..., reexplains: _Optional[bool] = ...) -> None: ...
+
+class UnavailableMetric(_message.Message):
+    __slots__ = ("name", "reason")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    reason: str
+    def __init__(self, name: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ListMetricsResponse(_message.Message):
+    __slots__ = ("metrics", "not_per_request")
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    NOT_PER_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    metrics: _containers.RepeatedCompositeFieldContainer[MetricInfo]
+    not_per_request: _containers.RepeatedCompositeFieldContainer[UnavailableMetric]
+    def __init__(self, metrics: _Optional[_Iterable[_Union[MetricInfo, _Mapping]]] = ..., not_per_request: _Optional[_Iterable[_Union[UnavailableMetric, _Mapping]]] = ...) -> None: ...
