@@ -162,3 +162,12 @@ def test_each_target_searches_alone():
                              companions=companions)
         np.testing.assert_allclose(both.heatmaps[row], alone.heatmaps[0], rtol=1e-5, atol=1e-6)
         assert both.extras[f"penalty[{row}]"] == alone.extras["penalty"]
+
+
+def test_the_contrast_image_and_reconstruction_travel_as_tensors_and_make_the_heatmap(digits_pair):
+    """The result carries G(z′) and G(z₀) [T, C, H, W]; their difference summed over channels is the heatmap."""
+    x, _, _, result = digits_pair
+    contrast, reconstruction = result.tensors["contrast_image"], result.tensors["reconstruction"]
+    assert contrast.shape == reconstruction.shape == (1, *x.shape)
+    assert np.abs(contrast - reconstruction).max() > 0
+    np.testing.assert_allclose((contrast - reconstruction).sum(axis=1), result.heatmaps, atol=1e-6)

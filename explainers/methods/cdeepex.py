@@ -27,7 +27,8 @@ learned, just far enough that the classifier f can no longer tell P from Q. With
 The heatmap is the difference G(z′) − G(z₀) summed over channels (signed: positive where the ambiguous
 image is brighter), the change that moves the reconstruction to the P/Q boundary; G(z₀) rather than x is
 the reference so that the generator's reconstruction error is not mistaken for the explanation (reported
-as ``reconstruction_error``).
+as ``reconstruction_error``). The images themselves travel in the result's ``tensors``:
+``contrast_image`` G(z′) and ``reconstruction`` G(z₀), each [targets, C, H, W] in model-input space.
 """
 
 from __future__ import annotations
@@ -264,4 +265,5 @@ def cdeepex(model: Evaluator, image: NDArray[np.float32], objective: Objective, 
         extras.update({f"{name}[{t}]": float(value) for t, value in enumerate(values)})
     yield Explanation(heatmaps=(decoded - x0).sum(axis=1).astype(np.float32),
                       scores=objective(outputs, outputs_are_probabilities=model.outputs_are_probabilities)[0],
-                      forward=model.context.forward, backward=model.context.backward, extras=extras)
+                      forward=model.context.forward, backward=model.context.backward, extras=extras,
+                      tensors={"contrast_image": decoded.astype(np.float32), "reconstruction": x0.astype(np.float32)})
