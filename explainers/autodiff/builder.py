@@ -48,7 +48,8 @@ _FLOAT_TYPES = {
 class GradientModel:
     """The gradient model and the names of its extra inputs and outputs.
 
-    ``layers`` maps each requested layer to (activation output, gradient output);
+    ``layers`` maps each requested layer to (activation output, gradient output); ``input_grad`` is
+    None when the input gradient was not requested (``input_gradient=False``);
     ``approximations`` lists the nodes where a rule set fell back to a rule that is only
     approximate there, with the reason (e.g. DeepLIFT's vanilla gradient through Max).
     """
@@ -57,7 +58,7 @@ class GradientModel:
     input_name: str
     score_output: str
     score_tensor: str
-    input_grad: str
+    input_grad: str | None
     layers: dict[str, tuple[str, str]]
     baseline_input: str | None = None
     approximations: tuple[str, ...] = ()
@@ -74,6 +75,7 @@ def build_gradient_model(
     input_shape: Sequence[int | None] | None = None,
     shape_hints: Mapping[str, tuple] | None = None,
     baseline_pass: bool = False,
+    input_gradient: bool = True,
 ) -> GradientModel:
     """Differentiate ``model``'s class scores with respect to its input and ``layers``.
 
@@ -92,12 +94,18 @@ def build_gradient_model(
         baseline_pass: also evaluate the forward graph on a second input ``baseline_input``
             (a baseline x′) so that rules can read ``ctx.baseline(tensor)``, e.g. DeepLIFT's
             rescale rule (f(x) − f(x′)) / (x − x′).
+        input_gradient: also output ``d score / d input``. Without it (layer gradients only, as
+            Grad-CAM needs) the backward sweep stops at the ``layers``: only the nodes downstream
+            of a layer are differentiated, so the backward costs the head's share of the graph.
 
     Raises:
         GradientError: an op on the path has no rule (names the op, the node and the supported ops),
             or its rule declined (names the op, the node and the reason).
-        InvalidArgument: an unknown input, output or layer name.
+        InvalidArgument: an unknown input, output or layer name; ``input_gradient=False`` without
+            layers, or with a baseline pass (its rules are for input attributions).
     """
+    if not input_gradient and (not layers or baseline_pass):
+        raise InvalidArgument("layers", "a graph without the input gradient needs layers and no baseline pass")
     table = rule_set(rules) if isinstance(rules, str) else rules
     model = _normalise(model)
     graph = model.graph
@@ -131,6 +139,8 @@ def build_gradient_model(
     needed = index.upstream([score_tensor])
     if score_tensor not in differentiable:
         raise GradientError(f"the score {score_tensor!r} does not depend on the input {input_name!r}")
+    if not input_gradient:  # d score / d layer: everything upstream of the layers is held fixed
+        differentiable = index.downstream(list(layers), lambda node, name: _is_float(name, node, dtypes))
 
     input_dtype = dtypes.get(input_name, np.dtype(np.float32))
     baselines = _baseline_pass(graph, input_name, differentiable) if baseline_pass else None
@@ -169,10 +179,12 @@ def build_gradient_model(
                 ctx.dtypes.setdefault(grad, ctx.dtype(name))  # a gradient has its tensor's dtype
                 pending.setdefault(name, []).append(grad)
 
-    input_grad = gradient_of(input_name)
-    if input_grad is None:
-        raise GradientError(f"no gradient reaches the input {input_name!r}")
-    extra_outputs = [(INPUT_GRAD, input_grad, input_name)]  # (output name, tensor, forward tensor alike)
+    extra_outputs = []  # (output name, tensor, forward tensor alike)
+    if input_gradient:
+        input_grad = gradient_of(input_name)
+        if input_grad is None:
+            raise GradientError(f"no gradient reaches the input {input_name!r}")
+        extra_outputs.append((INPUT_GRAD, input_grad, input_name))
     layer_outputs: dict[str, tuple[str, str]] = {}
     for index, layer in enumerate(layers):
         grad = gradient_of(layer)
@@ -235,7 +247,8 @@ def _assemble(model, ctx, input_name, output_name, score_tensor, extra_outputs, 
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as exc:  # a rule emitted something invalid: a bug
         raise RuntimeError(f"the gradient graph is invalid: {exc}") from exc
-    return GradientModel(model, input_name, output_name, score_tensor, INPUT_GRAD, layer_outputs,
+    input_grad = INPUT_GRAD if extra_outputs and extra_outputs[0][0] == INPUT_GRAD else None
+    return GradientModel(model, input_name, output_name, score_tensor, input_grad, layer_outputs,
                          BASELINE_INPUT if baseline_pass else None, tuple(ctx.approximations))
 
 

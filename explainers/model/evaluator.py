@@ -37,7 +37,7 @@ class GradientBatch:
     """Images ``[start, stop)``, each differentiated for every target of the objective.
 
     ``scores`` [n, T] objective values (from the logits the gradients are taken of);
-    ``input_grad`` [n, T, C, H, W]; ``layers`` maps a layer to (activation, gradient), both
+    ``input_grad`` [n, T, C, H, W] (None when not requested); ``layers`` maps a layer to (activation, gradient), both
     [n, T, *layer shape]. ``score_delta`` [n, T], with a baseline x′: the objective on the
     differentiated scores at x minus at x′ (what DeepLIFT's attributions must sum to).
     """
@@ -45,7 +45,7 @@ class GradientBatch:
     start: int
     stop: int
     scores: NDArray[np.float32]
-    input_grad: NDArray[np.float32]
+    input_grad: NDArray[np.float32] | None
     layers: dict[str, tuple[NDArray[np.float32], NDArray[np.float32]]]
     score_delta: NDArray[np.float32] | None = None
 
@@ -125,8 +125,13 @@ class Evaluator:
         cut_final_activation: bool = True,
         max_batch: int | None = None,
         baseline: NDArray[np.float32] | None = None,
+        input_gradient: bool = True,
     ) -> Iterator[Chunk]:
         """Forward + backward through the gradient graph of (``layers``, ``rules``).
+
+        With ``input_gradient=False`` (``layers`` needed) the graph stops back-propagating at the
+        layers — Grad-CAM's backward is the head's, a small fraction of a forward — and chunks
+        carry no ``INPUT_GRAD``.
 
         ``make_batch(start, stop)`` returns canonical images [n, C, H, W] and class weights
         [n, classes] (the seed: one-hot for one class, e_P − e_Q for a contrast), in chunks of
@@ -146,9 +151,11 @@ class Evaluator:
         """
         classifier = self._classifier
         variant = Variant.gradient(layers=tuple(layers), rules=rules, cut_final_activation=cut_final_activation,
-                                   baseline_pass=baseline is not None)
+                                   baseline_pass=baseline is not None, input_gradient=input_gradient)
         graph = classifier.compiled(variant).gradient
-        keys = {graph.score_output: self.signature.output_name, graph.input_grad: INPUT_GRAD}
+        keys = {graph.score_output: self.signature.output_name}
+        if input_gradient:
+            keys[graph.input_grad] = INPUT_GRAD
         for layer in layers:
             activation, gradient = graph.layers[layer]
             keys.update({activation: layer, gradient: layer_gradient(layer)})
@@ -165,9 +172,10 @@ class Evaluator:
                                     backward=True, max_batch=max_batch or classifier.gradient_max_batch,
                                     static=static, forwards=1 if baseline is None else 2):
             outputs = {keys[name]: value for name, value in chunk.outputs.items()}
-            if self.signature.layout == "NHWC":
-                outputs[INPUT_GRAD] = outputs[INPUT_GRAD].transpose(0, 3, 1, 2)
-            outputs[INPUT_GRAD] = np.ascontiguousarray(outputs[INPUT_GRAD], dtype=np.float32)
+            if input_gradient:
+                if self.signature.layout == "NHWC":
+                    outputs[INPUT_GRAD] = outputs[INPUT_GRAD].transpose(0, 3, 1, 2)
+                outputs[INPUT_GRAD] = np.ascontiguousarray(outputs[INPUT_GRAD], dtype=np.float32)
             yield Chunk(chunk.start, chunk.stop, outputs)
 
     def perturbed(
@@ -261,6 +269,7 @@ class Evaluator:
         layers: Sequence[str] = (),
         rules: str = "vanilla",
         baseline: NDArray[np.float32] | None = None,
+        input_gradient: bool = True,
     ) -> Iterator[GradientBatch]:
         """Gradients of every target for ``count`` images built by ``make_images(start, stop)``.
 
@@ -269,7 +278,8 @@ class Evaluator:
         gradient graph differentiates the logits when the model ends in Softmax/Sigmoid (the scores
         stay those of the model's output), and the probabilities when the objective asks for them. A
         ``baseline`` x′ [C, H, W] adds a baseline pass (one more forward per pair) for rule sets
-        that read it (DeepLIFT) and fills ``score_delta``.
+        that read it (DeepLIFT) and fills ``score_delta``. ``input_gradient=False``: only the
+        ``layers``' gradients are computed (the backward stops at them) and ``input_grad`` is None.
 
         Raises:
             FailedPrecondition: the objective asks for gradients of probabilities, and the model's
@@ -299,7 +309,7 @@ class Evaluator:
         first_image = 0
         for chunk in self.gradient_rows(count * targets, make_batch, layers=layers, rules=rules,
                                         max_batch=rows_per_chunk, baseline=baseline,
-                                        cut_final_activation=not probability):
+                                        cut_final_activation=not probability, input_gradient=input_gradient):
             pending.append(chunk)
             rows = sum(c.stop - c.start for c in pending)
             if rows < targets:
@@ -310,7 +320,7 @@ class Evaluator:
             yield GradientBatch(
                 first_image, first_image + n,
                 _weighted(outputs[self.signature.output_name][:whole], objective),
-                per_image(outputs[INPUT_GRAD], n),
+                per_image(outputs[INPUT_GRAD], n) if input_gradient else None,
                 {layer: (per_image(outputs[layer], n), per_image(outputs[layer_gradient(layer)], n))
                  for layer in layers},
                 _weighted(outputs[SCORE_DELTA][:whole], objective) if SCORE_DELTA in outputs else None,

@@ -87,6 +87,15 @@ def evaluate_in_chunks(
             values[input_name] = model_input.to_model_layout(values.pop(IMAGE))
         return values
 
+    def run(start: int, stop: int, values: dict[str, NDArray]) -> Chunk:
+        context.charge(forward=forwards * (stop - start), backward=(stop - start) if backward else 0)
+        context.bytes_fed += sum(value.nbytes for value in values.values())
+        return Chunk(start, stop, dict(zip(names, run_once(session, names, values, context, bound))))
+
+    if len(bounds) == 1:  # nothing to prefetch: no helper thread (a single-image method's fixed cost)
+        context.check()
+        yield run(0, count, feed(0, count))
+        return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="feed") as prefetcher:
         pending = prefetcher.submit(feed, *bounds[0])
         for index, (start, stop) in enumerate(bounds):
@@ -94,10 +103,7 @@ def evaluate_in_chunks(
             values = pending.result()
             if index + 1 < len(bounds):
                 pending = prefetcher.submit(feed, *bounds[index + 1])
-            context.charge(forward=forwards * (stop - start), backward=(stop - start) if backward else 0)
-            context.bytes_fed += sum(value.nbytes for value in values.values())
-            results = run_once(session, names, values, context, bound)
-            yield Chunk(start, stop, dict(zip(names, results)))
+            yield run(start, stop, values)
 
 
 def bind_static(session: ort.InferenceSession, static: Mapping[str, NDArray] | None):

@@ -32,7 +32,8 @@ class Variant:
     """One graph compiled from the classifier; equal variants share one session.
 
     ``kind`` is one of :data:`PLAIN`, :data:`EXPOSED` (``layers`` as extra outputs),
-    :data:`GRADIENT` (``layers``, ``rules``, ``cut_final_activation``, ``baseline_pass``),
+    :data:`GRADIENT` (``layers``, ``rules``, ``cut_final_activation``, ``baseline_pass``, and
+    ``input_gradient``: whether it back-propagates to the image or stops at the layers),
     :data:`PREFIX` (behind ``source``) and :data:`PREFIX_GRADIENT` (behind ``source``,
     differentiated with respect to the prefix input ``wrt``). A perturbation prefix is known by its
     name (``source_name``): the :class:`MaskSource` itself only rides along to build it.
@@ -43,6 +44,7 @@ class Variant:
     rules: str = "vanilla"
     cut_final_activation: bool = True
     baseline_pass: bool = False
+    input_gradient: bool = True
     source_name: str = ""
     wrt: str = ""
     source: MaskSource | None = field(default=None, compare=False, repr=False)
@@ -53,9 +55,9 @@ class Variant:
 
     @classmethod
     def gradient(cls, *, layers: tuple[str, ...] = (), rules: str = "vanilla", cut_final_activation: bool = True,
-                 baseline_pass: bool = False) -> Variant:
+                 baseline_pass: bool = False, input_gradient: bool = True) -> Variant:
         return cls(kind=GRADIENT, layers=tuple(layers), rules=rules, cut_final_activation=cut_final_activation,
-                   baseline_pass=baseline_pass)
+                   baseline_pass=baseline_pass, input_gradient=input_gradient)
 
     @classmethod
     def prefix(cls, source: MaskSource) -> Variant:
@@ -104,7 +106,7 @@ def build_variant(variant: Variant, graph: Introspection, model_input: ModelInpu
         base, input_name=signature.input_name, output_name=signature.output_name, layers=variant.layers,
         rules=variant.rules, cut_final_activation=variant.cut_final_activation,
         input_shape=(None, *model_input.model_shape), shape_hints=graph.tensor_shapes(),
-        baseline_pass=variant.baseline_pass,
+        baseline_pass=variant.baseline_pass, input_gradient=variant.input_gradient,
     )
     if variant.baseline_pass:
         built = feed_baseline_once(built)
