@@ -25,6 +25,7 @@ from onnx import helper
 from ..errors import InvalidArgument
 from ..graph.dce import eliminate_dead_code
 from ..graph.index import GraphIndex, default_opset
+from ..graph.skeleton import check_structure, skeleton
 from .context import VjpContext
 from .errors import Declined, GradientError, declined_error
 from .registry import Rule
@@ -244,7 +245,7 @@ def _assemble(model, ctx, input_name, output_name, score_tensor, extra_outputs, 
     eliminate_dead_code(graph, [output_name] + [alias for alias, _, _ in extra_outputs])
     del graph.value_info[:]
     try:
-        onnx.checker.check_model(model)
+        check_structure(model)
     except onnx.checker.ValidationError as exc:  # a rule emitted something invalid: a bug
         raise RuntimeError(f"the gradient graph is invalid: {exc}") from exc
     input_grad = INPUT_GRAD if extra_outputs and extra_outputs[0][0] == INPUT_GRAD else None
@@ -262,8 +263,8 @@ def _normalise(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def _value_infos(model: onnx.ModelProto) -> tuple[dict[str, tuple], dict[str, np.dtype]]:
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
+    try:  # on the skeleton: inference needs the weights' shapes, not their bytes
+        inferred = onnx.shape_inference.infer_shapes(skeleton(model), data_prop=True)
     except Exception:  # inference is a help, not a requirement
         inferred = model
     shapes: dict[str, tuple] = {}
