@@ -53,6 +53,17 @@ from onnxplain.explainers.methods import get_method
 from onnxplain.explainers.model import PLAIN_VARIANT, ModelConfig, OnnxClassifier, Variant, preprocess
 from onnxplain.explainers.objectives import Objective
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import shapes  # noqa: E402 — bench/shapes.py, next to this file
+
+try:  # the on-disk graph cache (absent before it existed: its rows say n/a)
+    from onnxplain.explainers.model import graph_cache
+    from onnxplain.explainers.model.variants import build_variant_cached
+    NO_DISK_CACHE: dict = {"graph_cache": None}
+except ImportError:
+    graph_cache = build_variant_cached = None
+    NO_DISK_CACHE = {}
+
 MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "efficientnet_lite0"
 COLUMNS = ("case", "batch", "passes", "wall_s", "passes_per_s", "efficiency", "vs_forward", "vs_passes", "notes")
 
@@ -76,6 +87,13 @@ class Bench:
             config = dataclasses.replace(self.config, max_batch=max_batch)
             self._classifiers[max_batch] = OnnxClassifier.load(MODEL_DIR / "model.onnx", config=config, name="lite0")
         return self._classifiers[max_batch]
+
+    def shaped(self, name: str) -> OnnxClassifier:
+        """A full-size architecture of bench/shapes.py (random weights), loaded once."""
+        if name not in self.shared:
+            self.shared[name] = OnnxClassifier(getattr(shapes, name)(), config=ModelConfig(max_batch=32), name=name,
+                                               **NO_DISK_CACHE)
+        return self.shared[name]
 
 
 def walls(fn: Callable[[], object], runs: int) -> list[float]:
@@ -131,10 +149,11 @@ def occlusion(bench: Bench, max_batch: int | None) -> dict:
     return row(max(chunks), passes, times)
 
 
-def gradient_step(bench: Bench, batch: int, layers: list[str]) -> Callable[[], object]:
+def gradient_step(bench: Bench, batch: int, layers: list[str], classifier: OnnxClassifier | None = None
+                  ) -> Callable[[], object]:
     """One run of the gradient graph (input gradient + ``layers``' gradients) on ``batch`` copies of
-    the image, seeded with the espresso class (coffee's top-1)."""
-    classifier = bench.classifier()
+    the image, seeded with the espresso class (coffee's top-1); ``classifier`` default: the bundled one."""
+    classifier = classifier or bench.classifier()
     seeds = np.zeros((batch, classifier.num_classes), np.float32)
     seeds[:, 967] = 1
     compiled = classifier.compiled(Variant.gradient(layers=tuple(layers)))
@@ -145,12 +164,12 @@ def gradient_step(bench: Bench, batch: int, layers: list[str]) -> Callable[[], o
     return lambda: session.run(names, feed)
 
 
-def gradient(bench: Bench, batch: int, cam_layer: bool = True) -> dict:
+def gradient(bench: Bench, batch: int, cam_layer: bool = True, shape: str = "") -> dict:
     """One forward+backward through the gradient graph (input gradient, + the CAM layer's with
     ``cam_layer``), ``batch`` samples per run; ``vs_forward`` = its time ÷ the plain forward's time at
-    the same batch."""
-    classifier = bench.classifier()
-    step = gradient_step(bench, batch, [classifier.cam_layer] if cam_layer else [])
+    the same batch. ``shape``: a full-size architecture of bench/shapes.py instead of the bundled model."""
+    classifier = bench.shaped(shape) if shape else bench.classifier()
+    step = gradient_step(bench, batch, [classifier.cam_layer] if cam_layer else [], classifier)
     plain = classifier.compiled(PLAIN_VARIANT).session
     plain_feed = {classifier.signature.input_name: np.ascontiguousarray(np.repeat(bench.image[None], batch, axis=0))}
     warmup = walls(step, 2) + walls(lambda: plain.run(None, plain_feed), 2)
@@ -313,7 +332,7 @@ def input_gradient_samples(bench: Bench, samples: int) -> Callable[[], float]:
     """A function timing ``samples`` forward+backward samples through the input-gradient graph in
     batches of its best size (1 to 32, chosen once per benchmark run by per-sample time)."""
     if "fb_best_batch" not in bench.shared:
-        rows = {batch: gradient(bench, batch, cam_layer=False) for batch in (1, 2, 4, 8, 16, 32)}
+        rows = bench.shared["fb_rows"] = {batch: gradient(bench, batch, cam_layer=False) for batch in (1, 2, 4, 8, 16, 32)}
         bench.shared["fb_best_batch"] = min(rows, key=lambda b: rows[b]["wall_s"] / rows[b]["passes"])
         bench.shared["fb_per_sample"] = min(r["wall_s"] / r["passes"] for r in rows.values())
     batch = bench.shared["fb_best_batch"]
@@ -392,12 +411,102 @@ TIME_TO_QUALITY = [
 """Time-to-quality rows (``--only ttq``): each a faster mode against the method's default, paired."""
 
 
+def method_vs_forward(bench: Bench, name: str) -> dict:
+    """Latency of ``name`` (top-1 class, defaults) ÷ a batch-1 forward through the same path
+    (``OnnxClassifier.predict``: the batched loop every method runs in), each method run paired with
+    a forward right after it (median ratio: a shared machine's drift cancels); notes: the ratio to
+    the bare session call too."""
+    classifier = bench.classifier()
+    objective = top1(bench, classifier)
+    session = classifier.compiled(PLAIN_VARIANT).session
+    feed = {classifier.signature.input_name: np.ascontiguousarray(bench.image[None])}
+    finals = []
+
+    def once() -> None:
+        *_, final = explain(classifier, bench.image, name, objective)
+        finals.append(final)
+
+    def forward() -> None:
+        classifier.predict(bench.image[None])
+
+    walls(once, 2), walls(forward, 2), walls(lambda: session.run(None, feed), 2)  # warm-up: graphs, arenas
+    times, ratios, raw_ratios = [], [], []
+    for _ in range(max(bench.runs, 9)):
+        (elapsed,) = walls(once, 1)
+        times.append(elapsed)
+        ratios.append(elapsed / walls(forward, 1)[0])
+        raw_ratios.append(elapsed / walls(lambda: session.run(None, feed), 1)[0])
+    result = row(1, finals[-1].forward + finals[-1].backward, times)
+    result["vs_forward"] = round(statistics.median(ratios), 2)
+    result["notes"] = f"÷ bare session.run: {statistics.median(raw_ratios):.2f}"
+    return result
+
+
+def gradient_best_batch(bench: Bench) -> dict:
+    """The input-gradient graph at the batch size (1–32) with the lowest time per sample;
+    ``vs_forward`` as in the other forward+backward rows (÷ the plain forward at that batch)."""
+    input_gradient_samples(bench, 1)
+    best = bench.shared["fb_best_batch"]
+    result = dict(bench.shared["fb_rows"][best])
+    result["notes"] = "vs_forward by batch: " + ", ".join(
+        f"{b}: {r['vs_forward']}" for b, r in bench.shared["fb_rows"].items())
+    return result
+
+
+def graph_build(bench: Bench, shape: str) -> dict:
+    """Building the gradient graph (input + CAM layer gradients) of an architecture, introspection
+    already done: ``wall_s`` the builder alone (cold); notes: the introspection the first gradient
+    request also pays (simplified graph, probed shapes), onnxruntime's compile of the result, and
+    the same graph read back from the disk cache by a freshly loaded classifier (warm start)."""
+    import tempfile
+
+    from onnxplain.explainers.model.variants import build_variant
+
+    def load() -> OnnxClassifier:
+        if shape == "efficientnet_lite0":
+            return OnnxClassifier.load(MODEL_DIR / "model.onnx", config=bench.config, **NO_DISK_CACHE)
+        return OnnxClassifier(getattr(shapes, shape)(), config=ModelConfig(max_batch=8), **NO_DISK_CACHE)
+
+    classifier = load()
+    variant = Variant.gradient(layers=(classifier.cam_layer,))
+    introspection = walls(lambda: (classifier.introspection.tensor_shapes(), classifier.introspection.simplified_model()),
+                          1)[0]
+    built = []
+    times = walls(lambda: built.append(build_variant(variant, classifier.introspection, classifier.model_input)),
+                  1 if shape == "vgg11" else bench.runs)
+    compile_s = walls(lambda: classifier._open_session(built[-1][0]), 1)[0]
+    notes = [f"introspection {introspection:.2f} s", f"compile {compile_s:.2f} s"]
+    if graph_cache is None:
+        notes.append("disk cache n/a")
+    else:
+        with tempfile.TemporaryDirectory() as folder:
+            cache = graph_cache.GraphCache(folder)
+            restarted = load()
+            cold = walls(lambda: build_variant_cached(variant, restarted.introspection, restarted.model_input,
+                                                      cache=cache, model_hash=restarted._content_digest), 1)[0]
+            again = load()
+            warm = walls(lambda: build_variant_cached(variant, again.introspection, again.model_input, cache=cache,
+                                                      model_hash=again._content_digest), 1)[0]
+            notes.append(f"first start with the disk cache {cold:.2f} s (incl. introspection, hashing, writing); "
+                         f"restart reading it {warm:.2f} s")
+    result = row(0, 0, times)
+    result["notes"] = "; ".join(notes)
+    return result
+
+
 RAW = "raw onnxruntime"
 CASES: list[tuple[str, Callable[[Bench], dict]]] = [
     *((RAW, partial(raw_forward, batch=b)) for b in (1, 8, 16, 32, 64)),
     ("gradient graph build (s)", gradient_build),
     ("forward+backward, batch 1", partial(gradient, batch=1)),
     ("forward+backward, batch 32", partial(gradient, batch=32)),
+    ("forward+backward (input gradient), best batch", gradient_best_batch),
+    ("forward+backward, resnet50-shaped, batch 1", partial(gradient, batch=1, cam_layer=False, shape="resnet50")),
+    ("forward+backward, resnet50-shaped, batch 8", partial(gradient, batch=8, cam_layer=False, shape="resnet50")),
+    *((f"graph build, {shape} (s)", partial(graph_build, shape=shape))
+      for shape in ("efficientnet_lite0", "resnet50", "vgg11")),
+    *((f"{name} ÷ batch-1 forward", partial(method_vs_forward, name=name))
+      for name in ("cam", "grad_cam", "grad_cam_plus_plus")),
     ("occlusion, max_batch 8", partial(occlusion, max_batch=8)),
     ("occlusion, config max_batch", partial(occlusion, max_batch=None)),
     ("occlusion, max_batch 32", partial(occlusion, max_batch=32)),

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
 
 from onnxplain.explainers.errors import OnnxplainError
+from onnxplain.explainers.model.graph_cache import FOLDER_ENV
 
 from .app import TlsFiles, serve_forever
 from .limits import add_limit_flags, limits_from_args
@@ -36,6 +38,8 @@ def build_parser(prog: str = "onnxplain-server") -> argparse.ArgumentParser:
     operations = parser.add_argument_group("operations")
     operations.add_argument("--metrics-port", type=int, default=0,
                             help="serve Prometheus metrics over HTTP at /metrics on this port (default 0 = off)")
+    operations.add_argument("--graph-cache", metavar="DIR", help="folder keeping built gradient graphs across restarts, "
+                            f"'off' for none (sets {FOLDER_ENV}; default $XDG_CACHE_HOME/onnxplain/graphs)")
     operations.add_argument("--metrics-host", default="127.0.0.1", help="address the metrics endpoint binds")
     add_log_flags(operations)
     add_limit_flags(parser.add_argument_group("limits"))
@@ -46,6 +50,8 @@ def main(argv: list[str] | None = None, *, prog: str = "onnxplain-server") -> in
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     configure_logging(args.log_level, args.log_format)
+    if args.graph_cache is not None:  # read by every classifier the repository loads
+        os.environ[FOLDER_ENV] = args.graph_cache
     try:
         token = read_secret(args.token, args.token_file, "ONNXPLAIN_TOKEN")
         admin_token = read_secret(args.admin_token, args.admin_token_file, "ONNXPLAIN_ADMIN_TOKEN")

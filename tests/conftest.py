@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -13,6 +14,10 @@ from builders import png
 from skimage import data
 
 from onnxplain.explainers import ModelConfig, OnnxClassifier
+
+# tests build their graphs afresh: no entries left in (or read from) the user's graph cache;
+# tests/test_graph_cache.py exercises the cache with its own folders
+os.environ["ONNXPLAIN_GRAPH_CACHE"] = "off"
 
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLED = ROOT / "models" / "efficientnet_lite0"

@@ -20,7 +20,7 @@ from onnxplain.explainers.errors import FailedPrecondition, NotFound
 from onnxplain.explainers.methods.cam_base import layer_gradients
 from onnxplain.explainers.methods.grad_cam import grad_cam_weights
 from onnxplain.explainers.methods.grad_cam_plus_plus import grad_cam_plus_plus_weights
-from onnxplain.explainers.model import Evaluator
+from onnxplain.explainers.model import Evaluator, Variant
 from onnxplain.explainers.perturb.masks.bilinear import bilinear_matrix
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -203,8 +203,24 @@ def test_guided_grad_cam_is_the_guided_input_gradient_times_grad_cam():
     objective = Objective.for_classes([2], 3)
     grad = explain_once(classifier, x, "grad_cam", objective).heatmaps
     guided = explain_once(classifier, x, "guided_grad_cam", objective).heatmaps
-    *_, input_grad, _ = layer_gradients(Evaluator(classifier), x, objective, "act", rules="guided_backprop")
+    *_, input_grad, _ = layer_gradients(Evaluator(classifier), x, objective, "act", rules="guided_backprop",
+                                       input_gradient=True)
     np.testing.assert_allclose(guided, input_grad.sum(axis=1) * grad, rtol=1e-5, atol=1e-7)
+
+
+def test_grad_cam_and_fullgrad_use_separate_graphs_for_the_same_layer():
+    """Grad-CAM's graph has no input gradient; a method needing one on the same layer gets its own."""
+    classifier = OnnxClassifier(builders.small_cnn())
+    x = RNG.standard_normal((3, 16, 16)).astype(np.float32)
+    objective = Objective.for_classes([1], 3)
+    explain_once(classifier, x, "grad_cam", objective)
+    assert classifier.sessions.variants()[-1] == Variant.gradient(layers=("act",), input_gradient=False)
+    activation, gradient, input_grad, _ = layer_gradients(Evaluator(classifier), x, objective, "act",
+                                                          input_gradient=True)
+    assert input_grad is not None and input_grad.shape == (1, 3, 16, 16) and np.abs(input_grad).max() > 0
+    assert classifier.sessions.variants()[-1] == Variant.gradient(layers=("act",))
+    head_only = layer_gradients(Evaluator(classifier), x, objective, "act")
+    np.testing.assert_allclose(head_only[1], gradient, rtol=1e-6)
 
 
 def test_grad_cam_plus_plus_weights_follow_the_closed_form():

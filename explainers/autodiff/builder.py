@@ -26,6 +26,7 @@ from onnx import helper
 from ..errors import InvalidArgument
 from ..graph.dce import eliminate_dead_code
 from ..graph.index import GraphIndex, default_opset
+from ..graph.skeleton import check_structure, skeleton
 from .context import VjpContext
 from .errors import Declined, GradientError, declined_error
 from .registry import Rule
@@ -49,7 +50,8 @@ _FLOAT_TYPES = {
 class GradientModel:
     """The gradient model and the names of its extra inputs and outputs.
 
-    ``layers`` maps each requested layer to (activation output, gradient output);
+    ``layers`` maps each requested layer to (activation output, gradient output); ``input_grad`` is
+    None when the input gradient was not requested (``input_gradient=False``);
     ``approximations`` lists the nodes where a rule set fell back to a rule that is only
     approximate there, with the reason (e.g. DeepLIFT's vanilla gradient through Max).
     """
@@ -58,7 +60,7 @@ class GradientModel:
     input_name: str
     score_output: str
     score_tensor: str
-    input_grad: str
+    input_grad: str | None
     layers: dict[str, tuple[str, str]]
     baseline_input: str | None = None
     approximations: tuple[str, ...] = ()
@@ -76,6 +78,7 @@ def build_gradient_model(
     shape_hints: Mapping[str, tuple] | None = None,
     baseline_pass: bool = False,
     log_softmax_score: bool = False,
+    input_gradient: bool = True,
 ) -> GradientModel:
     """Differentiate ``model``'s class scores with respect to its input and ``layers``.
 
@@ -99,12 +102,18 @@ def build_gradient_model(
             ``class_weights``): the seed ``w − (Σ_c w_c) · softmax(z)`` is computed in the graph from
             the forward pass. With ``w = −e_Q`` it is the gradient of the cross-entropy towards class Q,
             ``softmax(z) − e_Q`` (Prabhushankar et al. 2020).
+        input_gradient: also output ``d score / d input``. Without it (layer gradients only, as
+            Grad-CAM needs) the backward sweep stops at the ``layers``: only the nodes downstream
+            of a layer are differentiated, so the backward costs the head's share of the graph.
 
     Raises:
         GradientError: an op on the path has no rule (names the op, the node and the supported ops),
             or its rule declined (names the op, the node and the reason).
-        InvalidArgument: an unknown input, output or layer name.
+        InvalidArgument: an unknown input, output or layer name; ``input_gradient=False`` without
+            layers, or with a baseline pass (its rules are for input attributions).
     """
+    if not input_gradient and (not layers or baseline_pass):
+        raise InvalidArgument("layers", "a graph without the input gradient needs layers and no baseline pass")
     table = rule_set(rules) if isinstance(rules, str) else rules
     model = _normalise(model)
     graph = model.graph
@@ -138,6 +147,8 @@ def build_gradient_model(
     needed = index.upstream([score_tensor])
     if score_tensor not in differentiable:
         raise GradientError(f"the score {score_tensor!r} does not depend on the input {input_name!r}")
+    if not input_gradient:  # d score / d layer: everything upstream of the layers is held fixed
+        differentiable = index.downstream(list(layers), lambda node, name: _is_float(name, node, dtypes))
 
     input_dtype = dtypes.get(input_name, np.dtype(np.float32))
     baselines = _baseline_pass(graph, input_name, differentiable) if baseline_pass else None
@@ -177,10 +188,12 @@ def build_gradient_model(
                 ctx.dtypes.setdefault(grad, ctx.dtype(name))  # a gradient has its tensor's dtype
                 pending.setdefault(name, []).append(grad)
 
-    input_grad = gradient_of(input_name)
-    if input_grad is None:
-        raise GradientError(f"no gradient reaches the input {input_name!r}")
-    extra_outputs = [(INPUT_GRAD, input_grad, input_name)]  # (output name, tensor, forward tensor alike)
+    extra_outputs = []  # (output name, tensor, forward tensor alike)
+    if input_gradient:
+        input_grad = gradient_of(input_name)
+        if input_grad is None:
+            raise GradientError(f"no gradient reaches the input {input_name!r}")
+        extra_outputs.append((INPUT_GRAD, input_grad, input_name))
     layer_outputs: dict[str, tuple[str, str]] = {}
     for index, layer in enumerate(layers):
         grad = gradient_of(layer)
@@ -250,10 +263,11 @@ def _assemble(model, ctx, input_name, output_name, score_tensor, extra_outputs, 
     eliminate_dead_code(graph, [output_name] + [alias for alias, _, _ in extra_outputs])
     del graph.value_info[:]
     try:
-        onnx.checker.check_model(model)
+        check_structure(model)
     except onnx.checker.ValidationError as exc:  # a rule emitted something invalid: a bug
         raise RuntimeError(f"the gradient graph is invalid: {exc}") from exc
-    return GradientModel(model, input_name, output_name, score_tensor, INPUT_GRAD, layer_outputs,
+    input_grad = INPUT_GRAD if extra_outputs and extra_outputs[0][0] == INPUT_GRAD else None
+    return GradientModel(model, input_name, output_name, score_tensor, input_grad, layer_outputs,
                          BASELINE_INPUT if baseline_pass else None, tuple(ctx.approximations))
 
 
@@ -267,8 +281,8 @@ def _normalise(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def _value_infos(model: onnx.ModelProto) -> tuple[dict[str, tuple], dict[str, np.dtype]]:
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
+    try:  # on the skeleton: inference needs the weights' shapes, not their bytes
+        inferred = onnx.shape_inference.infer_shapes(skeleton(model), data_prop=True)
     except Exception:  # inference is a help, not a requirement
         inferred = model
     shapes: dict[str, tuple] = {}

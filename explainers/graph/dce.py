@@ -29,9 +29,9 @@ def eliminate_dead_code(graph: onnx.GraphProto, keep_outputs: Iterable[str]) -> 
     del graph.node[:]
     graph.node.extend(kept)
 
-    initializers = [init for init in graph.initializer if init.name in needed]
-    del graph.initializer[:]
-    graph.initializer.extend(initializers)
+    for index in reversed(range(len(graph.initializer))):  # in place: re-adding would copy every weight
+        if graph.initializer[index].name not in needed:
+            del graph.initializer[index]
     value_info = [v for v in graph.value_info if v.name in needed]
     del graph.value_info[:]
     graph.value_info.extend(value_info)

@@ -14,7 +14,7 @@ it was when built: rebuild it after editing the graph.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import cached_property
 
 import numpy as np
@@ -86,12 +86,13 @@ class GraphIndex:
         return self._constant_nodes.get(name)
 
     @cached_property
-    def folded_constants(self) -> dict[str, np.ndarray]:
+    def folded_constants(self) -> Mapping[str, np.ndarray]:
         """Values known before run time: initializers, Constant nodes, and every node computed only
         from those, evaluated with ``onnx.reference`` (exporters build Pad amounts, Reshape targets
         and Resize sizes from constants). Results over :data:`FOLD_LIMIT` elements are left to run
-        time, as is any node the reference evaluator cannot run."""
-        values = {name: self.constant(name) for name in self.initializers}
+        time, as is any node the reference evaluator cannot run. Initializers are converted when
+        first read (a VGG's 530 MB of weights are mostly never read)."""
+        values = _InitializersFirst(self)
         for node in self.nodes:
             if node.op_type == "Constant" and node.attribute:
                 value = self.constant(node.output[0])
@@ -164,6 +165,35 @@ def _constant_node_value(node: onnx.NodeProto) -> np.ndarray | None:
     if attribute.name in ("value_float", "value_int", "value_floats", "value_ints"):
         return np.asarray(helper.get_attribute_value(attribute))
     return None
+
+
+class _InitializersFirst(Mapping):
+    """``index``'s initializers (converted on first read, through :meth:`GraphIndex.constant`) and
+    the values set on it."""
+
+    def __init__(self, index: GraphIndex):
+        self._index = index
+        self._set: dict[str, np.ndarray] = {}
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name in self._set:
+            return self._set[name]
+        if name in self._index.initializers:
+            return self._index.constant(name)
+        raise KeyError(name)
+
+    def __setitem__(self, name: str, value: np.ndarray) -> None:
+        self._set[name] = value
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._set or name in self._index.initializers
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._index.initializers
+        yield from (name for name in self._set if name not in self._index.initializers)
+
+    def __len__(self) -> int:
+        return len(self._index.initializers) + sum(name not in self._index.initializers for name in self._set)
 
 
 def _foldable(node: onnx.NodeProto) -> bool:

@@ -84,18 +84,21 @@ def class_activation_maps(
 
 
 def layer_gradients(
-    model: Evaluator, image: NDArray[np.float32], objective: Objective, layer: str, *, rules: str = "vanilla"
-) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float32], NDArray[np.float32]]:
+    model: Evaluator, image: NDArray[np.float32], objective: Objective, layer: str, *, rules: str = "vanilla",
+    input_gradient: bool = False,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float32] | None, NDArray[np.float32]]:
     """One image through the gradient graph for every target (T forward + T backward).
 
     Returns the layer's activation and gradient, float64 [T, K, h, w] (channels first, whatever the
-    layer's layout in the graph), the input gradient float32 [T, C, H, W] and the scores float32 [T].
+    layer's layout in the graph), the input gradient float32 [T, C, H, W] (None unless
+    ``input_gradient``: without it the backward stops at the layer) and the scores float32 [T].
     """
-    (batch,) = list(model.gradients(1, lambda start, stop: image[None], objective, layers=[layer], rules=rules))
+    (batch,) = list(model.gradients(1, lambda start, stop: image[None], objective, layers=[layer], rules=rules,
+                                    input_gradient=input_gradient))
     activation, gradient = batch.layers[layer]
     canonical = model.introspection.layer(layer).canonical
     return (canonical(activation[0]).astype(np.float64), canonical(gradient[0]).astype(np.float64),
-            batch.input_grad[0], batch.scores[0])
+            None if batch.input_grad is None else batch.input_grad[0], batch.scores[0])
 
 
 def gradient_cam_maps(

@@ -10,6 +10,7 @@ evaluates through **the** batched loop (:mod:`.loop`); graph questions go to its
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from ..graph.layers import Layer
 from .batch_repair import with_working_batch
 from .config import ModelConfig
 from .export_repairs import repaired_export
+from .graph_cache import GraphCache, model_digest
 from .image_input import with_image_input
 from .introspect import Introspection
 from .loop import IMAGE, Chunk, evaluate_in_chunks
@@ -42,10 +44,12 @@ from .preprocessing import (
 from .provenance import Origin, settings_provenance, warnings
 from .session import Compiled, SessionPool
 from .signature import Signature, read_signature
-from .variants import PLAIN_VARIANT, Variant, build_variant
+from .variants import PLAIN_VARIANT, Variant, build_variant_cached
 
 _NUMPY_DTYPES = {"FP32": np.float32, "FP16": np.float16, "FP64": np.float64, "UINT8": np.uint8}
 _PROBE_SEED = 20241126
+FROM_ENVIRONMENT = object()
+"""``OnnxClassifier(graph_cache=...)``'s default: the cache :meth:`GraphCache.from_environment` configures."""
 
 ort.set_default_logger_severity(4)  # failed probe runs are expected; errors reach users as exceptions
 
@@ -96,6 +100,8 @@ class OnnxClassifier:
         name: how the model is called in messages.
         providers: onnxruntime execution providers in order of preference.
         threads: intra-op threads per session (0 = onnxruntime's default).
+        graph_cache: where built gradient graphs are kept across restarts (see :mod:`.graph_cache`);
+            default: the folder the environment configures (``ONNXPLAIN_GRAPH_CACHE``); None: none.
 
     Raises:
         InvalidModel: the graph is invalid, is not an image classifier, onnxruntime refuses it, or
@@ -110,8 +116,12 @@ class OnnxClassifier:
         name: str = "model",
         providers: Sequence[str] | None = None,
         threads: int = 0,
+        graph_cache: GraphCache | None | object = FROM_ENVIRONMENT,
     ):
         self.config = config or ModelConfig()
+        self._graph_cache = GraphCache.from_environment() if graph_cache is FROM_ENVIRONMENT else graph_cache
+        self._digest: str | None = None
+        self._digest_lock = threading.Lock()
         self.name = name
         self._providers = list(providers) if providers else available_providers()
         self._threads = threads
@@ -193,7 +203,15 @@ class OnnxClassifier:
     def _build(self, variant: Variant) -> tuple[onnx.ModelProto, GradientModel | None]:
         if variant == PLAIN_VARIANT:  # needed before the introspection exists
             return self.model, None
-        return build_variant(variant, self.introspection, self.model_input)
+        return build_variant_cached(variant, self.introspection, self.model_input, cache=self._graph_cache,
+                                    model_hash=self._content_digest)
+
+    def _content_digest(self) -> str:
+        """SHA-256 of the working model (the graph cache's key; computed when first needed)."""
+        with self._digest_lock:
+            if self._digest is None:
+                self._digest = model_digest(self.model)
+            return self._digest
 
     def _probe_batch(self, n: int) -> NDArray:
         rng = np.random.default_rng(_PROBE_SEED)

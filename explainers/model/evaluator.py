@@ -38,7 +38,7 @@ class GradientBatch:
     """Images ``[start, stop)``, each differentiated for every target of the objective.
 
     ``scores`` [n, T] objective values (from the logits the gradients are taken of);
-    ``input_grad`` [n, T, C, H, W]; ``layers`` maps a layer to (activation, gradient), both
+    ``input_grad`` [n, T, C, H, W] (None when not requested); ``layers`` maps a layer to (activation, gradient), both
     [n, T, *layer shape]. ``score_delta`` [n, T], with a baseline x′: the objective on the
     differentiated scores at x minus at x′ (what DeepLIFT's attributions must sum to).
     """
@@ -46,7 +46,7 @@ class GradientBatch:
     start: int
     stop: int
     scores: NDArray[np.float32]
-    input_grad: NDArray[np.float32]
+    input_grad: NDArray[np.float32] | None
     layers: dict[str, tuple[NDArray[np.float32], NDArray[np.float32]]]
     score_delta: NDArray[np.float32] | None = None
 
@@ -144,8 +144,13 @@ class Evaluator:
         max_batch: int | None = None,
         baseline: NDArray[np.float32] | None = None,
         log_softmax_score: bool = False,
+        input_gradient: bool = True,
     ) -> Iterator[Chunk]:
         """Forward + backward through the gradient graph of (``layers``, ``rules``).
+
+        With ``input_gradient=False`` (``layers`` needed) the graph stops back-propagating at the
+        layers — Grad-CAM's backward is the head's, a small fraction of a forward — and chunks
+        carry no ``INPUT_GRAD``.
 
         ``make_batch(start, stop)`` returns canonical images [n, C, H, W] and class weights
         [n, classes] (the seed: one-hot for one class, e_P − e_Q for a contrast; with
@@ -167,9 +172,12 @@ class Evaluator:
         """
         classifier = self._classifier
         variant = Variant.gradient(layers=tuple(layers), rules=rules, cut_final_activation=cut_final_activation,
-                                   baseline_pass=baseline is not None, log_softmax_score=log_softmax_score)
+                                   baseline_pass=baseline is not None, log_softmax_score=log_softmax_score,
+                                   input_gradient=input_gradient)
         graph = classifier.compiled(variant).gradient
-        keys = {graph.score_output: self.signature.output_name, graph.input_grad: INPUT_GRAD}
+        keys = {graph.score_output: self.signature.output_name}
+        if input_gradient:
+            keys[graph.input_grad] = INPUT_GRAD
         for layer in layers:
             activation, gradient = graph.layers[layer]
             keys.update({activation: layer, gradient: layer_gradient(layer)})
@@ -186,9 +194,10 @@ class Evaluator:
                                     backward=True, max_batch=max_batch or classifier.gradient_max_batch,
                                     static=static, forwards=1 if baseline is None else 2):
             outputs = {keys[name]: value for name, value in chunk.outputs.items()}
-            if self.signature.layout == "NHWC":
-                outputs[INPUT_GRAD] = outputs[INPUT_GRAD].transpose(0, 3, 1, 2)
-            outputs[INPUT_GRAD] = np.ascontiguousarray(outputs[INPUT_GRAD], dtype=np.float32)
+            if input_gradient:
+                if self.signature.layout == "NHWC":
+                    outputs[INPUT_GRAD] = outputs[INPUT_GRAD].transpose(0, 3, 1, 2)
+                outputs[INPUT_GRAD] = np.ascontiguousarray(outputs[INPUT_GRAD], dtype=np.float32)
             yield Chunk(chunk.start, chunk.stop, outputs)
 
     def perturbed(
@@ -282,6 +291,7 @@ class Evaluator:
         layers: Sequence[str] = (),
         rules: str = "vanilla",
         baseline: NDArray[np.float32] | None = None,
+        input_gradient: bool = True,
     ) -> Iterator[GradientBatch]:
         """Gradients of every target for ``count`` images built by ``make_images(start, stop)``.
 
@@ -292,6 +302,8 @@ class Evaluator:
         ``baseline`` x′ [C, H, W] adds a baseline pass (one more forward per pair) for rule sets
         that read it (DeepLIFT) and fills ``score_delta``. A cross-entropy objective
         (``contrast_loss``) is seeded in the graph with ``softmax(logits) − e_Q``.
+        that read it (DeepLIFT) and fills ``score_delta``. ``input_gradient=False``: only the
+        ``layers``' gradients are computed (the backward stops at them) and ``input_grad`` is None.
 
         Raises:
             FailedPrecondition: the objective asks for gradients of probabilities, and the model's
@@ -329,7 +341,7 @@ class Evaluator:
         first_image = 0
         for chunk in self.gradient_rows(count * targets, make_batch, layers=layers, rules=rules,
                                         max_batch=rows_per_chunk, baseline=baseline,
-                                        cut_final_activation=not probability,
+                                        cut_final_activation=not probability, input_gradient=input_gradient,
                                         log_softmax_score=objective.cross_entropy):
             pending.append(chunk)
             rows = sum(c.stop - c.start for c in pending)
@@ -342,7 +354,7 @@ class Evaluator:
                 first_image, first_image + n,
                 objective.per_row(outputs[self.signature.output_name][:whole],
                                   outputs_are_probabilities=self.outputs_are_probabilities),
-                per_image(outputs[INPUT_GRAD], n),
+                per_image(outputs[INPUT_GRAD], n) if input_gradient else None,
                 {layer: (per_image(outputs[layer], n), per_image(outputs[layer_gradient(layer)], n))
                  for layer in layers},
                 _weighted(outputs[SCORE_DELTA][:whole], objective) if SCORE_DELTA in outputs else None,

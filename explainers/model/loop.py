@@ -45,7 +45,7 @@ def evaluate_in_chunks(
     count: int,
     make_batch: Callable[[int, int], Mapping[str, NDArray]],
     *,
-    model_input: ModelInput | None,
+    model_input: ModelInput,
     input_name: str,
     outputs: Sequence[str],
     batch: int,
@@ -58,8 +58,7 @@ def evaluate_in_chunks(
 
     ``make_batch(start, stop)`` builds the feed for samples ``[start, stop)``; its :data:`IMAGE`
     entry is canonical [n, C, H, W] float32 and is converted to ``model_input``'s layout and dtype
-    and fed as ``input_name``, other entries are fed as they are (``model_input`` None: a feed without
-    an :data:`IMAGE` entry, e.g. a companion model's, :mod:`.companions`). The next chunk's feed is built
+    and fed as ``input_name``, other entries are fed as they are. The next chunk's feed is built
     on a helper thread while onnxruntime runs the current one. Each chunk is charged to
     ``context`` (``forwards`` forward evaluations per sample, and a backward one when
     ``backward``) and cancellation is checked before it runs; a cancelled context also
@@ -88,22 +87,14 @@ def evaluate_in_chunks(
             values[input_name] = model_input.to_model_layout(values.pop(IMAGE))
         return values
 
-    for start, stop, values in _feeds(bounds, feed, context):
+    def run(start: int, stop: int, values: dict[str, NDArray]) -> Chunk:
         context.charge(forward=forwards * (stop - start), backward=(stop - start) if backward else 0)
         context.bytes_fed += sum(value.nbytes for value in values.values())
-        results = run_once(session, names, values, context, bound)
-        yield Chunk(start, stop, dict(zip(names, results)))
+        return Chunk(start, stop, dict(zip(names, run_once(session, names, values, context, bound))))
 
-
-def _feeds(bounds: list[tuple[int, int]], feed: Callable[[int, int], dict[str, NDArray]],
-           context: RunContext) -> Iterator[tuple[int, int, dict[str, NDArray]]]:
-    """``(start, stop, feed)`` per chunk, cancellation checked before each. Several chunks: the next feed is
-    built on a helper thread while the current one runs. One chunk (a sequential method's small batches:
-    CDeepEx's steps, a single gradient row) is built inline: starting and joining a thread per call would
-    cost more than the run (over half of cdeepex's time on the digits pair, bench/cdeepex_digits.py)."""
-    if len(bounds) == 1:
+    if len(bounds) == 1:  # nothing to prefetch: no helper thread (a single-image method's fixed cost)
         context.check()
-        yield *bounds[0], feed(*bounds[0])
+        yield run(0, count, feed(0, count))
         return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="feed") as prefetcher:
         pending = prefetcher.submit(feed, *bounds[0])
@@ -112,7 +103,7 @@ def _feeds(bounds: list[tuple[int, int]], feed: Callable[[int, int], dict[str, N
             values = pending.result()
             if index + 1 < len(bounds):
                 pending = prefetcher.submit(feed, *bounds[index + 1])
-            yield start, stop, values
+            yield run(start, stop, values)
 
 
 def bind_static(session: ort.InferenceSession, static: Mapping[str, NDArray] | None):

@@ -8,7 +8,8 @@ one place that builds them; :class:`~.session.SessionPool` compiles and keeps th
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import onnx
@@ -17,6 +18,7 @@ from ..autodiff import GradientModel, build_gradient_model
 from ..graph.baseline_pass import feed_baseline_once
 from ..graph.expose import expose_outputs
 from ..graph.perturbation import MaskSource, prefixed_model
+from .graph_cache import GraphCache, cache_key
 from .introspect import Introspection
 from .preprocessing import ModelInput
 
@@ -33,7 +35,8 @@ class Variant:
 
     ``kind`` is one of :data:`PLAIN`, :data:`EXPOSED` (``layers`` as extra outputs),
     :data:`GRADIENT` (``layers``, ``rules``, ``cut_final_activation``, ``baseline_pass``,
-    ``log_softmax_score``: the cross-entropy seed computed in the graph),
+    ``log_softmax_score``: the cross-entropy seed computed in the graph, and ``input_gradient``:
+    whether it back-propagates to the image or stops at the layers),
     :data:`PREFIX` (behind ``source``) and :data:`PREFIX_GRADIENT` (behind ``source``,
     differentiated with respect to the prefix input ``wrt``). A perturbation prefix is known by its
     name (``source_name``): the :class:`MaskSource` itself only rides along to build it.
@@ -45,6 +48,7 @@ class Variant:
     cut_final_activation: bool = True
     baseline_pass: bool = False
     log_softmax_score: bool = False
+    input_gradient: bool = True
     source_name: str = ""
     wrt: str = ""
     source: MaskSource | None = field(default=None, compare=False, repr=False)
@@ -55,9 +59,9 @@ class Variant:
 
     @classmethod
     def gradient(cls, *, layers: tuple[str, ...] = (), rules: str = "vanilla", cut_final_activation: bool = True,
-                 baseline_pass: bool = False, log_softmax_score: bool = False) -> Variant:
+                 baseline_pass: bool = False, log_softmax_score: bool = False, input_gradient: bool = True) -> Variant:
         return cls(kind=GRADIENT, layers=tuple(layers), rules=rules, cut_final_activation=cut_final_activation,
-                   baseline_pass=baseline_pass, log_softmax_score=log_softmax_score)
+                   baseline_pass=baseline_pass, log_softmax_score=log_softmax_score, input_gradient=input_gradient)
 
     @classmethod
     def prefix(cls, source: MaskSource) -> Variant:
@@ -107,7 +111,60 @@ def build_variant(variant: Variant, graph: Introspection, model_input: ModelInpu
         rules=variant.rules, cut_final_activation=variant.cut_final_activation,
         input_shape=(None, *model_input.model_shape), shape_hints=graph.tensor_shapes(),
         baseline_pass=variant.baseline_pass, log_softmax_score=variant.log_softmax_score,
+        input_gradient=variant.input_gradient,
     )
     if variant.baseline_pass:
         built = feed_baseline_once(built)
     return built.model, built
+
+
+CACHED_KINDS = (GRADIENT, PREFIX_GRADIENT)
+"""The variants worth a disk cache: gradient graphs (the others are a cheap edit of the model)."""
+
+
+def build_variant_cached(variant: Variant, graph: Introspection, model_input: ModelInput, *,
+                         cache: GraphCache | None, model_hash: Callable[[], str]
+                         ) -> tuple[onnx.ModelProto, GradientModel | None]:
+    """:func:`build_variant` through the disk ``cache`` (see :mod:`.graph_cache`) for gradient kinds.
+
+    ``model_hash()`` is the classifier's content digest (asked only when the cache is used).
+    """
+    if cache is None or variant.kind not in CACHED_KINDS:
+        return build_variant(variant, graph, model_input)
+    fields_ = {f.name: getattr(variant, f.name) for f in fields(variant) if f.compare}
+    key = cache_key(model_hash(), fields_, (model_input.layout, str(np.dtype(model_input.dtype)), *model_input.shape))
+    entry = cache.load(key)
+    if entry is not None:
+        try:
+            return entry.model, _gradient_from_meta(entry.model, entry.meta)
+        except (KeyError, TypeError, ValueError):  # a well-formed file with wrong metadata: rebuild
+            pass
+    model, gradient = build_variant(variant, graph, model_input)
+    cache.store(key, model, _gradient_meta(gradient))
+    return model, gradient
+
+
+def _gradient_meta(gradient: GradientModel) -> dict:
+    return {"input_name": gradient.input_name, "score_output": gradient.score_output,
+            "score_tensor": gradient.score_tensor, "input_grad": gradient.input_grad,
+            "layers": {name: list(pair) for name, pair in gradient.layers.items()},
+            "baseline_input": gradient.baseline_input, "approximations": list(gradient.approximations)}
+
+
+def _gradient_from_meta(model: onnx.ModelProto, meta: dict) -> GradientModel:
+    """The names stored with a cached graph, checked against it.
+
+    Raises:
+        KeyError, TypeError, ValueError: the metadata is incomplete or names outputs the graph lacks.
+    """
+    layers = {str(name): (str(a), str(g)) for name, (a, g) in meta["layers"].items()}
+    gradient = GradientModel(model, str(meta["input_name"]), str(meta["score_output"]), str(meta["score_tensor"]),
+                             meta["input_grad"], layers, meta["baseline_input"],
+                             tuple(str(a) for a in meta["approximations"]))
+    outputs = {v.name for v in model.graph.output}
+    wanted = [gradient.score_output, *(name for pair in layers.values() for name in pair)]
+    if gradient.input_grad is not None:
+        wanted.append(gradient.input_grad)
+    if not set(wanted) <= outputs:
+        raise ValueError("the cached graph lacks outputs its metadata names")
+    return gradient

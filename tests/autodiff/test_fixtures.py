@@ -17,7 +17,9 @@ import pytest
 
 from onnxplain.explainers import ModelConfig, OnnxClassifier
 from onnxplain.explainers.autodiff import INPUT_GRAD
-from onnxplain.explainers.model import Evaluator, layer_gradient
+from onnxplain.explainers.model import Evaluator, Variant, layer_gradient
+from onnxplain.explainers.model.loop import concatenate
+from onnxplain.explainers.model.variants import build_variant
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 NAMES = sorted(Path(name).stem for name in json.loads((FIXTURES / "manifest.json").read_text())["fixtures"])
@@ -90,3 +92,33 @@ def test_default_cam_layer_is_the_last_activation_before_global_pooling(fixture)
         assert classifier.cam_layer == str(golden["layer"])
         layer = {layer.name: layer for layer in classifier.layers()}[classifier.cam_layer]
         assert layer.shape == golden["layer_activation"].shape[1:]
+
+
+def test_layer_gradients_without_the_input_gradient_are_the_same(fixture):
+    """Grad-CAM's graph stops back-propagating at the layer: no input gradient, fewer nodes, and
+    the layer's activation and gradient equal the full graph's (and torch's)."""
+    name, classifier, golden = fixture
+    if "layer" not in golden:
+        pytest.skip("no spatial layer in this family (ViT, MLP)")
+    layer, x, seeds = str(golden["layer"]), golden["x"], golden["class_weights"]
+    canonical = np.ascontiguousarray(x.transpose(0, 3, 1, 2) if classifier.signature.layout == "NHWC" else x)
+    cut = classifier.output_kind == "logits"
+    outputs, graphs = {}, {}
+    for wanted in (True, False):
+        chunks = list(Evaluator(classifier).gradient_rows(
+            len(x), lambda a, b: (canonical[a:b], seeds[a:b]), layers=[layer], cut_final_activation=cut,
+            input_gradient=wanted))
+        outputs[wanted] = concatenate(chunks)
+        variant = Variant.gradient(layers=(layer,), cut_final_activation=cut, input_gradient=wanted)
+        graphs[wanted] = build_variant(variant, classifier.introspection, classifier.model_input)
+    assert INPUT_GRAD in outputs[True] and INPUT_GRAD not in outputs[False]
+    for key in (layer, layer_gradient(layer), classifier.signature.output_name):  # float32 rounding apart
+        np.testing.assert_allclose(outputs[False][key], outputs[True][key], rtol=1e-5,
+                                   atol=1e-6 * np.abs(outputs[True][key]).max())
+    for i in range(len(x)):
+        compare(outputs[False][layer_gradient(layer)][i], golden["layer_grad"][i], bool(golden["smooth"]),
+                f"{name} layer gradient without the input gradient, sample {i}")
+    (full, full_names), (head, head_names) = graphs[True], graphs[False]
+    assert head_names.input_grad is None and full_names.input_grad == INPUT_GRAD
+    assert INPUT_GRAD not in [o.name for o in head.graph.output]
+    assert len(head.graph.node) < len(full.graph.node)

@@ -20,6 +20,7 @@ from onnxplain.explainers.autodiff import (
     build_gradient_model,
     rule_set,
 )
+from onnxplain.explainers.errors import InvalidArgument
 from onnxplain.explainers.model import Variant, layer_gradient
 
 RNG = np.random.default_rng(5)
@@ -78,6 +79,30 @@ def test_layer_gradient_is_the_input_gradient_of_the_head():
     expected = (seeds @ fw)[:, :, None, None] / 64 * np.ones((1, 1, 8, 8))
     np.testing.assert_allclose(layer_grad, expected, rtol=1e-6)
     assert activation.shape == (2, 4, 8, 8) and np.all(activation >= 0)
+
+
+def test_a_layer_only_graph_differentiates_only_the_head():
+    """Without the input gradient the backward stops at the layer: no Conv is differentiated (the
+    head is GlobalAveragePool → Flatten → Gemm), and the layer gradient is the analytic one."""
+    model = builders.small_cnn(size=8, hidden=4, classes=3)
+    head = build_gradient_model(model, layers=["act"], input_gradient=False)
+    full = build_gradient_model(model, layers=["act"])
+    assert head.input_grad is None and INPUT_GRAD not in [o.name for o in head.model.graph.output]
+    backward_ops = {n.op_type for n in head.model.graph.node if n.name.startswith("grad/") or "grad/" in n.output[0]}
+    assert "Gemm" in backward_ops and not backward_ops & {"Conv", "ConvTranspose", "Greater", "Mul"}
+    assert len(head.model.graph.node) < len(full.model.graph.node)
+    x = RNG.standard_normal((2, 3, 8, 8)).astype(np.float32)
+    seeds = np.eye(3, dtype=np.float32)[[1, 2]]
+    run = ReferenceEvaluator(head.model).run(None, {"x": x, CLASS_WEIGHTS: seeds})
+    got = dict(zip([o.name for o in head.model.graph.output], run))[head.layers["act"][1]]
+    fw = numpy_helper.to_array(next(i for i in model.graph.initializer if i.name == "fw"))
+    np.testing.assert_allclose(got, (seeds @ fw)[:, :, None, None] / 64 * np.ones((1, 1, 8, 8)), rtol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"layers": ["act"], "baseline_pass": True}])
+def test_a_graph_without_the_input_gradient_needs_layers_and_no_baseline(kwargs):
+    with pytest.raises(InvalidArgument, match="layers"):
+        build_gradient_model(builders.small_cnn(), input_gradient=False, **kwargs)
 
 
 @pytest.mark.parametrize("rules", ["vanilla", "guided_backprop", "deconvnet"])

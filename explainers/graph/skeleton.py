@@ -1,0 +1,59 @@
+"""A model's skeleton: its graph with the large weight tensors declared instead of stored.
+
+``onnx.checker.check_model`` and ``onnx.shape_inference.infer_shapes`` serialize the whole model
+and walk every byte of it; on a VGG11 export (530 MB of weights, 400 MB of them one Gemm matrix)
+each took several seconds of a gradient graph's build, for no information: neither needs a
+weight's values, only its type and shape (data propagation reads small shape constants, which
+stay). The skeleton keeps every node, input, output and small initializer, and declares each
+large floating-point initializer as a graph input of the same type and shape.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import helper
+
+KEPT_ELEMENTS = 4096
+"""Initializers up to this many elements (and every non-float one) stay: shape arithmetic reads them."""
+
+_FLOATS = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16}
+
+
+def is_weight(tensor: onnx.TensorProto) -> bool:
+    """A floating-point initializer over :data:`KEPT_ELEMENTS` elements."""
+    return tensor.data_type in _FLOATS and int(np.prod(tensor.dims, dtype=np.int64)) > KEPT_ELEMENTS
+
+
+def skeleton(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of ``model`` whose large float initializers (:func:`is_weight`) are graph inputs.
+
+    The copy costs the nodes and small tensors only; ``model`` is not modified. Graph attributes
+    (If/Loop bodies) are copied whole.
+    """
+    light = onnx.ModelProto()
+    light.ir_version = model.ir_version
+    light.opset_import.extend(model.opset_import)
+    light.producer_name = model.producer_name
+    graph, source = light.graph, model.graph
+    graph.name = source.name
+    graph.node.extend(source.node)
+    graph.input.extend(source.input)
+    graph.output.extend(source.output)
+    graph.value_info.extend(source.value_info)
+    declared = {value.name for value in source.input}
+    for tensor in source.initializer:
+        if not is_weight(tensor):
+            graph.initializer.append(tensor)
+        elif tensor.name not in declared:
+            graph.input.append(helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims)))
+    return light
+
+
+def check_structure(model: onnx.ModelProto) -> None:
+    """``onnx.checker.check_model`` on the :func:`skeleton` (nodes, attributes, types, opsets).
+
+    Raises:
+        onnx.checker.ValidationError: as the checker does.
+    """
+    onnx.checker.check_model(skeleton(model))
