@@ -12,7 +12,7 @@ KSERVE_VENV := .venv-kserve
 KSERVE_STAMP := $(KSERVE_VENV)/.installed
 PORT ?= 50051
 
-.PHONY: setup proto serve demo test bench lint clean
+.PHONY: setup proto serve demo test bench bench-peers lint clean
 
 setup: $(STAMP)
 
@@ -46,6 +46,10 @@ test: setup $(TRITON_STAMP) $(KSERVE_STAMP)
 
 bench: setup
 	$(BIN)/python bench/run.py --out bench
+
+# onnxplain next to Captum, pytorch-grad-cam and LIME on torch (its own .venv-peers; bench/README.md, Peers).
+bench-peers: setup
+	bash bench/peers/run.sh
 
 lint: setup
 	$(BIN)/ruff check .

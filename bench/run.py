@@ -96,6 +96,14 @@ class Bench:
         return self.shared[name]
 
 
+def later_sections(path: Path) -> str:
+    """The ``## …`` sections after the table in an existing results.md, which other scripts own
+    (bench/peers/run.py writes ``## Peers``): kept when this script rewrites the table."""
+    text = path.read_text() if path.exists() else ""
+    start = text.find("\n## ")
+    return text[start:] if start >= 0 else ""
+
+
 def walls(fn: Callable[[], object], runs: int) -> list[float]:
     """Wall times of ``runs`` calls of ``fn``."""
     times = []
@@ -580,7 +588,8 @@ def main() -> None:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.out / "results.md").write_text(table)
+    markdown_path = args.out / "results.md"
+    markdown_path.write_text(table + later_sections(markdown_path))
     print(table, end="")
 
 
