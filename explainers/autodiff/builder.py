@@ -29,6 +29,7 @@ from ..graph.index import GraphIndex, default_opset
 from ..graph.skeleton import check_structure, skeleton
 from .context import VjpContext
 from .errors import Declined, GradientError, declined_error
+from .pad_folding import fold_pads_into_convs
 from .registry import Rule
 from .rule_sets import rule_set, supported_ops
 
@@ -128,6 +129,8 @@ def build_gradient_model(
             field = {"input": "input", "output": "output", "layer": "params.layer"}[kind]
             raise InvalidArgument(field, f"no tensor named {name!r} in the graph")
 
+    if fold_pads_into_convs(model, index, keep={input_name, output_name, *layers}):
+        index = GraphIndex(model)
     score_tensor = output_name
     producer = index.producer(score_tensor)
     if cut_final_activation and producer is not None and producer.op_type in _FINAL_ACTIVATIONS:

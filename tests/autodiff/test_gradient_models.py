@@ -296,3 +296,34 @@ def test_relu_and_relu6_masks_are_exact_at_the_kinks(activation):
     x = values.ravel()
     expected = (x > 0) if activation == "Relu" else ((x > 0) & (x < 6))
     np.testing.assert_array_equal(grad.ravel(), expected.astype(np.float32))
+
+
+def test_a_zero_pad_before_a_conv_is_folded_into_its_pads():
+    """TF-"SAME" exports pad explicitly before strided Convs: the builder differentiates Conv(X, pads = p + q)
+    instead, with no Slice in the backward, and the input gradient equals the one through the kept Pad
+    (keeping it is forced here by requesting the Pad's output as a layer)."""
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(0)
+    nodes = [
+        helper.make_node("Pad", ["x", "amounts"], ["padded"], mode="constant"),
+        helper.make_node("Conv", ["padded", "w"], ["conv"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 0, 0, 1]),
+        helper.make_node("Relu", ["conv"], ["act"]),
+        helper.make_node("Flatten", ["act"], ["logits"]),
+    ]
+    inits = [numpy_helper.from_array(np.array([0, 0, 0, 1, 0, 0, 2, 1], np.int64), "amounts"),
+             numpy_helper.from_array(rng.standard_normal((2, 3, 3, 3)).astype(np.float32), "w")]
+    graph = helper.make_graph(nodes, "padded", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 9, 8])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 50])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    folded = build_gradient_model(model)
+    kept = build_gradient_model(model, layers=["padded"])
+    assert not any(n.op_type in ("Pad", "Slice") for n in folded.model.graph.node)
+    assert any(n.op_type == "Pad" for n in kept.model.graph.node)
+    x = rng.standard_normal((2, 3, 9, 8)).astype(np.float32)
+    feed = {"x": x, CLASS_WEIGHTS: rng.standard_normal((2, 50)).astype(np.float32)}
+    grads = [ort.InferenceSession(b.model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        [b.score_output, b.input_grad], feed) for b in (folded, kept)]
+    np.testing.assert_allclose(grads[0][0], grads[1][0], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(grads[0][1], grads[1][1], rtol=1e-5, atol=1e-6)
+    assert np.abs(grads[0][1]).max() > 0.1
