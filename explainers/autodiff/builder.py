@@ -29,6 +29,7 @@ from ..graph.index import GraphIndex, default_opset
 from ..graph.skeleton import check_structure, skeleton
 from .context import VjpContext
 from .errors import Declined, GradientError, declined_error
+from .pad_folding import fold_pads_into_convs
 from .registry import Rule
 from .rule_sets import rule_set, supported_ops
 
@@ -128,6 +129,8 @@ def build_gradient_model(
             field = {"input": "input", "output": "output", "layer": "params.layer"}[kind]
             raise InvalidArgument(field, f"no tensor named {name!r} in the graph")
 
+    if fold_pads_into_convs(model, index, keep={input_name, output_name, *layers}):
+        index = GraphIndex(model)
     score_tensor = output_name
     producer = index.producer(score_tensor)
     if cut_final_activation and producer is not None and producer.op_type in _FINAL_ACTIVATIONS:
@@ -203,7 +206,47 @@ def build_gradient_model(
         extra_outputs += [(f"layer_{index}", layer, layer), (f"layer_{index}_grad", grad, layer)]
     built = _assemble(model, ctx, input_name, output_name, score_tensor, extra_outputs, layer_outputs,
                       baseline_pass)
+    _annotate_gradient_shapes(built.model.graph, ctx, pending, batch=(ctx.static_shape(input_name) or [None])[0])
     return built
+
+
+def _annotate_gradient_shapes(graph: onnx.GraphProto, ctx: VjpContext, pending: dict[str, list[str]], *,
+                              batch: object) -> None:
+    """Declare each gradient tensor's shape (its forward tensor's, symbolic batch dimension included)
+    as value_info. onnxruntime's own inference loses the symbolic batch on the backward path (it
+    passes through Reshape/Expand with computed shapes), and without it its NCHWc transformer cannot
+    prove g and a forward tensor of the same shape, so every elementwise product of the two ran in
+    the plain layout between two reorders.
+
+    Only for the [batch, C, H, W] outputs of Conv and the elementwise ops after it (``_convolved``),
+    whose leading dimension is the input's ``batch``: elsewhere (attention windows) a dimension that
+    inference calls ``batch`` may be a multiple of it at run time.
+    """
+    convolved = _convolved(graph)
+    produced = {name for node in graph.node for name in node.output}
+    declared = {value.name for value in list(graph.input) + list(graph.output)}
+    for forward, parts in pending.items():
+        shape = ctx.static_shape(forward)
+        if forward not in convolved or shape is None or len(shape) != 4 or shape[0] != batch \
+                or not all(isinstance(d, int) for d in shape[1:]):
+            continue
+        elem = helper.np_dtype_to_tensor_dtype(ctx.dtype(forward))
+        for part in dict.fromkeys(parts):
+            if part in produced and part not in declared:
+                graph.value_info.append(helper.make_tensor_value_info(part, elem, list(shape)))
+                declared.add(part)
+
+
+_CONVOLVED_OPS = frozenset({"Conv", "Clip", "Relu", "Add", "Sum", "Mul", "BatchNormalization", "Pad"})
+
+
+def _convolved(graph: onnx.GraphProto) -> set[str]:
+    """Outputs of Conv nodes and of the Conv-family ops (activations, residual Add, Pad) fed by them."""
+    found: set[str] = set()
+    for node in graph.node:  # topological
+        if node.op_type == "Conv" or (node.op_type in _CONVOLVED_OPS and any(i in found for i in node.input)):
+            found.update(node.output)
+    return found
 
 
 def _log_softmax_seed(ctx: VjpContext, scores: str) -> str:
@@ -261,7 +304,7 @@ def _assemble(model, ctx, input_name, output_name, score_tensor, extra_outputs, 
         dims = [d if d is not None else None for d in shape] if shape is not None else None
         graph.output.append(helper.make_tensor_value_info(alias, elem, dims))
     eliminate_dead_code(graph, [output_name] + [alias for alias, _, _ in extra_outputs])
-    del graph.value_info[:]
+    del graph.value_info[:]  # (gradient shapes are declared after assembly)
     try:
         check_structure(model)
     except onnx.checker.ValidationError as exc:  # a rule emitted something invalid: a bug

@@ -129,7 +129,10 @@ def test_gradients_are_charged_and_the_graph_is_cached():
 def test_only_the_needed_nodes_are_kept():
     graph = build_gradient_model(builders.small_cnn()).model
     ops = [n.op_type for n in graph.graph.node]
-    assert ops.count("Gemm") == 2 and ops.count("Conv") == 2  # forward + data gradient; no weight gradients
+    # forward + data gradient + the ReLU mask (a 1×1 depthwise Conv); no weight gradients
+    assert ops.count("Gemm") == 2 and ops.count("Conv") == 3
+    masks = [n for n in graph.graph.node if n.op_type == "Conv" and n.input[0] == "act"]
+    assert len(masks) == 1 and list(next(a.ints for a in masks[0].attribute if a.name == "kernel_shape")) == [1, 1]
     assert {i.name for i in graph.graph.input} == {"x", CLASS_WEIGHTS}
 
 
@@ -262,3 +265,65 @@ def test_the_gradient_leaving_every_relu_is_non_negative_on_real_nets(name, rule
     assert all((modified.layers[tensor][1] >= 0).all() for tensor in relu_inputs)
     assert any((vanilla.layers[tensor][1] < 0).any() for tensor in relu_inputs)  # the plain gradient goes negative
     assert (modified.input_grad < 0).any()  # behind the first conv, the rules' gradient has both signs
+
+
+_KINK_VALUES = np.array([-1.0, -0.0, 0.0, 2.0**-126, 1e-30, 0.5, 3.0, np.nextafter(np.float32(6), np.float32(0)), 6.0,
+                         np.nextafter(np.float32(6), np.float32(7)), 7.0, 4.5, 1e30, 3e38, 2.0**-100, 1.0], np.float32)
+
+
+@pytest.mark.parametrize("activation", ["Relu", "Clip"])
+def test_relu_and_relu6_masks_are_exact_at_the_kinks(activation):
+    """The blocked-layout masks (1×1 depthwise Conv + Clip) give exactly [x > 0] / [0 < x < 6] at the
+    values where a scaled formula could go wrong: ±0, the smallest normal float, the floats next to 6,
+    and values whose scaled product overflows."""
+    import onnxruntime as ort
+
+    values = _KINK_VALUES.reshape(1, 1, 4, 4)
+    clip_bounds = [] if activation == "Relu" else ["lo", "hi"]
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["y"], kernel_shape=[1, 1]),  # identity: y = x exactly
+        helper.make_node(activation, ["y", *clip_bounds], ["act"]),
+        helper.make_node("Flatten", ["act"], ["logits"]),
+    ]
+    inits = [numpy_helper.from_array(np.ones((1, 1, 1, 1), np.float32), "w"),
+             numpy_helper.from_array(np.float32(0), "lo"), numpy_helper.from_array(np.float32(6), "hi")]
+    graph = helper.make_graph(nodes, "kinks", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1, 4, 4])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 16])], inits)
+    built = build_gradient_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    assert any(n.op_type == "Conv" and n.input[0] == "act" for n in built.model.graph.node)  # the blocked mask
+    session = ort.InferenceSession(built.model.SerializeToString(), providers=["CPUExecutionProvider"])
+    (grad,) = session.run([built.input_grad], {"x": values, CLASS_WEIGHTS: np.ones((1, 16), np.float32)})
+    x = values.ravel()
+    expected = (x > 0) if activation == "Relu" else ((x > 0) & (x < 6))
+    np.testing.assert_array_equal(grad.ravel(), expected.astype(np.float32))
+
+
+def test_a_zero_pad_before_a_conv_is_folded_into_its_pads():
+    """TF-"SAME" exports pad explicitly before strided Convs: the builder differentiates Conv(X, pads = p + q)
+    instead, with no Slice in the backward, and the input gradient equals the one through the kept Pad
+    (keeping it is forced here by requesting the Pad's output as a layer)."""
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(0)
+    nodes = [
+        helper.make_node("Pad", ["x", "amounts"], ["padded"], mode="constant"),
+        helper.make_node("Conv", ["padded", "w"], ["conv"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 0, 0, 1]),
+        helper.make_node("Relu", ["conv"], ["act"]),
+        helper.make_node("Flatten", ["act"], ["logits"]),
+    ]
+    inits = [numpy_helper.from_array(np.array([0, 0, 0, 1, 0, 0, 2, 1], np.int64), "amounts"),
+             numpy_helper.from_array(rng.standard_normal((2, 3, 3, 3)).astype(np.float32), "w")]
+    graph = helper.make_graph(nodes, "padded", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 9, 8])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 50])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    folded = build_gradient_model(model)
+    kept = build_gradient_model(model, layers=["padded"])
+    assert not any(n.op_type in ("Pad", "Slice") for n in folded.model.graph.node)
+    assert any(n.op_type == "Pad" for n in kept.model.graph.node)
+    x = rng.standard_normal((2, 3, 9, 8)).astype(np.float32)
+    feed = {"x": x, CLASS_WEIGHTS: rng.standard_normal((2, 50)).astype(np.float32)}
+    grads = [ort.InferenceSession(b.model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        [b.score_output, b.input_grad], feed) for b in (folded, kept)]
+    np.testing.assert_allclose(grads[0][0], grads[1][0], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(grads[0][1], grads[1][1], rtol=1e-5, atol=1e-6)
+    assert np.abs(grads[0][1]).max() > 0.1
