@@ -12,59 +12,11 @@ machine, for the explanation and for each metric; compare them within one run on
 from __future__ import annotations
 
 import argparse
-import io
-import time
-from pathlib import Path
 
 import numpy as np
-from PIL import Image
-from skimage import data
+from bundled import PHOTOS, load_bundled, photo_tensor, random_map_evaluation, timed_evaluation
 
-from onnxplain.explainers import Evaluator, Explanation, MetricResult, ModelConfig, Objective, OnnxClassifier, evaluate
-from onnxplain.explainers.methods.occlusion import OcclusionParams
-from onnxplain.explainers.metrics import Subject, get_metric
-from onnxplain.explainers.metrics.registry import metric_rng
-from onnxplain.explainers.model import decode_image, preprocess
-
-MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "efficientnet_lite0"
-PHOTOS = {"coffee": data.coffee, "chelsea": data.chelsea, "rocket": data.rocket}
-
-
-def photo_tensor(classifier: OnnxClassifier, photo: np.ndarray) -> np.ndarray:
-    """A photo as the server sees an uploaded PNG: decoded, resized and normalised, canonical [3, H, W]."""
-    buffer = io.BytesIO()
-    Image.fromarray(photo).save(buffer, format="PNG")
-    tensor, _ = preprocess(decode_image(buffer.getvalue()), classifier.config.preprocessing,
-                           size=(classifier.height, classifier.width), channels=classifier.channels)
-    return tensor
-
-
-def timed_evaluation(classifier, image, method, objective, params, metrics) -> tuple[dict, dict]:
-    """Run evaluate(); the seconds of the explanation and of each metric, and the results by name."""
-    seconds, results, clock = {}, {}, time.perf_counter()
-    for event in evaluate(classifier, image, method, objective, params, metrics):
-        if isinstance(event, Explanation | MetricResult):
-            now = time.perf_counter()
-            name = "explain" if isinstance(event, Explanation) else event.metric
-            seconds[name], clock = now - clock, now
-            if isinstance(event, MetricResult):
-                results[name] = event
-    return results, seconds
-
-
-def random_map_evaluation(classifier, image, objective, metrics, seed: int = 0) -> tuple[dict, dict]:
-    """The same metrics on a map of i.i.d. uniform noise (no method run)."""
-    rng = np.random.default_rng(seed)
-    heatmaps = rng.random((1, classifier.height, classifier.width)).astype(np.float32)
-    subject = Subject(classifier, Evaluator(classifier), image, objective, "occlusion", OcclusionParams(),
-                      Explanation(heatmaps, np.zeros(1, np.float32), 0), seed)
-    seconds, results = {"explain": 0.0}, {}
-    for name, params in metrics.items():
-        spec = get_metric(name)
-        clock = time.perf_counter()
-        *_, result = spec.evaluate(subject, spec.params.from_mapping(params), rng=metric_rng(seed, name))
-        seconds[name], results[name] = time.perf_counter() - clock, result
-    return results, seconds
+from onnxplain.explainers import Objective
 
 
 def main() -> None:
@@ -74,8 +26,7 @@ def main() -> None:
     parser.add_argument("--occlusion-stride", type=int, default=16)
     parser.add_argument("--deletion-baseline", default="zero", help="zero (the paper's code), mean or blur")
     args = parser.parse_args()
-    classifier = OnnxClassifier.load(MODEL_DIR / "model.onnx", config=ModelConfig.from_file(MODEL_DIR / "config.json"),
-                                     name="efficientnet_lite0")
+    classifier = load_bundled()
     metrics = {"deletion": {"steps": args.steps, "baseline": args.deletion_baseline},
                "insertion": {"steps": args.steps}}
     methods = {"grad_cam": {}, "saliency": {}, "rise": {"masks": args.rise_masks},
@@ -84,8 +35,8 @@ def main() -> None:
           "probability scores, MoRF\n")
     print("| photo (top-1) | method | deletion AUC ↓ | insertion AUC ↑ | explain s | deletion s | insertion s |")
     print("|---|---|---|---|---|---|---|")
-    for photo, load in PHOTOS.items():
-        image = photo_tensor(classifier, load())
+    for photo in PHOTOS:
+        image = photo_tensor(classifier, photo)
         top = int(np.argmax(classifier.predict(image[None])[0]))
         objective = Objective.for_classes([top], classifier.num_classes)
         for method, params in methods.items():

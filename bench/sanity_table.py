@@ -26,24 +26,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-from skimage import data
+from bundled import load_bundled, photo_tensor
 
 import onnxplain.explainers.metrics.randomisation  # noqa: F401  (registers the sanity metrics)
 import onnxplain.explainers.metrics.shift_invariance  # noqa: F401
-from onnxplain.explainers import ModelConfig, Objective, OnnxClassifier, evaluate_once
+from onnxplain.explainers import Objective, evaluate_once
 
-ROOT = Path(__file__).resolve().parent.parent
-BUNDLED = ROOT / "models" / "efficientnet_lite0"
 METHODS = ("saliency", "grad_cam", "guided_backprop", "integrated_gradients")
-
-
-def coffee_png() -> bytes:
-    import io
-
-    buffer = io.BytesIO()
-    Image.fromarray(data.coffee()).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def main() -> None:
@@ -55,9 +44,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
-    classifier = OnnxClassifier.load(BUNDLED / "model.onnx", config=ModelConfig.from_file(BUNDLED / "config.json"),
-                                     name="efficientnet_lite0")
-    image, _ = classifier.preprocess(coffee_png())
+    classifier = load_bundled()
+    image = photo_tensor(classifier, "coffee")
     best = int(np.argmax(classifier.predict(image[None])[0]))
     objective = Objective.for_classes([best], classifier.num_classes)
     print(f"efficientnet_lite0 on coffee, class {best} ({classifier.labels[best]}), cascade steps {args.steps}, "
