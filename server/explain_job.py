@@ -90,7 +90,7 @@ def prepare_explanation(request: ex_pb2.ExplainRequest, repository: ModelReposit
         for c in objective.classes
     ]
     check_result_size(len(targets), (classifier.height, classifier.width), image, request.output,
-                      limits.max_message_bytes)
+                      limits.max_message_bytes, tensor_planes=spec.tensor_planes(classifier.channels))
     return PreparedExplanation(spec, classifier, params, seed, image, objective, targets,
                                spent=context.forward + context.backward, started=started)
 
@@ -145,12 +145,14 @@ def run_explain(
 BYTES_PER_VALUE = {ex_pb2.HEATMAP_DATATYPE_FP16: 2, ex_pb2.HEATMAP_DATATYPE_UINT8: 1}
 
 
-def check_result_size(targets: int, size: tuple[int, int], image, output: ex_pb2.OutputOptions, limit: int) -> None:
+def check_result_size(targets: int, size: tuple[int, int], image, output: ex_pb2.OutputOptions, limit: int, *,
+                      tensor_planes: int = 0) -> None:
     """Refuse before any work a result that could not be sent: heatmaps T × H × W (+ the original grid and
     overlays on the photo's own grid, an overlay counted at its raw size 3 × h × w, which PNG never exceeds by
-    much) must fit the message limit."""
+    much, + the method's ``tensor_planes`` float32 H × W planes per target, e.g. CEM's images) must fit the
+    message limit."""
     per_value = BYTES_PER_VALUE.get(output.heatmap_datatype, 4)
-    total = targets * size[0] * size[1] * per_value
+    total = targets * size[0] * size[1] * (per_value + 4 * tensor_planes)
     original = image.geometry.original if image.geometry is not None else size
     if output.original_grid and image.geometry is not None:
         total += targets * original[0] * original[1] * per_value
@@ -158,7 +160,7 @@ def check_result_size(targets: int, size: tuple[int, int], image, output: ex_pb2
         total += targets * original[0] * original[1] * 3
     if total > 0.95 * limit:
         raise ResourceExhausted(
-            f"the result would be about {total / 2**20:,.0f} MiB ({targets} targets on a {original[1]}x{original[0]} "
+            f"the result would be about {total / 2**20:,.1f} MiB ({targets} targets on a {original[1]}x{original[0]} "
             f"photo); this server sends at most {limit / 2**20:,.0f} MiB per message: ask for UINT8 or FP16 heatmaps, "
             "fewer targets, no original_grid or no overlay_png, or send a smaller photo")
 

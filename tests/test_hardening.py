@@ -354,6 +354,23 @@ def test_a_result_too_large_to_send_is_refused_up_front(repository):
         running.stop()
 
 
+def test_a_method_whose_result_carries_images_is_sized_with_them_up_front(repository):
+    """CEM returns its PN/PP images and maps besides the heatmap (8 planes per target on an RGB model): a limit
+    the heatmap alone fits is refused before any model evaluation, not when the result is sent."""
+    running = ServerThread(repository, limits=ServerLimits(max_message_bytes=2**20))
+    photo = png_bytes(np.random.default_rng(0).integers(0, 255, (224, 224, 3), dtype=np.uint8))
+    try:
+        with Client(running.address, timeout=60, retries=False) as c:
+            assert c.explain("efficientnet_lite0", photo, "saliency").heatmaps.shape == (1, 224, 224)
+            started = time.monotonic()
+            with pytest.raises(grpc.RpcError) as info:
+                c.explain("efficientnet_lite0", photo, "cem", params={"iterations": 1, "search_steps": 1})
+            assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "1.7 MiB" in info.value.details() and time.monotonic() - started < 10
+    finally:
+        running.stop()
+
+
 # 11. honest health, drain, exclusive port, loud missing provider ------------------------------
 
 

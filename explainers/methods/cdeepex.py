@@ -188,6 +188,7 @@ def reconstruct(generator: CompanionHandle, x: NDArray[np.float32], z: NDArray[n
     family=Family.CONTRASTIVE,
     black_box=False,
     params=CDeepExParams,
+    tensor_planes=lambda channels: 2 * channels,  # G(z′) and G(z₀), [C, H, W] each
     citation="Feghahati, Shelton, Pazzani & Tang, CDeepEx: Contrastive Deep Explanations, ECAI 2020",
 )
 def cdeepex(model: Evaluator, image: NDArray[np.float32], objective: Objective, params: CDeepExParams, *,

@@ -151,6 +151,7 @@ def wants_exact(model: Evaluator, params: CemParams) -> bool:
     family=Family.CONTRASTIVE,
     black_box=True,
     params=CemParams,
+    tensor_planes=lambda channels: 2 * channels + 2,  # PN and PP images [C, H, W] and their maps [H, W]
     citation="Dhurandhar, Chen, Luss, Tu, Ting, Shanmugam & Das, Explanations based on the Missing: Towards "
              "Contrastive Explanations with Pertinent Negatives, NeurIPS 2018",
 )

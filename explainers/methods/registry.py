@@ -40,7 +40,9 @@ ExplainFn = Callable[..., Iterator[Event]]
 @dataclass(frozen=True)
 class MethodSpec:
     """A registered method: its contract name, family, parameter type, generator, the paper it
-    implements (``citation``) and, for a gradient attribution SmoothGrad can wrap, its factory."""
+    implements (``citation``), for a gradient attribution SmoothGrad can wrap, its factory, and
+    ``tensor_planes(channels)``: how many H × W float32 planes per target its ``Explanation.tensors``
+    hold at most (so a server can refuse a result too large to send before any work)."""
 
     name: str
     family: Family
@@ -49,6 +51,7 @@ class MethodSpec:
     explain: ExplainFn
     citation: str
     attribution: AttributionFactory | None = None
+    tensor_planes: Callable[[int], int] = lambda channels: 0
 
     @property
     def summary(self) -> str:
@@ -62,17 +65,19 @@ _REGISTRY: dict[str, MethodSpec] = {}
 def register(
     name: str, *, family: Family, black_box: bool, params: type[MethodParams], citation: str,
     attribution: AttributionFactory | None = None,
+    tensor_planes: Callable[[int], int] = lambda channels: 0,
 ) -> Callable[[ExplainFn], ExplainFn]:
     """Register ``explain`` under ``name``; raises ``ValueError`` on a duplicate name.
 
     ``citation``: the paper it implements. ``attribution``: for a gradient method, its
     :class:`~.attribution.GradientAttribution` for given parameters — what SmoothGrad wraps.
+    ``tensor_planes``: see :class:`MethodSpec`.
     """
 
     def decorate(explain: ExplainFn) -> ExplainFn:
         if name in _REGISTRY:
             raise ValueError(f"method {name!r} is already registered by {_REGISTRY[name].explain.__module__}")
-        _REGISTRY[name] = MethodSpec(name, family, black_box, params, explain, citation, attribution)
+        _REGISTRY[name] = MethodSpec(name, family, black_box, params, explain, citation, attribution, tensor_planes)
         return explain
 
     return decorate
