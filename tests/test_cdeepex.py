@@ -50,7 +50,7 @@ def test_on_a_linear_generator_and_classifier_the_contrast_is_the_projection_ont
     if not softmax:
         assert result.scores[0] == pytest.approx(h0, rel=1e-5)  # the objective e_P − e_Q at x
     steps = 12 * 50
-    assert (result.forward, result.backward) == (1 + 1 + 2 + 12 * (4 * 50 + 2), 2 * steps)
+    assert (result.forward, result.backward) == (1 + 1 + 2 + 12 * 4 * 50, 2 * steps)  # G(z) and its scores carried
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +98,9 @@ def test_missing_generator_contrast_or_companion_is_a_clear_error():
     with pytest.raises(InvalidArgument, match="target.contrast_class: cdeepex explains \"P rather than Q\""):
         explain_once(classifier, x, "cdeepex", Objective.for_classes([0], 3), {"generator": "g"},
                      companions=companions)
+    with pytest.raises(InvalidArgument, match="target.contrast_loss: cdeepex makes the logits of P and Q equal"):
+        explain_once(classifier, x, "cdeepex", Objective.for_classes([0], 3, contrast=1, loss="cross_entropy"),
+                     {"generator": "g"}, companions=companions)
     with pytest.raises(FailedPrecondition, match=r"generator 'e' makes images \[4\]; the classifier takes \[1, 2, 2\]"):
         explain_once(classifier, x, "cdeepex", contrast, {"generator": "e"}, companions=companions)
 

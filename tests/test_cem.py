@@ -143,6 +143,9 @@ def test_objectives_and_parameters_cem_cannot_serve_are_refused_by_name():
     with pytest.raises(InvalidArgument) as info:
         explain_once(classifier, x, "cem", Objective.for_classes([0], 2, space="probability"))
     assert info.value.field == "target.score_space"
+    with pytest.raises(InvalidArgument) as info:  # a loss cem does not optimise is refused, not silently replaced
+        explain_once(classifier, x, "cem", Objective.for_classes([0], 2, contrast=1, loss="cross_entropy"))
+    assert info.value.field == "target.contrast_loss"
     with pytest.raises(InvalidArgument) as info:
         explain_once(classifier, x, "cem", Objective.for_classes([0], 2),
                      {"gradient": "finite_differences", "pn_direction": "any"})

@@ -79,6 +79,9 @@ def _contrast_pairs(objective: Objective) -> tuple[NDArray[np.intp], int]:
     if objective.space == "probability":
         raise InvalidArgument("target.score", "cdeepex compares class logits (the paper's scores); "
                                               "leave the score space unset")
+    if objective.cross_entropy:
+        raise InvalidArgument("target.contrast_loss", "cdeepex makes the logits of P and Q equal (Feghahati et al. "
+                                                      "2020), not a cross-entropy: use contrast_loss=difference")
     positives = np.asarray(objective.classes, np.intp)
     if np.any(positives == objective.contrast):
         raise InvalidArgument("target.contrast_class", f"class {objective.contrast} cannot be contrasted with itself")
@@ -198,7 +201,7 @@ def cdeepex(model: Evaluator, image: NDArray[np.float32], objective: Objective, 
     Needs a companion generator (``generator``) and the objective's contrast class Q. Passes: 1 F of the
     classifier at x, then per target (batched over the targets): the encoder's 1 F (when given),
     ``reconstruction_steps`` × (2 F + 1 B) of G, 2 F for G(z₀) and its scores, and ``outer_steps`` ×
-    (``inner_steps`` × (4 F + 2 B) + 2 F). Extras (target 0, and ``name[t]`` per target): the classes
+    ``inner_steps`` × (4 F + 2 B). Extras (target 0, and ``name[t]`` per target): the classes
     x, G(z₀) and G(z′) are predicted as (``class_input``, ``class_reconstruction``, ``class_contrast``),
     ``score_gap`` |s_P − s_Q| at G(z′), ``score_gap_input`` at x, ``score_gap_reconstruction`` at G(z₀),
     ``score_gap_ratio`` = score_gap / score_gap_input, ``other_class_excess`` (how much another class beats
@@ -211,7 +214,7 @@ def cdeepex(model: Evaluator, image: NDArray[np.float32], objective: Objective, 
     encoder = model.companion(params.encoder) if params.encoder else None
     _check_shapes(model, generator, encoder)
     targets, steps = len(positives), params.outer_steps * params.inner_steps
-    forward = (1 if encoder else 0) + 2 * params.reconstruction_steps + 2 + params.outer_steps * (4 * params.inner_steps + 2)
+    forward = (1 if encoder else 0) + 2 * params.reconstruction_steps + 2 + 4 * steps
     backward = params.reconstruction_steps + 2 * steps
     planned = Planned(forward=1 + forward * targets, backward=backward * targets)
     yield planned
@@ -231,14 +234,14 @@ def cdeepex(model: Evaluator, image: NDArray[np.float32], objective: Objective, 
     c = np.full(targets, params.penalty)  # per target: each target's search is independent of the others
     adam = Adam(z0.copy(), params.learning_rate, low=-np.inf, high=np.inf)
     gap = np.abs(constraints.equality(s0))
+    decoded, s = x0, s0  # G(z) and its scores at Adam's current z, carried from one step to the next
     for _ in range(params.outer_steps):
         for _step in range(params.inner_steps):
-            decoded = generator.forward(adam.params)
-            weights = constraints.score_weights(scores(decoded), lam, mu, c)
+            weights = constraints.score_weights(s, lam, mu, c)
             _, pulled = generator.vjp(adam.params, scores.input_gradient(decoded, weights))
             adam.step((adam.params - z0) + pulled)
-        decoded = generator.forward(adam.params)
-        s = scores(decoded)
+            decoded = generator.forward(adam.params)
+            s = scores(decoded)
         h = constraints.equality(s)
         lam = lam + c * h
         mu = np.maximum(0.0, mu - c[:, None] * constraints.inequalities(s))

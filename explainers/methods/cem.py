@@ -102,6 +102,9 @@ def contrast_classes(objective: Objective) -> tuple[NDArray[np.int64], NDArray[n
     Raises:
         InvalidArgument: a row is neither, or the objective is on probabilities (CEM's hinge is on logits).
     """
+    if objective.cross_entropy:
+        raise InvalidArgument("target.contrast_loss", "cem's hinge is on the logit margin of t over Q (Dhurandhar "
+                                                      "et al. 2018), not a cross-entropy: use contrast_loss=difference")
     if objective.space != "output":
         raise InvalidArgument("target.score_space", "cem's hinge compares logits (Dhurandhar et al. 2018); "
                                                     "leave the score space unset")

@@ -301,8 +301,7 @@ class Evaluator:
         stay those of the model's output), and the probabilities when the objective asks for them. A
         ``baseline`` x′ [C, H, W] adds a baseline pass (one more forward per pair) for rule sets
         that read it (DeepLIFT) and fills ``score_delta``. A cross-entropy objective
-        (``contrast_loss``) is seeded in the graph with ``softmax(logits) − e_Q``.
-        that read it (DeepLIFT) and fills ``score_delta``. ``input_gradient=False``: only the
+        (``contrast_loss``) is seeded in the graph with ``softmax(logits) − e_Q``. ``input_gradient=False``: only the
         ``layers``' gradients are computed (the backward stops at them) and ``input_grad`` is None.
 
         Raises:
