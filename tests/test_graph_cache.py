@@ -178,3 +178,38 @@ def test_a_folder_others_may_write_is_not_used(tmp_path, monkeypatch):
     shared.chmod(0o777)
     monkeypatch.setenv(graph_cache.FOLDER_ENV, str(shared))
     assert GraphCache.from_environment() is None
+
+
+def test_models_differing_only_in_a_local_function_have_different_digests():
+    """A local function's body is part of the model: Relu vs Sigmoid inside ``custom.F`` must not share a graph."""
+    def with_function(op: str) -> onnx.ModelProto:
+        function = onnx.helper.make_function("custom", "F", ["x"], ["y"], [onnx.helper.make_node(op, ["x"], ["y"])],
+                                             [onnx.helper.make_opsetid("", 17)])
+        graph = onnx.helper.make_graph(
+            [onnx.helper.make_node("F", ["image"], ["out"], domain="custom")], "g",
+            [onnx.helper.make_tensor_value_info("image", onnx.TensorProto.FLOAT, [1, 3])],
+            [onnx.helper.make_tensor_value_info("out", onnx.TensorProto.FLOAT, [1, 3])])
+        return onnx.helper.make_model(graph, functions=[function], opset_imports=[
+            onnx.helper.make_opsetid("", 17), onnx.helper.make_opsetid("custom", 1)])
+
+    assert model_digest(with_function("Relu")) != model_digest(with_function("Sigmoid"))
+
+
+def test_an_edited_builder_never_reads_the_old_builders_graphs(monkeypatch):
+    """The key includes the builder's source, not only the package version (unchanged in a source checkout)."""
+    before = graph_cache.cache_key("m", {"kind": "gradient"}, (3, 16, 16))
+    monkeypatch.setattr(graph_cache, "builder_fingerprint", lambda: "an edited rule")
+    assert graph_cache.cache_key("m", {"kind": "gradient"}, (3, 16, 16)) != before
+
+
+def test_a_dead_writers_temporary_file_is_deleted_and_not_counted(tmp_path):
+    model = builders.small_cnn()
+    size = len(model.SerializeToString())
+    cache = GraphCache(tmp_path, max_bytes=int(2.5 * (size + 400)))
+    stale, fresh = cache.folder / ".tmp-dead.graph", cache.folder / ".tmp-writing.graph"
+    for path in (stale, fresh):
+        path.write_bytes(b"x" * 4 * size)  # together far over the bound
+    os.utime(stale, (1, 1))
+    assert cache.store("a" * 64, model, {}) and cache.store("b" * 64, model, {})
+    assert not stale.exists() and fresh.exists()  # a write in progress is left alone
+    assert [p.stem[0] for p in entries(cache) if p != fresh] == ["a", "b"]  # no temporary evicted a real entry

@@ -3,8 +3,9 @@
 Building a gradient graph is the first request's latency (0.1–2 s; more before the builder
 stopped copying weights). The cache keeps each built graph in one file named by its key, the
 SHA-256 of: the model's content (:func:`model_digest`), the variant's fields, the input shape,
-and the versions of onnxplain, onnx and onnxruntime (a new builder or optimiser never reads an
-old entry).
+the versions of onnx and onnxruntime and the builder's own source (:func:`builder_fingerprint`:
+the code under ``autodiff/`` and ``graph/``, so an edited rule in a source checkout, whose
+package version does not change, never reads a graph the old rule built).
 
 **Never trusted blindly.** An entry is a JSON header line — the key, the payload's SHA-256 and
 length, and the graph's input/output names — then the serialized graph. It is used only if the
@@ -26,12 +27,14 @@ the bound (default 2 GiB). The server's ``--graph-cache`` flag sets the folder.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import os
 import stat
 import tempfile
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import metadata
@@ -47,6 +50,8 @@ BYTES_ENV = "ONNXPLAIN_GRAPH_CACHE_BYTES"
 DEFAULT_MAX_BYTES = 2 * 2**30
 _FORMAT = "onnxplain-graph-cache/1"
 _SUFFIX = ".graph"
+STALE_TEMPORARY_S = 3600.0
+"""A temporary file this old is a dead writer's: deleted at the next eviction."""
 _log = logging.getLogger(__name__)
 
 
@@ -57,10 +62,24 @@ def _version(package: str) -> str:
         return "unknown"
 
 
+@functools.cache
+def builder_fingerprint() -> str:
+    """SHA-256 of the source of the code that builds gradient graphs (``autodiff/`` and ``graph/``), read once."""
+    root = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for path in sorted([*root.joinpath("autodiff").rglob("*.py"), *root.joinpath("graph").rglob("*.py")]):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def model_digest(model: onnx.ModelProto) -> str:
-    """SHA-256 of ``model``'s content: its skeleton (nodes, small tensors, declared weights) and
-    every large initializer's bytes, without serializing the whole model."""
+    """SHA-256 of ``model``'s content: its skeleton (nodes, small tensors, declared weights), its
+    local functions and sparse initializers, and every large initializer's bytes, without
+    serializing the whole model."""
     digest = hashlib.sha256(skeleton(model).SerializeToString(deterministic=True))
+    for part in [*model.functions, *model.graph.sparse_initializer]:
+        digest.update(part.SerializeToString(deterministic=True))
     for tensor in model.graph.initializer:
         digest.update(tensor.name.encode())
         digest.update(tensor.raw_data if tensor.HasField("raw_data") else tensor.SerializeToString(deterministic=True))
@@ -70,7 +89,8 @@ def model_digest(model: onnx.ModelProto) -> str:
 def cache_key(model_hash: str, variant: Mapping[str, object], input_shape: tuple[int, ...]) -> str:
     """The key of a graph: model content, variant fields, input shape and library versions."""
     parts = {"model": model_hash, "variant": dict(variant), "input_shape": list(input_shape),
-             "onnxplain": _version("onnxplain"), "onnx": onnx.__version__, "onnxruntime": ort.__version__}
+             "onnxplain": _version("onnxplain"),
+             "builder": builder_fingerprint(), "onnx": onnx.__version__, "onnxruntime": ort.__version__}
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -168,19 +188,25 @@ class GraphCache:
         return True
 
     def _evict(self, *, keep: Path) -> None:
-        """Delete least recently used entries beyond ``max_bytes`` (never ``keep``)."""
+        """Delete least recently used entries beyond ``max_bytes`` (never ``keep``), and temporary
+        files older than :data:`STALE_TEMPORARY_S` (left by a process killed mid-write); younger ones
+        (a write in progress) neither count nor go."""
         entries = []
         for path in self.folder.glob(f"*{_SUFFIX}"):
             try:
                 info = path.stat()
             except OSError:  # deleted meanwhile by another process
                 continue
+            if path.name.startswith(".tmp-"):
+                if time.time() - info.st_mtime > STALE_TEMPORARY_S:
+                    path.unlink(missing_ok=True)
+                continue
             entries.append((info.st_mtime, info.st_size, path))
         total = sum(size for _, size, _ in entries)
         for _, size, path in sorted(entries):
             if total <= self.max_bytes:
                 return
-            if path == keep or path.name.startswith(".tmp-"):
+            if path == keep:
                 continue
             path.unlink(missing_ok=True)
             total -= size
