@@ -151,6 +151,8 @@ def parse_evaluate_event(response: ex_pb2.EvaluateResponse, accepted: Evaluation
         return parse_event(ex_pb2.ExplainResponse(result=response.explanation), accepted and accepted.accepted)
     if kind == "metric":
         return metric_score(response.metric)
+    if kind != "done":  # a newer server's event, or none: never read as the end of the stream
+        raise ValueError(f"unknown Evaluate event {kind!r}; upgrade onnxplain's client")
     done = response.done
     return EvaluationDone(done.forward_evaluations, done.backward_evaluations, done.elapsed_seconds,
                           tuple(done.warnings))

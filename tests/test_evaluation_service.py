@@ -267,3 +267,11 @@ def test_a_sanity_check_s_curves_travel_with_their_layer_names(client):
     assert curve.y.shape == (2, 2) and len(curve.x_ticks) == 2 and all(curve.x_ticks) and curve.y_label
     np.testing.assert_allclose(score.values, curve.y[:, -1], rtol=1e-6)  # the value: ρ once the model is random
     assert score.forward_evaluations == 2 * evaluation.explanation.forward_evaluations  # two re-explanations
+
+
+def test_a_response_without_a_known_event_is_an_error_not_the_end_of_the_stream():
+    from onnxplain.client.evaluation import parse_evaluate_event
+    from onnxplain.v1 import explanation_service_pb2 as ex_pb2
+
+    with pytest.raises(ValueError, match="unknown Evaluate event None"):
+        parse_evaluate_event(ex_pb2.EvaluateResponse(request_id="r"), None)

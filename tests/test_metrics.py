@@ -128,6 +128,7 @@ def test_planned_counts_the_passes_actually_used_and_progress_covers_the_whole_r
     ({"insertion": {"baseline": "plaid"}}, "metrics.insertion.baseline"),
     ({"deletion": {"stepz": 3}}, "metrics.deletion.stepz"),
     ({"deletion": {"steps": 37}}, "metrics.deletion.steps"),  # more steps than the 36 pixels
+    ({"road": {"steps": 1}}, "metrics.road.steps"),  # one point has no area: every map would score 0
     (("deletion", "deletion"), "metrics"),
     ((), "metrics"),
     (("roar",), "metrics"),

@@ -159,7 +159,8 @@ def test_a_constant_map_has_no_similarity_and_is_counted():
     other = a.copy()
     other[1] = 0.5
     measured, constant = similarities(a, other)
-    assert constant == 1 and measured["spearman"][1] == 0 and measured["hog"][1] == 0
+    assert constant == 1 and measured["spearman"][1] == 0 and measured["hog"][1] == 0 and measured["ssim"][1] == 0
+    assert ssim(other[1], other[1]) == 0  # two constant maps are not "identical" explanations
     assert np.isfinite(ssim(a[0], other[1])) and hog_similarity(a[0], a[0]) == pytest.approx(1)
 
 

@@ -119,7 +119,7 @@ def removal_curve(subject: Subject, params: RemovalParams, *, insert: bool, rng:
     yield MetricResult(
         metric=metric, values=area_under_curve(x, y), higher_is_better=higher_is_better != flipped,
         curves=(Curve("score", x, y, f"fraction of pixels {'inserted' if insert else 'removed'}"
-                      f" ({params.order.upper()})", y_label=y_label_of(subject, params)),),
+                      f" ({params.order.upper()}, {'canvas' if insert else 'baseline'} {params.baseline})", y_label=y_label_of(subject, params)),),
         extras={"steps": float(params.steps), "pixels_per_step": pixels / params.steps},
     )
 

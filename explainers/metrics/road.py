@@ -32,7 +32,7 @@ from .subject import Subject
 
 @dataclass(frozen=True, kw_only=True)
 class RoadParams(RemovalParams):
-    steps: int = param(10, low=1, high=1_000_000,
+    steps: int = param(10, low=2, high=1_000_000,
                        doc="number of fractions S: 0, 1/S, …, (S − 1)/S of the pixels imputed (the paper: 10)")
     noise: float = param(0.01, low=0.0, high=10.0,
                          doc="σ of the noise added to imputed values, model input units (the paper's code: 0.01)")

@@ -125,5 +125,5 @@ def input_shift_invariance(subject: Subject, params: ShiftParams, *, rng: np.ran
         "input_shift_invariance", relative_change(original, heatmaps), False,
         extras={"spearman": float(np.mean([rank_correlation(a, b) for a, b in pairs])),
                 "spearman_abs": float(np.mean([rank_correlation(np.abs(a), np.abs(b)) for a, b in pairs])),
-                "max_score_change": score_change,
+                "max_score_change": score_change, "shift_mean": float(c.mean()),
                 "compensation_in_bias": float(rewrite.folded)})

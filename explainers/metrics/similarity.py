@@ -46,7 +46,10 @@ def unit_range(a: NDArray) -> NDArray[np.float64]:
 
 
 def ssim(a: NDArray, b: NDArray) -> float:
-    """SSIM of the [0, 1]-normalised magnitudes of two maps [H, W] (H, W >= 3)."""
+    """SSIM of the [0, 1]-normalised magnitudes of two maps [H, W] (H, W >= 3); 0 when either is constant
+    (normalising would turn both into zeros, and two constant maps would look identical)."""
+    if _is_constant(a) or _is_constant(b):
+        return 0.0
     side = min(a.shape)
     window = min(7, side if side % 2 else side - 1)
     return float(structural_similarity(unit_range(a), unit_range(b), data_range=1.0, win_size=window))
