@@ -323,3 +323,24 @@ def test_pixel_ranks_order_the_map_and_break_ties_at_random():
     flat = np.zeros((1, 8, 8), np.float32)
     orders = {tuple(pixel_ranks(flat, "morf", np.random.default_rng(seed)).ravel()) for seed in range(3)}
     assert len(orders) == 3 and all(sorted(order) == list(range(64)) for order in orders)
+
+
+METRIC_BUDGETS = {"deletion": {"steps": 4}, "insertion": {"steps": 4}, "road": {"steps": 3},
+                  "max_sensitivity": {"perturbations": 2}, "infidelity": {"perturbations": 4},
+                  "pointing_game": {"box": [0.0, 0.0, 8.0, 8.0]}, "energy_pointing_game": {"box": [0.0, 0.0, 8.0, 8.0]},
+                  "sanity_cascading": {"steps": 2}, "sanity_independent": {"steps": 2}}
+
+
+@pytest.mark.parametrize("metric", [spec.name for spec in list_metrics()])
+def test_every_metric_uses_exactly_the_passes_it_planned(metric):
+    """The whole request's plan (what the server's evaluation limit checks before any work) equals the passes
+    the method and the metric really run, forward and backward, for every registered metric."""
+    classifier = OnnxClassifier(builders.small_cnn(seed=0))
+    image = np.random.default_rng(1).standard_normal(classifier.model_input.shape).astype(np.float32)
+    events = list(evaluate(classifier, image, "saliency", Objective.for_classes([0, 2], 3), None,
+                           {metric: METRIC_BUDGETS.get(metric, {})}))
+    planned = events[0]
+    explanation = next(e for e in events if isinstance(e, Explanation))
+    (result,) = [e for e in events if isinstance(e, MetricResult)]
+    assert (explanation.forward + result.forward, explanation.backward + result.backward) == \
+        (planned.forward, planned.backward)
