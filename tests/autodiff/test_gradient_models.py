@@ -129,10 +129,10 @@ def test_gradients_are_charged_and_the_graph_is_cached():
 def test_only_the_needed_nodes_are_kept():
     graph = build_gradient_model(builders.small_cnn()).model
     ops = [n.op_type for n in graph.graph.node]
-    # forward + data gradient + the ReLU mask (a 1×1 depthwise Conv); no weight gradients
-    assert ops.count("Gemm") == 2 and ops.count("Conv") == 3
-    masks = [n for n in graph.graph.node if n.op_type == "Conv" and n.input[0] == "act"]
-    assert len(masks) == 1 and list(next(a.ints for a in masks[0].attribute if a.name == "kernel_shape")) == [1, 1]
+    # forward + data gradient + the ReLU mask (a HardSigmoid); no weight gradients
+    assert ops.count("Gemm") == 2 and ops.count("Conv") == 2
+    masks = [n for n in graph.graph.node if n.op_type == "HardSigmoid" and n.input[0] == "act"]
+    assert len(masks) == 1
     assert {i.name for i in graph.graph.input} == {"x", CLASS_WEIGHTS}
 
 
@@ -273,12 +273,13 @@ _KINK_VALUES = np.array([-1.0, -0.0, 0.0, 2.0**-126, 1e-30, 0.5, 3.0, np.nextaft
 
 @pytest.mark.parametrize("activation", ["Relu", "Clip"])
 def test_relu_and_relu6_masks_are_exact_at_the_kinks(activation):
-    """The blocked-layout masks (1×1 depthwise Conv + Clip) give exactly [x > 0] / [0 < x < 6] at the
-    values where a scaled formula could go wrong: ±0, the smallest normal float, the floats next to 6,
-    and values whose scaled product overflows."""
+    """The blocked-layout masks (HardSigmoids) give exactly [x > 0] / [0 < x < 6] at the values where a
+    scaled formula could go wrong: ±0, the smallest normal float, the floats next to 6, and values whose
+    scaled product overflows — tiled over a 64×64 map so the vectorised kernels see them too, not only
+    a scalar tail."""
     import onnxruntime as ort
 
-    values = _KINK_VALUES.reshape(1, 1, 4, 4)
+    values = np.tile(_KINK_VALUES.reshape(4, 4), (16, 16)).reshape(1, 1, 64, 64)
     clip_bounds = [] if activation == "Relu" else ["lo", "hi"]
     nodes = [
         helper.make_node("Conv", ["x", "w"], ["y"], kernel_shape=[1, 1]),  # identity: y = x exactly
@@ -287,12 +288,12 @@ def test_relu_and_relu6_masks_are_exact_at_the_kinks(activation):
     ]
     inits = [numpy_helper.from_array(np.ones((1, 1, 1, 1), np.float32), "w"),
              numpy_helper.from_array(np.float32(0), "lo"), numpy_helper.from_array(np.float32(6), "hi")]
-    graph = helper.make_graph(nodes, "kinks", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1, 4, 4])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 16])], inits)
+    graph = helper.make_graph(nodes, "kinks", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1, 64, 64])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 4096])], inits)
     built = build_gradient_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
-    assert any(n.op_type == "Conv" and n.input[0] == "act" for n in built.model.graph.node)  # the blocked mask
+    assert any(n.op_type == "HardSigmoid" and n.input[0] == "act" for n in built.model.graph.node)  # the blocked mask
     session = ort.InferenceSession(built.model.SerializeToString(), providers=["CPUExecutionProvider"])
-    (grad,) = session.run([built.input_grad], {"x": values, CLASS_WEIGHTS: np.ones((1, 16), np.float32)})
+    (grad,) = session.run([built.input_grad], {"x": values, CLASS_WEIGHTS: np.ones((1, 4096), np.float32)})
     x = values.ravel()
     expected = (x > 0) if activation == "Relu" else ((x > 0) & (x < 6))
     np.testing.assert_array_equal(grad.ravel(), expected.astype(np.float32))

@@ -109,6 +109,9 @@ def transpose_conv_to(ctx: VjpContext, g: str, w: str, *, sizes: list[int] | Non
     if sizes is not None and weights is not None and all(s == 1 for s in strides):
         return _adjoint_as_conv(ctx, g, weights, sizes=sizes, kernel=kernel, pads=pads, dilations=dilations,
                                 group=group)
+    if sizes is not None and weights is not None and len(kernel) == 2 and group > 1 and weights.shape[1] == 1:
+        return _adjoint_zero_stuffed(ctx, g, weights, sizes=sizes, kernel=kernel, strides=strides, pads=pads,
+                                     dilations=dilations, group=group)
     if sizes is not None:
         output_padding = [
             (size + pads[i] + pads[i + spatial] - d * (k - 1) - 1) % s
@@ -133,8 +136,8 @@ def _adjoint_as_conv(ctx: VjpContext, g: str, weights: np.ndarray, *, sizes: lis
     group-transposed kernel W′ [C, M/G, k...], padded by d·(k − 1) − p₀ at the start and
     d·(k − 1) − p₁ at the end (a negative pad crops g instead). onnxruntime's Conv kernels (NCHWc,
     depthwise) are several times faster than its ConvTranspose, which dominated the backward time
-    of MobileNet/EfficientNet-style nets. (Strided convs keep ConvTranspose: zero-stuffing g with
-    Pad or DepthToSpace measured slower than ConvTranspose itself.)
+    of MobileNet/EfficientNet-style nets. (Strided depthwise convs: :func:`_adjoint_zero_stuffed`;
+    other strided convs keep ConvTranspose, which is a GEMM for dense kernels.)
     """
     spatial = len(kernel)
     m, c_per_group = weights.shape[:2]
@@ -151,6 +154,34 @@ def _adjoint_as_conv(ctx: VjpContext, g: str, weights: np.ndarray, *, sizes: lis
         begins, ends = [max(b, 0) for b in begins], [max(e, 0) for e in ends]
     return ctx.op("Conv", g, ctx.const(np.ascontiguousarray(flipped), like=g), pads=begins + ends,
                   dilations=dilations, group=group, kernel_shape=kernel)
+
+
+def _adjoint_zero_stuffed(ctx: VjpContext, g: str, weights: np.ndarray, *, sizes: list[int], kernel: list[int],
+                          strides: list[int], pads: list[int], dilations: list[int], group: int) -> str:
+    """ConvTranspose(g, W) of a strided depthwise 2-D Conv (one input channel per group) as its stride-1
+    adjoint applied to g zero-stuffed to the stride: Z[s·o] = g[o], Z = 0 between, length s·O.
+
+    A stride-s Conv is the stride-1 Conv sampled every s positions, so its adjoint is the stride-1 adjoint
+    (:func:`_adjoint_as_conv`) of the zero-stuffed gradient, with the end pad p₁′ = s·O − H − p₀ + d·(k − 1)
+    that makes the stride-1 output s·O long. Z = Resize(g, ×s, nearest, asymmetric/floor) ⊙ E, where the
+    constant E [1, 1, s·O, s·O′] is 1 at multiples of s. onnxruntime runs Resize, the broadcast Mul and the
+    depthwise Conv in its blocked (NCHWc) layout, while its grouped ConvTranspose is a slow generic kernel
+    that also forced reorders around it: on the bundled EfficientNet-Lite0 the four strided depthwise
+    layers' backward fell from ~15% of the gradient graph's time to ~3%. (The polyphase form — s² small
+    Convs interleaved by DepthToSpace — measured slower: onnxruntime's DepthToSpace is a generic transpose.)
+    """
+    spatial = len(kernel)
+    outputs = [(size + pads[i] + pads[i + spatial] - d * (k - 1) - 1) // s + 1
+               for i, (size, k, s, d) in enumerate(zip(sizes, kernel, strides, dilations))]
+    repeated = ctx.op("Resize", g, "", ctx.const(np.array([1, 1, *strides], np.float32)), mode="nearest",
+                      coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+    every_stride = np.zeros((1, 1, *[s * o for s, o in zip(strides, outputs)]), np.float32)
+    every_stride[(slice(None), slice(None), *(slice(None, None, s) for s in strides))] = 1
+    stuffed = ctx.op("Mul", repeated, ctx.const(every_stride, like=g))
+    stuffed_end = [s * o - size - pads[i] + d * (k - 1)
+                   for i, (size, k, s, d, o) in enumerate(zip(sizes, kernel, strides, dilations, outputs))]
+    return _adjoint_as_conv(ctx, stuffed, weights, sizes=sizes, kernel=kernel, pads=pads[:spatial] + stuffed_end,
+                            dilations=dilations, group=group)
 
 
 def _channels_first(ctx: VjpContext, t: str, rank: int) -> str:
