@@ -175,17 +175,21 @@ def gradient_step(bench: Bench, batch: int, layers: list[str], classifier: OnnxC
 def gradient(bench: Bench, batch: int, cam_layer: bool = True, shape: str = "") -> dict:
     """One forward+backward through the gradient graph (input gradient, + the CAM layer's with
     ``cam_layer``), ``batch`` samples per run; ``vs_forward`` = its time ÷ the plain forward's time at
-    the same batch. ``shape``: a full-size architecture of bench/shapes.py instead of the bundled model."""
+    the same batch, the median of ≥ 5 paired runs (each ~raw_seconds of gradient runs, then as many forwards). ``shape``: a full-size architecture of bench/shapes.py instead of the bundled model."""
     classifier = bench.shaped(shape) if shape else bench.classifier()
     step = gradient_step(bench, batch, [classifier.cam_layer] if cam_layer else [], classifier)
     plain = classifier.compiled(PLAIN_VARIANT).session
     plain_feed = {classifier.signature.input_name: np.ascontiguousarray(np.repeat(bench.image[None], batch, axis=0))}
     warmup = walls(step, 2) + walls(lambda: plain.run(None, plain_feed), 2)
     reps = max(1, round(bench.raw_seconds / max(warmup)))
-    grad_times = walls(lambda: [step() for _ in range(reps)], bench.runs)
-    forward_times = walls(lambda: [plain.run(None, plain_feed) for _ in range(reps)], bench.runs)
+    grad_times, ratios = [], []
+    for _ in range(max(bench.runs, 5)):  # paired: the machine's drift cancels out of each ratio
+        (grad,) = walls(lambda: [step() for _ in range(reps)], 1)
+        (forward,) = walls(lambda: [plain.run(None, plain_feed) for _ in range(reps)], 1)
+        grad_times.append(grad)
+        ratios.append(grad / forward)
     result = row(batch, batch * reps, grad_times)
-    result["vs_forward"] = round(statistics.median(grad_times) / statistics.median(forward_times), 2)
+    result["vs_forward"] = round(statistics.median(ratios), 2)
     return result
 
 
