@@ -166,10 +166,11 @@ def _adjoint_zero_stuffed(ctx: VjpContext, g: str, weights: np.ndarray, *, sizes
     that makes the stride-1 output s·O long. Z is a 1×1 depthwise ConvTranspose of g with unit weights
     (stride s, output_padding s − 1): a pure scatter, no arithmetic. onnxruntime's grouped ConvTranspose
     is a slow generic kernel for real k×k depthwise kernels, and it forced reorders out of and back into
-    the blocked (NCHWc) layout around it; here the k×k work is a blocked depthwise Conv. Measured on the
-    bundled EfficientNet-Lite0 (fwd+bwd ÷ fwd, paired, masks already HardSigmoid): 3.40 → 2.77 at batch 4.
-    Tried and slower: Resize(×s, nearest) ⊙ a 0/1 pattern (3.20: the Mul with a constant is not blocked,
-    so the upsampled tensor was reordered out and back), and the polyphase form — s² small Convs
+    the blocked (NCHWc) layout around it; here the k×k work is a blocked depthwise Conv. On the bundled
+    EfficientNet-Lite0 the four strided depthwise layers' backward fell from ~15% of the gradient graph's
+    time to ~5% (bench/README.md, "Gradient graph"). Tried and slower: Resize(×s, nearest) ⊙ a 0/1
+    pattern (the Mul with a constant is not blocked, so the upsampled tensor was reordered out and
+    back), and the polyphase form — s² small Convs
     interleaved by DepthToSpace (onnxruntime's DepthToSpace is a generic transpose, slower than the
     ConvTranspose it replaced).
     """
