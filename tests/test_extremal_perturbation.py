@@ -20,8 +20,8 @@ from onnxplain.explainers.perturb.extremal import (
     SmoothMask,
     antithetic_gradient,
     area_ones,
+    gradient_seed,
     multiscale_rademacher,
-    objective_seeds,
     ranking_penalty,
 )
 
@@ -61,31 +61,35 @@ def test_the_area_regulariser_brings_each_mask_to_its_area():
     assert result.heatmaps.max() <= 3 + 1e-6 and abs(result.heatmaps.mean() - 0.9) < 0.06
 
 
-@pytest.mark.parametrize("space, softmax", [("output", False), ("output", True), ("probability", False)])
-def test_exact_and_finite_difference_gradients_agree(space, softmax):
-    """The exact mask gradient (gradient graph, seeded by objective_seeds) against the black-box
-    estimate with many directions, for objectives linear and not linear in the logits."""
+@pytest.mark.parametrize("space, softmax, loss", [("output", False, "difference"), ("output", True, "difference"),
+                                                  ("probability", False, "difference"),
+                                                  ("output", False, "cross_entropy"), ("output", True, "cross_entropy")])
+def test_exact_and_finite_difference_gradients_agree(space, softmax, loss):
+    """The exact mask gradient (one gradient graph pass, its seed computed in the graph as gradient_seed
+    says: the probabilities' Softmax kept, a softmax or log-softmax seed) against the black-box estimate
+    with many directions, for objectives linear and not linear in the logits."""
     rng = np.random.default_rng(0)
     weights = rng.standard_normal((3, 3, 12, 12)).astype(np.float32) * 0.3
     classifier = OnnxClassifier(builders.linear(weights, softmax=softmax))
     image = rng.standard_normal((3, 12, 12)).astype(np.float32)
-    objective = Objective.for_classes([0, 2], 3, space=space)
+    contrast = 1 if loss == "cross_entropy" else None
+    objective = Objective.for_classes([0, 2], 3, space=space, contrast=contrast, loss=loss)
     smooth = SmoothMask.for_image(12, 12, 3)
     source, baseline = smooth.source(), blur(image, 0.1)
     points = rng.uniform(0.2, 0.8, size=(2, *smooth.low_shape))
     targets = np.array([0, 1])
     evaluator = Evaluator(classifier, RunContext())
     flat = points[:, None].astype(np.float32)
-    chunk, = evaluator.perturbed(2, lambda a, b: {"low_masks": flat[a:b]}, source=source, image=image,
-                                 baseline=baseline)
-    outputs = chunk.outputs[classifier.signature.output_name]
     cut = "Softmax" if softmax else None
     assert (classifier.signature.output_producer == "Softmax") == softmax  # what the method reads
-    seeds = objective_seeds(objective, targets, outputs, outputs_are_probabilities=classifier.outputs_are_probabilities,
-                            cut=cut)
+    cut_final, seed = gradient_seed(objective, outputs_are_probabilities=classifier.outputs_are_probabilities, cut=cut)
+    seeds = objective.weights[targets]
+    context = evaluator.context
+    before = (context.forward, context.backward)
     chunk, = evaluator.perturbation_gradients(
         2, lambda a, b: {"low_masks": flat[a:b], CLASS_WEIGHTS: seeds[a:b]}, source=source, wrt="low_masks",
-        image=image, baseline=baseline)
+        image=image, baseline=baseline, cut_final_activation=cut_final, score_seed=seed)
+    assert (context.forward - before[0], context.backward - before[1]) == (2, 2)  # no pass to read outputs first
     exact = chunk.outputs[INPUT_GRAD][:, 0]
 
     def evaluate(probes):
@@ -183,7 +187,9 @@ def test_planned_passes_are_the_passes_used(gradient, space):
     planned, final = events[0], events[-1]
     assert isinstance(planned, Planned)
     assert (final.forward, final.backward) == (planned.forward, planned.backward)
-    per_step = {"finite_differences": 2 * 3, "exact": 2 if space == "probability" else 1}[gradient]
+    # exact: one forward a mask, also for probabilities of a logits model (the softmax seed is computed in
+    # the graph; it used to cost a forward to read the logits first)
+    per_step = {"finite_differences": 2 * 3, "exact": 1}[gradient]
     assert final.forward == 6 * 4 * per_step + 4 + 1  # 2 areas x 2 targets, final masks, unperturbed
     assert final.backward == (6 * 4 if gradient == "exact" else 0)
     assert set(final.extras) == {"exact_gradient", "iterations"} | {

@@ -78,7 +78,7 @@ def build_gradient_model(
     input_shape: Sequence[int | None] | None = None,
     shape_hints: Mapping[str, tuple] | None = None,
     baseline_pass: bool = False,
-    log_softmax_score: bool = False,
+    score_seed: str = "linear",
     input_gradient: bool = True,
 ) -> GradientModel:
     """Differentiate ``model``'s class scores with respect to its input and ``layers``.
@@ -98,11 +98,15 @@ def build_gradient_model(
         baseline_pass: also evaluate the forward graph on a second input ``baseline_input``
             (a baseline x′) so that rules can read ``ctx.baseline(tensor)``, e.g. DeepLIFT's
             rescale rule (f(x) − f(x′)) / (x − x′).
-        log_softmax_score: differentiate ``Σ_c w_c · log softmax(z)_c`` instead of ``Σ_c w_c z_c``
-            (``z``: the scores, i.e. the logits when the final activation is cut; ``w``:
-            ``class_weights``): the seed ``w − (Σ_c w_c) · softmax(z)`` is computed in the graph from
-            the forward pass. With ``w = −e_Q`` it is the gradient of the cross-entropy towards class Q,
-            ``softmax(z) − e_Q`` (Prabhushankar et al. 2020).
+        score_seed: what is differentiated, from the scores ``z`` (the logits when the final
+            activation is cut) and ``w`` = ``class_weights``, with its seed computed in the graph from
+            the forward pass (no second forward to read ``z`` first):
+            ``"linear"``: ``Σ_c w_c z_c`` (seed ``w``);
+            ``"softmax"``: ``Σ_c w_c softmax(z)_c`` (seed ``s ⊙ (w − (s·w))``, s = softmax(z)) — an
+            objective on probabilities of a model that outputs logits;
+            ``"log_softmax"``: ``Σ_c w_c · log softmax(z)_c`` (seed ``w − (Σ_c w_c) · s``); with
+            ``w = −e_Q`` the gradient of the cross-entropy towards class Q, ``s − e_Q``
+            (Prabhushankar et al. 2020).
         input_gradient: also output ``d score / d input``. Without it (layer gradients only, as
             Grad-CAM needs) the backward sweep stops at the ``layers``: only the nodes downstream
             of a layer are differentiated, so the backward costs the head's share of the graph.
@@ -158,7 +162,9 @@ def build_gradient_model(
     ctx = VjpContext(shapes=shapes, dtypes=dtypes, opset=index.opset, default_dtype=input_dtype,
                      constants=index.folded_constants, differentiable=differentiable, baselines=baselines)
     ctx.dtypes[CLASS_WEIGHTS] = ctx.dtype(score_tensor)
-    seed = _log_softmax_seed(ctx, score_tensor) if log_softmax_score else CLASS_WEIGHTS
+    if score_seed not in _SCORE_SEEDS:
+        raise ValueError(f"score_seed {score_seed!r}: allowed {sorted(_SCORE_SEEDS)}")
+    seed = _SCORE_SEEDS[score_seed](ctx, score_tensor)
     pending: dict[str, list[str]] = {score_tensor: [seed]}
 
     def gradient_of(name: str) -> str | None:
@@ -257,6 +263,24 @@ def _log_softmax_seed(ctx: VjpContext, scores: str) -> str:
     seed = ctx.op("Sub", CLASS_WEIGHTS, ctx.op("Mul", probabilities, total))
     ctx.dtypes[seed] = ctx.dtype(scores)
     return seed
+
+
+def _softmax_seed(ctx: VjpContext, scores: str) -> str:
+    """``s ⊙ (w − Σ_c s_c w_c)`` with s = softmax(z) [batch, classes]: the vector-Jacobian product of
+    ``w · softmax(z)`` (the Softmax rule, seeded with w)."""
+    probabilities = ctx.op("Softmax", scores, axis=-1)
+    expected = ctx.op("ReduceSum", ctx.op("Mul", probabilities, CLASS_WEIGHTS), ctx.ints([-1]), keepdims=1)
+    seed = ctx.op("Mul", probabilities, ctx.op("Sub", CLASS_WEIGHTS, expected))
+    ctx.dtypes[seed] = ctx.dtype(scores)
+    return seed
+
+
+_SCORE_SEEDS = {
+    "linear": lambda ctx, scores: CLASS_WEIGHTS,
+    "softmax": _softmax_seed,
+    "log_softmax": _log_softmax_seed,
+}
+"""``score_seed`` → the seed of the backward sweep at the scores (see :func:`build_gradient_model`)."""
 
 
 def _baseline_pass(graph: onnx.GraphProto, input_name: str, differentiable: set[str]) -> dict[str, str]:

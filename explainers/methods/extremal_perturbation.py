@@ -91,8 +91,8 @@ def extremal_perturbation(
     together, as one batch.
 
     The score's gradient is exact — the gradient graph of (prefix ∘ model) with respect to q: one
-    forward and one backward a mask and step, plus one forward when the objective is not linear in
-    the logits the graph differentiates (probabilities) — or, black-box, estimated from
+    forward and one backward a mask and step, also for objectives not linear in the logits (their seed
+    is computed in the graph, see :func:`~explainers.perturb.extremal.gradient_seed`) — or, black-box, estimated from
     ``directions`` antithetic pairs along multiscale Rademacher directions (2·directions forward
     passes a mask and step; see :func:`~explainers.perturb.extremal.multiscale_rademacher`). The
     area term's gradient is exact (numpy).

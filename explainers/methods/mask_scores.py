@@ -4,8 +4,8 @@ methods (extremal perturbation [19], meaningful perturbation [20]).
 Sample i is ``m_i ⊙ x + (1 − m_i) ⊙ x′`` built inside the graph by a perturbation prefix fed low-resolution
 masks ``q`` [n, 1, h, w] (:meth:`~explainers.perturb.extremal.SmoothMask.source`), scored with target
 ``rows[i]`` of the objective. The gradient ``d score / d q`` is exact — the gradient graph of
-(prefix ∘ model) seeded by :func:`~explainers.perturb.extremal.objective_seeds` (one forward and one
-backward a mask, plus one forward when the seed depends on the outputs) — or, black-box, estimated by
+(prefix ∘ model) seeded as :func:`~explainers.perturb.extremal.gradient_seed` says (one forward and one
+backward a mask: a seed that depends on the outputs is computed in the graph) — or, black-box, estimated by
 antithetic finite differences along multiscale Rademacher directions (2·directions forwards a mask).
 """
 
@@ -25,9 +25,8 @@ from ..params import MethodParams, param
 from ..perturb.extremal import (
     FINAL_ACTIVATIONS,
     antithetic_gradient,
+    gradient_seed,
     multiscale_rademacher,
-    objective_seeds,
-    seeds_need_outputs,
 )
 
 LOW_MASKS = "low_masks"  # the input of the upsampled_masks prefix
@@ -100,15 +99,10 @@ class MaskScores:
         producer = self.model.signature.output_producer
         return producer if producer in FINAL_ACTIVATIONS else None
 
-    @property
-    def _needs_outputs(self) -> bool:
-        return seeds_need_outputs(self.objective, outputs_are_probabilities=self.model.outputs_are_probabilities,
-                                  cut=self._cut)
-
     def passes_per_step(self) -> tuple[int, int]:
         """(forward, backward) evaluations of one :meth:`gradients` call."""
         if self.exact:
-            return self.count * (2 if self._needs_outputs else 1), self.count
+            return self.count, self.count
         return self.count * 2 * self.directions, 0
 
     def values(self, fed: NDArray[np.floating], rows: NDArray[np.integer] | None = None) -> NDArray[np.float64]:
@@ -140,16 +134,13 @@ class MaskScores:
     def _exact(self, fed: NDArray[np.floating]) -> NDArray[np.float64]:
         model = self.model
         flat = np.ascontiguousarray(fed[:, None], dtype=np.float32)
-        outputs = None
-        if self._needs_outputs:  # the seed is the objective's Jacobian at the current masks: one more forward
-            outputs = np.concatenate([c.outputs[model.signature.output_name] for c in model.perturbed(
-                len(fed), lambda a, b: {LOW_MASKS: flat[a:b]}, source=self.source, image=self.image,
-                baseline=self.baseline)])
-        seeds = objective_seeds(self.objective, self.rows, outputs,
-                                outputs_are_probabilities=model.outputs_are_probabilities, cut=self._cut)
+        cut, seed = gradient_seed(self.objective, outputs_are_probabilities=model.outputs_are_probabilities,
+                                  cut=self._cut)
+        weights = self.objective.weights[self.rows].astype(np.float32)
         grads = np.empty(fed.shape)
         for chunk in model.perturbation_gradients(
-                len(fed), lambda a, b: {LOW_MASKS: flat[a:b], CLASS_WEIGHTS: seeds[a:b]}, source=self.source,
-                wrt=LOW_MASKS, image=self.image, baseline=self.baseline):
+                len(fed), lambda a, b: {LOW_MASKS: flat[a:b], CLASS_WEIGHTS: weights[a:b]}, source=self.source,
+                wrt=LOW_MASKS, image=self.image, baseline=self.baseline, cut_final_activation=cut,
+                score_seed=seed):
             grads[chunk.start:chunk.stop] = chunk.outputs[INPUT_GRAD][:, 0]
         return grads

@@ -106,8 +106,8 @@ def meaningful_perturbation(
     mask per target, optimised together as one batch.
 
     The score's gradient with respect to m₀ is exact — the gradient graph of (prefix ∘ model), one
-    forward and one backward a mask and step, plus one forward when the objective is not linear in the
-    logits the graph differentiates (probabilities) — or, black-box, estimated from ``directions``
+    forward and one backward a mask and step (the softmax probability's seed is computed in the graph,
+    see :func:`~explainers.perturb.extremal.gradient_seed`) — or, black-box, estimated from ``directions``
     antithetic pairs (2·directions forwards a mask and step); the machinery is extremal perturbation's
     (:mod:`~explainers.methods.mask_scores`). The regularisers' gradients are exact (numpy).
 

@@ -143,7 +143,7 @@ class Evaluator:
         cut_final_activation: bool = True,
         max_batch: int | None = None,
         baseline: NDArray[np.float32] | None = None,
-        log_softmax_score: bool = False,
+        score_seed: str = "linear",
         input_gradient: bool = True,
     ) -> Iterator[Chunk]:
         """Forward + backward through the gradient graph of (``layers``, ``rules``).
@@ -154,7 +154,7 @@ class Evaluator:
 
         ``make_batch(start, stop)`` returns canonical images [n, C, H, W] and class weights
         [n, classes] (the seed: one-hot for one class, e_P − e_Q for a contrast; with
-        ``log_softmax_score`` the graph seeds ``w − (Σw) softmax(logits)`` from them, e.g.
+        ``score_seed="log_softmax"`` the graph seeds ``w − (Σw) softmax(logits)`` from them, e.g.
         softmax − e_Q for ``w = −e_Q``, the cross-entropy towards Q), in chunks of
         ``max_batch`` (default the classifier's ``gradient_max_batch``). Each sample is charged one
         forward and one backward evaluation. With a ``baseline`` x′ (canonical [C, H, W], the same
@@ -172,7 +172,7 @@ class Evaluator:
         """
         classifier = self._classifier
         variant = Variant.gradient(layers=tuple(layers), rules=rules, cut_final_activation=cut_final_activation,
-                                   baseline_pass=baseline is not None, log_softmax_score=log_softmax_score,
+                                   baseline_pass=baseline is not None, score_seed=score_seed,
                                    input_gradient=input_gradient)
         graph = classifier.compiled(variant).gradient
         keys = {graph.score_output: self.signature.output_name}
@@ -231,17 +231,21 @@ class Evaluator:
         baseline: NDArray[np.float32],
         per_request: Mapping[str, NDArray] | None = None,
         max_batch: int | None = None,
+        cut_final_activation: bool = True,
+        score_seed: str = "linear",
     ) -> Iterator[Chunk]:
         """Forward + backward through (perturbation prefix ∘ classifier), differentiated with respect
         to the prefix input ``wrt`` (e.g. ``low_masks``): exact mask gradients for extremal
-        perturbation. ``make_batch`` returns the prefix inputs and ``class_weights`` [n, classes].
-        Chunks hold the class scores and ``INPUT_GRAD`` (shaped like ``wrt``).
+        perturbation. ``make_batch`` returns the prefix inputs and ``class_weights`` [n, classes];
+        ``cut_final_activation`` and ``score_seed`` choose what is differentiated (see
+        ``build_gradient_model``). Chunks hold the class scores and ``INPUT_GRAD`` (shaped like ``wrt``).
 
         Raises:
             GradientError: an op of the classifier has no gradient rule.
         """
         classifier = self._classifier
-        variant = Variant.prefix_gradient(source, wrt)
+        variant = Variant.prefix_gradient(source, wrt, cut_final_activation=cut_final_activation,
+                                          score_seed=score_seed)
         graph = classifier.compiled(variant).gradient
         yield from classifier.run(count, make_batch, context=self.context, variant=variant,
                                   static=_prefix_inputs(image, baseline, per_request), backward=True,
@@ -341,7 +345,7 @@ class Evaluator:
         for chunk in self.gradient_rows(count * targets, make_batch, layers=layers, rules=rules,
                                         max_batch=rows_per_chunk, baseline=baseline,
                                         cut_final_activation=not probability, input_gradient=input_gradient,
-                                        log_softmax_score=objective.cross_entropy):
+                                        score_seed="log_softmax" if objective.cross_entropy else "linear"):
             pending.append(chunk)
             rows = sum(c.stop - c.start for c in pending)
             if rows < targets:

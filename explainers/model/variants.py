@@ -35,11 +35,12 @@ class Variant:
 
     ``kind`` is one of :data:`PLAIN`, :data:`EXPOSED` (``layers`` as extra outputs),
     :data:`GRADIENT` (``layers``, ``rules``, ``cut_final_activation``, ``baseline_pass``,
-    ``log_softmax_score``: the cross-entropy seed computed in the graph, and ``input_gradient``:
+    ``score_seed``: what the graph differentiates (see ``build_gradient_model``), and ``input_gradient``:
     whether it back-propagates to the image or stops at the layers),
     :data:`PREFIX` (behind ``source``) and :data:`PREFIX_GRADIENT` (behind ``source``,
-    differentiated with respect to the prefix input ``wrt``). A perturbation prefix is known by its
-    name (``source_name``): the :class:`MaskSource` itself only rides along to build it.
+    differentiated with respect to the prefix input ``wrt``, with ``cut_final_activation`` and
+    ``score_seed``). A perturbation prefix is known by its name (``source_name``): the
+    :class:`MaskSource` itself only rides along to build it.
     """
 
     kind: str
@@ -47,7 +48,7 @@ class Variant:
     rules: str = "vanilla"
     cut_final_activation: bool = True
     baseline_pass: bool = False
-    log_softmax_score: bool = False
+    score_seed: str = "linear"
     input_gradient: bool = True
     source_name: str = ""
     wrt: str = ""
@@ -59,17 +60,19 @@ class Variant:
 
     @classmethod
     def gradient(cls, *, layers: tuple[str, ...] = (), rules: str = "vanilla", cut_final_activation: bool = True,
-                 baseline_pass: bool = False, log_softmax_score: bool = False, input_gradient: bool = True) -> Variant:
+                 baseline_pass: bool = False, score_seed: str = "linear", input_gradient: bool = True) -> Variant:
         return cls(kind=GRADIENT, layers=tuple(layers), rules=rules, cut_final_activation=cut_final_activation,
-                   baseline_pass=baseline_pass, log_softmax_score=log_softmax_score, input_gradient=input_gradient)
+                   baseline_pass=baseline_pass, score_seed=score_seed, input_gradient=input_gradient)
 
     @classmethod
     def prefix(cls, source: MaskSource) -> Variant:
         return cls(kind=PREFIX, source_name=source.name, source=source)
 
     @classmethod
-    def prefix_gradient(cls, source: MaskSource, wrt: str) -> Variant:
-        return cls(kind=PREFIX_GRADIENT, source_name=source.name, wrt=wrt, source=source)
+    def prefix_gradient(cls, source: MaskSource, wrt: str, *, cut_final_activation: bool = True,
+                        score_seed: str = "linear") -> Variant:
+        return cls(kind=PREFIX_GRADIENT, source_name=source.name, wrt=wrt, source=source,
+                   cut_final_activation=cut_final_activation, score_seed=score_seed)
 
 
 PLAIN_VARIANT = Variant(kind=PLAIN)
@@ -99,7 +102,8 @@ def build_variant(variant: Variant, graph: Introspection, model_input: ModelInpu
         prefixed = prefixed_model(graph.simplified_model(), signature.input_name, layout=signature.layout,
                                   input_type=input_type, source=variant.source)
         built = build_gradient_model(prefixed, input_name=variant.wrt, output_name=signature.output_name,
-                                     shape_hints=graph.tensor_shapes())
+                                     shape_hints=graph.tensor_shapes(), cut_final_activation=variant.cut_final_activation,
+                                     score_seed=variant.score_seed)
         return built.model, built
     if variant.kind != GRADIENT:
         raise ValueError(f"unknown graph variant {variant.kind!r}")
@@ -110,7 +114,7 @@ def build_variant(variant: Variant, graph: Introspection, model_input: ModelInpu
         base, input_name=signature.input_name, output_name=signature.output_name, layers=variant.layers,
         rules=variant.rules, cut_final_activation=variant.cut_final_activation,
         input_shape=(None, *model_input.model_shape), shape_hints=graph.tensor_shapes(),
-        baseline_pass=variant.baseline_pass, log_softmax_score=variant.log_softmax_score,
+        baseline_pass=variant.baseline_pass, score_seed=variant.score_seed,
         input_gradient=variant.input_gradient,
     )
     if variant.baseline_pass:

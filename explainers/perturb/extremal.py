@@ -13,7 +13,7 @@ Small, model-free pieces, each usable on its own:
 * :func:`antithetic_gradient` — a black-box gradient estimate from ``2K`` evaluations along
   ``K`` random directions ± (SPSA-style central differences, Spall 1992), and
   :func:`multiscale_rademacher`, directions on coarse grids that trade resolution for variance.
-* :func:`objective_seeds` — the seed of a gradient graph that differentiates the logits, such
+* :func:`gradient_seed` — what a gradient graph seeded with the objective's rows differentiates, such
   that it returns the gradient of the objective as the black-box path evaluates it.
 * :func:`blur` — the perturbation the masks blend towards.
 """
@@ -29,12 +29,12 @@ from numpy.typing import NDArray
 from scipy import sparse
 
 from ..graph.perturbation import MaskSource
-from ..objectives import Objective, softmax
+from ..objectives import Objective
 from .masks.bilinear import bilinear_matrix
 from .masks.upsampled import upsampled_masks
 
 FINAL_ACTIVATIONS = ("Softmax", "Sigmoid")
-"""Final activations a gradient graph cuts off (it differentiates their input, the logits)."""
+"""Final activations a gradient graph can cut off (it then differentiates their input, the logits)."""
 
 
 def gaussian_matrix(size: int, sigma: float) -> NDArray[np.float64]:
@@ -258,48 +258,25 @@ def antithetic_gradient(
     return values.mean(axis=1), grads
 
 
-def seeds_need_outputs(objective: Objective, *, outputs_are_probabilities: bool, cut: str | None) -> bool:
-    """Whether :func:`objective_seeds` depends on the model outputs (the objective is not linear
-    in the tensor the gradient graph differentiates). ``cut``: the final activation the gradient
-    graph cut off (``Softmax``/``Sigmoid``), or ``None``."""
-    return cut is not None or objective.cross_entropy or (
-        objective.space == "probability" and not outputs_are_probabilities)
+def gradient_seed(objective: Objective, *, outputs_are_probabilities: bool, cut: str | None) -> tuple[bool, str]:
+    """How a gradient graph seeded with the objective's own rows ``w`` returns the gradient of the objective
+    as the black-box path evaluates it: ``(cut_final_activation, score_seed)`` for ``build_gradient_model``.
 
+    The objective scores the model's output y (probabilities when the model ends in Softmax/Sigmoid, the
+    activation ``cut`` names), through its own softmax when it asks for probabilities of a model that outputs
+    logits. So the graph differentiates y itself (the final activation is kept, not cut) with
+    ``score_seed="softmax"`` in that case, ``"linear"`` otherwise. A cross-entropy objective
+    ``w · log softmax(z)`` differentiates the logits z (a final Softmax cut: softmax(z) = y) with
+    ``"log_softmax"``. The seed is computed in the graph from its own forward, so no pass runs first to
+    read the outputs.
 
-def objective_seeds(
-    objective: Objective,
-    targets: NDArray[np.integer],
-    outputs: NDArray[np.floating] | None,
-    *,
-    outputs_are_probabilities: bool,
-    cut: str | None,
-) -> NDArray[np.float32]:
-    """``class_weights`` [n, classes] for a gradient graph so that its input gradient is the
-    gradient of target ``targets[i]`` of ``objective`` for sample i.
-
-    A gradient graph returns ``Σ_c seed_c · ∂z_c/∂input`` where ``z`` is the model output, or the
-    logits feeding a final Softmax/Sigmoid that it ``cut`` off. The objective's row ``w`` is the
-    right seed when the objective is linear in ``z``; otherwise the chain rule at the current
-    ``outputs`` y [n, classes] (the model's output) is applied: through the objective's own
-    softmax (``space="probability"`` on a logits model), ``g ← s ⊙ (g − s·g)`` with s = softmax(y),
-    then through the cut activation, ``g ← y ⊙ (g − y·g)`` (Softmax) or ``g ⊙ y ⊙ (1 − y)`` (Sigmoid).
-    A cross-entropy objective ``w · log softmax(z)`` is seeded ``w − (Σw) softmax(z)`` on the logits z
-    (softmax(z) = y when the Softmax was cut; its objective checks rule out other heads).
+    Raises:
+        ValueError: a cross-entropy objective on a model without softmax logits (the objective checks rule
+            these out before).
     """
-    seeds = objective.weights[targets].astype(np.float64)
-    if not seeds_need_outputs(objective, outputs_are_probabilities=outputs_are_probabilities, cut=cut):
-        return seeds.astype(np.float32)
-    y = np.asarray(outputs, np.float64)
     if objective.cross_entropy:
         if cut not in (None, "Softmax") or (cut is None and outputs_are_probabilities):
             raise ValueError("a cross-entropy objective needs softmax logits")  # check_contrast_loss refuses these
-        probabilities = y if cut == "Softmax" else softmax(y)
-        return (seeds - seeds.sum(axis=1, keepdims=True) * probabilities).astype(np.float32)
-    if objective.space == "probability" and not outputs_are_probabilities:
-        s = softmax(y)
-        seeds = s * (seeds - (s * seeds).sum(axis=1, keepdims=True))
-    if cut == "Softmax":
-        seeds = y * (seeds - (y * seeds).sum(axis=1, keepdims=True))
-    elif cut == "Sigmoid":
-        seeds = seeds * y * (1.0 - y)
-    return seeds.astype(np.float32)
+        return True, "log_softmax"
+    softmax_first = objective.space == "probability" and not outputs_are_probabilities
+    return False, "softmax" if softmax_first else "linear"

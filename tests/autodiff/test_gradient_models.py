@@ -328,3 +328,29 @@ def test_a_zero_pad_before_a_conv_is_folded_into_its_pads():
     np.testing.assert_allclose(grads[0][0], grads[1][0], rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(grads[0][1], grads[1][1], rtol=1e-5, atol=1e-6)
     assert np.abs(grads[0][1]).max() > 0.1
+
+
+@pytest.mark.parametrize("score_seed", ["linear", "softmax", "log_softmax"])
+def test_score_seeds_differentiate_the_named_function_of_the_logits(score_seed):
+    """z = W x: the input gradient of Σ_c w_c φ(z)_c is Wᵀ (∂φ/∂z)ᵀ w, with the seed computed in the graph —
+    softmax: s ⊙ (w − s·w), log-softmax: w − (Σw) s, s = softmax(z) — checked against numpy, per sample."""
+    import onnxruntime as ort
+
+    weights = RNG.standard_normal((4, 2, 3, 3)).astype(np.float32)
+    built = build_gradient_model(builders.linear(weights), score_seed=score_seed)
+    session = ort.InferenceSession(built.model.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = RNG.standard_normal((3, 2, 3, 3)).astype(np.float32)
+    w = RNG.standard_normal((3, 4)).astype(np.float32)
+    (grad,) = session.run([built.input_grad], {"x": x, CLASS_WEIGHTS: w})
+    flat = weights.reshape(4, -1).astype(np.float64)
+    z = x.reshape(3, -1) @ flat.T
+    s = np.exp(z - z.max(axis=1, keepdims=True))
+    s /= s.sum(axis=1, keepdims=True)
+    seed = {"linear": w, "softmax": s * (w - (s * w).sum(axis=1, keepdims=True)),
+            "log_softmax": w - w.sum(axis=1, keepdims=True) * s}[score_seed]
+    np.testing.assert_allclose(grad.reshape(3, -1), seed @ flat, rtol=1e-4, atol=1e-5)
+
+
+def test_an_unknown_score_seed_is_refused_by_name():
+    with pytest.raises(ValueError, match="score_seed 'probit'"):
+        build_gradient_model(builders.linear(np.ones((2, 1, 2, 2), np.float32)), score_seed="probit")
