@@ -15,7 +15,7 @@ Small, model-free pieces, each usable on its own:
   :func:`multiscale_rademacher`, directions on coarse grids that trade resolution for variance.
 * :func:`gradient_seed` — what a gradient graph seeded with the objective's rows differentiates, such
   that it returns the gradient of the objective as the black-box path evaluates it.
-* :func:`blur` — the perturbation the masks blend towards.
+* the perturbation the masks blend towards is :func:`~explainers.perturb.baselines.blur` (perturb/baselines.py).
 """
 
 from __future__ import annotations
