@@ -7,7 +7,7 @@ import numpy as np
 import onnx
 import pytest
 
-from onnxplain.explainers import ModelConfig, OnnxClassifier, RunContext
+from onnxplain.explainers import ModelConfig, Objective, OnnxClassifier, RunContext
 from onnxplain.explainers.autodiff import INPUT_GRAD
 from onnxplain.explainers.errors import Cancelled, DeadlineExceeded, InvalidArgument, InvalidModel, ResourceExhausted
 from onnxplain.explainers.model import IMAGE, Evaluator, canonical_tensor
@@ -208,3 +208,28 @@ def test_preprocessed_tensor_is_checked():
         canonical_tensor(good.astype(np.float64), classifier.model_input)
     with pytest.raises(InvalidArgument, match="NaN"):
         canonical_tensor(np.full((8, 8, 3), np.nan, np.float32), classifier.model_input)
+
+
+class _ReportsOpenVino(OnnxClassifier):
+    """A CPU classifier that says it runs on OpenVINO's provider (this machine has no OpenVINO build)."""
+
+    @property
+    def providers(self) -> tuple[str, ...]:
+        return ("OpenVINOExecutionProvider", "CPUExecutionProvider")
+
+
+def test_gradient_methods_are_refused_on_an_unchecked_provider_and_forward_methods_run():
+    """OpenVINO's provider returned gradients off by 10⁶ of their range on onnxplain's gradient graphs
+    (bench/README.md): a white-box method there is refused by name before any pass, a forward-only one runs."""
+    from onnxplain.explainers.errors import FailedPrecondition
+    from onnxplain.explainers.explain import explain
+    from onnxplain.explainers.model.classifier import check_gradient_providers
+
+    check_gradient_providers(("CUDAExecutionProvider", "CPUExecutionProvider"))  # the checked ones pass
+    classifier = _ReportsOpenVino(builders.small_cnn())
+    image = np.random.default_rng(0).standard_normal((3, 16, 16)).astype(np.float32)
+    objective = Objective.for_classes([0], classifier.num_classes)
+    with pytest.raises(FailedPrecondition, match="not available on OpenVINOExecutionProvider.*CPUExecutionProvider"):
+        list(explain(classifier, image, "saliency", objective, {}))
+    *_, final = explain(classifier, image, "occlusion", objective, {"window": 4, "stride": 4})
+    assert np.isfinite(final.heatmaps).all()

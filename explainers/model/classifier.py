@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 
 from ..autodiff import GradientModel
 from ..context import RunContext
-from ..errors import InvalidModel, NonFiniteResult
+from ..errors import FailedPrecondition, InvalidModel, NonFiniteResult
 from ..graph.layers import Layer
 from .batch_repair import with_working_batch
 from .config import ModelConfig
@@ -44,7 +44,7 @@ from .preprocessing import (
 from .provenance import Origin, settings_provenance, warnings
 from .session import Compiled, SessionPool
 from .signature import Signature, read_signature
-from .variants import PLAIN_VARIANT, Variant, build_variant_cached
+from .variants import CACHED_KINDS, PLAIN_VARIANT, Variant, build_variant_cached
 
 _NUMPY_DTYPES = {"FP32": np.float32, "FP16": np.float16, "FP64": np.float64, "UINT8": np.uint8}
 _PROBE_SEED = 20241126
@@ -79,6 +79,26 @@ class ModelInfo:
     """Where each setting came from, by dotted config key (see :mod:`~explainers.model.provenance`)."""
     warnings: tuple[str, ...] = ()
     """What every result of this model must carry (e.g. that its preprocessing was defaulted)."""
+
+
+GRADIENT_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
+"""Execution providers whose results on onnxplain's gradient graphs are checked (the test suite on the CPU,
+``bench/gpu.sh`` against it on CUDA). The graphs' ReLU masks rely on exact IEEE float32 arithmetic
+(``autodiff/rules/activations.py``): OpenVINO's provider returned gradients off by 10⁶ of their range."""
+
+
+def check_gradient_providers(providers: Sequence[str]) -> None:
+    """Refuse a gradient graph on an execution provider outside :data:`GRADIENT_PROVIDERS`.
+
+    Raises:
+        FailedPrecondition: names the provider and the allowed ones."""
+    unchecked = [p for p in providers if p not in GRADIENT_PROVIDERS]
+    if unchecked:
+        raise FailedPrecondition(
+            f"gradient-based methods are not available on {', '.join(unchecked)}: onnxplain's gradient graphs are "
+            f"checked on {' and '.join(GRADIENT_PROVIDERS)} only (OpenVINO's returned wrong gradients); load the "
+            "model on one of those for white-box methods — forward-only methods (occlusion, RISE, LIME, "
+            "Score-CAM) run on any provider")
 
 
 def available_providers() -> list[str]:
@@ -146,7 +166,7 @@ class OnnxClassifier:
         self._read_outputs()
         self.introspection = Introspection(
             self.model, signature=self.signature, num_classes=self.num_classes, probe=self._probe_batch,
-            open_session=self._open_session, per_sample=self.batch_mode == "per_sample",
+            open_session=self._open_probe_session, per_sample=self.batch_mode == "per_sample",
             cam_layer=self.config.cam_layer)
 
     # ---------------------------------------------------------------- construction
@@ -188,7 +208,14 @@ class OnnxClassifier:
             )
         return int(c), int(h), int(w)
 
-    def _open_session(self, model: onnx.ModelProto) -> ort.InferenceSession:
+    def _open_probe_session(self, model: onnx.ModelProto) -> ort.InferenceSession:
+        """A session for the introspection's shape probe, on the CPU provider whatever the classifier's: the
+        probe exposes every intermediate tensor as an output, constant-folded ones included, which
+        OpenVINO's ONNX reader refuses ("…ConstantOfShape_output_0 node not found in graph cache"), and
+        the shapes it reads do not depend on the provider."""
+        return self._open_session(model, providers=["CPUExecutionProvider"])
+
+    def _open_session(self, model: onnx.ModelProto, providers: list[str] | None = None) -> ort.InferenceSession:
         options = ort.SessionOptions()
         options.intra_op_num_threads = self._threads
         options.inter_op_num_threads = 1
@@ -196,13 +223,15 @@ class OnnxClassifier:
         # path methods evaluate points near a zero baseline: denormal floats slow the kernels ~30%
         options.add_session_config_entry("session.set_denormal_as_zero", "1")
         try:
-            return ort.InferenceSession(model.SerializeToString(), options, providers=self._providers)
+            return ort.InferenceSession(model.SerializeToString(), options, providers=providers or self._providers)
         except Exception as exc:  # onnxruntime raises several unrelated types
             raise InvalidModel(f"onnxruntime cannot load it: {str(exc).strip().splitlines()[0]}") from exc
 
     def _build(self, variant: Variant) -> tuple[onnx.ModelProto, GradientModel | None]:
         if variant == PLAIN_VARIANT:  # needed before the introspection exists
             return self.model, None
+        if variant.kind in CACHED_KINDS:
+            check_gradient_providers(self.providers)
         return build_variant_cached(variant, self.introspection, self.model_input, cache=self._graph_cache,
                                     model_hash=self._content_digest)
 

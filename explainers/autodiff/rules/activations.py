@@ -64,7 +64,9 @@ def _blocked_window_mask(ctx: VjpContext, y: str, high: float | None) -> str | N
     multiples of 2ᵉ⁻²⁴, so h − Y ≥ 2ᵉ⁻²⁴ whenever Y < h, and the scaled difference, however rounded
     (fused or not), is ≥ 1; it is 0 at Y = h.
     Denormal Y (< 2⁻¹²⁶) would give a fraction; onnxplain's sessions flush denormals to zero
-    (``session.set_denormal_as_zero``), so the forward never produces one.
+    (``session.set_denormal_as_zero``), so the forward never produces one. The argument needs IEEE float32
+    HardSigmoid, which onnxruntime's CPU provider computes; OpenVINO's provider does not (gradients off by
+    10⁶), which is one reason gradient graphs are refused outside ``GRADIENT_PROVIDERS`` (model/classifier.py).
     """
     if ctx.dtype(y) != np.float32:
         return None
