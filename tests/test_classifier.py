@@ -223,9 +223,9 @@ def test_gradient_methods_are_refused_on_an_unchecked_provider_and_forward_metho
     (bench/README.md): a white-box method there is refused by name before any pass, a forward-only one runs."""
     from onnxplain.explainers.errors import FailedPrecondition
     from onnxplain.explainers.explain import explain
-    from onnxplain.explainers.model.classifier import check_gradient_providers
+    from onnxplain.explainers.model.provider_check import check_gradient_providers
 
-    check_gradient_providers(("CUDAExecutionProvider", "CPUExecutionProvider"))  # the checked ones pass
+    check_gradient_providers(("CPUExecutionProvider",))  # checked, and exact here
     classifier = _ReportsOpenVino(builders.small_cnn())
     image = np.random.default_rng(0).standard_normal((3, 16, 16)).astype(np.float32)
     objective = Objective.for_classes([0], classifier.num_classes)
@@ -233,3 +233,24 @@ def test_gradient_methods_are_refused_on_an_unchecked_provider_and_forward_metho
         list(explain(classifier, image, "saliency", objective, {}))
     *_, final = explain(classifier, image, "occlusion", objective, {"window": 4, "stride": 4})
     assert np.isfinite(final.heatmaps).all()
+
+
+def test_a_provider_that_computes_the_masks_inexactly_is_refused(monkeypatch):
+    """The self-check runs the mask formulas on the provider at the kinks: masks built with a scale too small
+    for the smallest normal floats (2⁻¹²⁶·2²⁰ < 1: a fraction, not 1) fail it, and gradients are refused."""
+    from onnxplain.explainers.autodiff.rules import activations
+    from onnxplain.explainers.errors import FailedPrecondition
+    from onnxplain.explainers.model import provider_check
+
+    assert provider_check.masks_are_exact(("CPUExecutionProvider",))
+    exact = activations._affine_clip
+    monkeypatch.setattr(activations, "_affine_clip",
+                        lambda ctx, y, scale, offset: exact(ctx, y, min(scale, 2.0**20), offset))
+    provider_check.masks_are_exact.cache_clear()
+    try:
+        with pytest.raises(FailedPrecondition, match="computes the gradient graphs' ReLU masks inexactly"):
+            provider_check.check_gradient_providers(("CPUExecutionProvider",))
+    finally:
+        monkeypatch.undo()
+        provider_check.masks_are_exact.cache_clear()
+    assert provider_check.masks_are_exact(("CPUExecutionProvider",))

@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 
 from ..autodiff import GradientModel
 from ..context import RunContext
-from ..errors import FailedPrecondition, InvalidModel, NonFiniteResult
+from ..errors import InvalidModel, NonFiniteResult
 from ..graph.layers import Layer
 from .batch_repair import with_working_batch
 from .config import ModelConfig
@@ -42,6 +42,7 @@ from .preprocessing import (
     white_image,
 )
 from .provenance import Origin, settings_provenance, warnings
+from .provider_check import check_gradient_providers
 from .session import Compiled, SessionPool
 from .signature import Signature, read_signature
 from .variants import CACHED_KINDS, PLAIN_VARIANT, Variant, build_variant_cached
@@ -79,26 +80,6 @@ class ModelInfo:
     """Where each setting came from, by dotted config key (see :mod:`~explainers.model.provenance`)."""
     warnings: tuple[str, ...] = ()
     """What every result of this model must carry (e.g. that its preprocessing was defaulted)."""
-
-
-GRADIENT_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
-"""Execution providers whose results on onnxplain's gradient graphs are checked (the test suite on the CPU,
-``bench/gpu.sh`` against it on CUDA). The graphs' ReLU masks rely on exact IEEE float32 arithmetic
-(``autodiff/rules/activations.py``): OpenVINO's provider returned gradients off by 10⁶ of their range."""
-
-
-def check_gradient_providers(providers: Sequence[str]) -> None:
-    """Refuse a gradient graph on an execution provider outside :data:`GRADIENT_PROVIDERS`.
-
-    Raises:
-        FailedPrecondition: names the provider and the allowed ones."""
-    unchecked = [p for p in providers if p not in GRADIENT_PROVIDERS]
-    if unchecked:
-        raise FailedPrecondition(
-            f"gradient-based methods are not available on {', '.join(unchecked)}: onnxplain's gradient graphs are "
-            f"checked on {' and '.join(GRADIENT_PROVIDERS)} only (OpenVINO's returned wrong gradients); load the "
-            "model on one of those for white-box methods — forward-only methods (occlusion, RISE, LIME, "
-            "Score-CAM) run on any provider")
 
 
 def available_providers() -> list[str]:

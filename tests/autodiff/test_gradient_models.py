@@ -22,6 +22,7 @@ from onnxplain.explainers.autodiff import (
 )
 from onnxplain.explainers.errors import InvalidArgument
 from onnxplain.explainers.model import Variant, layer_gradient
+from onnxplain.explainers.model.provider_check import kink_model
 
 RNG = np.random.default_rng(5)
 
@@ -267,10 +268,6 @@ def test_the_gradient_leaving_every_relu_is_non_negative_on_real_nets(name, rule
     assert (modified.input_grad < 0).any()  # behind the first conv, the rules' gradient has both signs
 
 
-_KINK_VALUES = np.array([-1.0, -0.0, 0.0, 2.0**-126, 1e-30, 0.5, 3.0, np.nextafter(np.float32(6), np.float32(0)), 6.0,
-                         np.nextafter(np.float32(6), np.float32(7)), 7.0, 4.5, 1e30, 3e38, 2.0**-100, 1.0], np.float32)
-
-
 @pytest.mark.parametrize("activation", ["Relu", "Clip"])
 def test_relu_and_relu6_masks_are_exact_at_the_kinks(activation):
     """The blocked-layout masks (HardSigmoids) give exactly [x > 0] / [0 < x < 6] at the values where a
@@ -279,21 +276,11 @@ def test_relu_and_relu6_masks_are_exact_at_the_kinks(activation):
     a scalar tail."""
     import onnxruntime as ort
 
-    values = np.tile(_KINK_VALUES.reshape(4, 4), (16, 16)).reshape(1, 1, 64, 64)
-    clip_bounds = [] if activation == "Relu" else ["lo", "hi"]
-    nodes = [
-        helper.make_node("Conv", ["x", "w"], ["y"], kernel_shape=[1, 1]),  # identity: y = x exactly
-        helper.make_node(activation, ["y", *clip_bounds], ["act"]),
-        helper.make_node("Flatten", ["act"], ["logits"]),
-    ]
-    inits = [numpy_helper.from_array(np.ones((1, 1, 1, 1), np.float32), "w"),
-             numpy_helper.from_array(np.float32(0), "lo"), numpy_helper.from_array(np.float32(6), "hi")]
-    graph = helper.make_graph(nodes, "kinks", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1, 64, 64])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 4096])], inits)
-    built = build_gradient_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    model, values = kink_model(activation)
+    built = build_gradient_model(model)
     assert any(n.op_type == "HardSigmoid" and n.input[0] == "act" for n in built.model.graph.node)  # the blocked mask
     session = ort.InferenceSession(built.model.SerializeToString(), providers=["CPUExecutionProvider"])
-    (grad,) = session.run([built.input_grad], {"x": values, CLASS_WEIGHTS: np.ones((1, 4096), np.float32)})
+    (grad,) = session.run([built.input_grad], {"x": values, CLASS_WEIGHTS: np.ones((1, values.size), np.float32)})
     x = values.ravel()
     expected = (x > 0) if activation == "Relu" else ((x > 0) & (x < 6))
     np.testing.assert_array_equal(grad.ravel(), expected.astype(np.float32))

@@ -66,7 +66,7 @@ def _blocked_window_mask(ctx: VjpContext, y: str, high: float | None) -> str | N
     Denormal Y (< 2⁻¹²⁶) would give a fraction; onnxplain's sessions flush denormals to zero
     (``session.set_denormal_as_zero``), so the forward never produces one. The argument needs IEEE float32
     HardSigmoid, which onnxruntime's CPU provider computes; OpenVINO's provider does not (gradients off by
-    10⁶), which is one reason gradient graphs are refused outside ``GRADIENT_PROVIDERS`` (model/classifier.py).
+    10⁶): gradient graphs run only on providers that pass a check of these masks (model/provider_check.py).
     """
     if ctx.dtype(y) != np.float32:
         return None
