@@ -167,12 +167,12 @@ def _adjoint_zero_stuffed(ctx: VjpContext, g: str, weights: np.ndarray, *, sizes
     (stride s, output_padding s − 1): a pure scatter, no arithmetic. onnxruntime's grouped ConvTranspose
     is a slow generic kernel for real k×k depthwise kernels, and it forced reorders out of and back into
     the blocked (NCHWc) layout around it; here the k×k work is a blocked depthwise Conv. On the bundled
-    EfficientNet-Lite0 the four strided depthwise layers' backward fell from ~15% of the gradient graph's
-    time to ~5% (bench/README.md, "Gradient graph"). Tried and slower: Resize(×s, nearest) ⊙ a 0/1
-    pattern (the Mul with a constant is not blocked, so the upsampled tensor was reordered out and
-    back), and the polyphase form — s² small Convs
-    interleaved by DepthToSpace (onnxruntime's DepthToSpace is a generic transpose, slower than the
-    ConvTranspose it replaced).
+    EfficientNet-Lite0 the four strided depthwise layers' backward fell from ~6.7 ms (ConvTranspose 4.4,
+    the reorders it forced 2.3) to ~3 ms per batch-1 run (bench/README.md, "Gradient graph"). Tried and
+    slower: Resize(×s, nearest) ⊙ a 0/1 pattern (the Mul with a constant is not blocked, so the upsampled
+    tensor was reordered out and back), and the polyphase form — s² small Convs interleaved by
+    DepthToSpace (onnxruntime's DepthToSpace is a generic transpose, slower than the ConvTranspose it
+    replaced).
     """
     spatial = len(kernel)
     channels = weights.shape[0]  # of g: the forward's outputs
