@@ -175,7 +175,8 @@ def gradient_step(bench: Bench, batch: int, layers: list[str], classifier: OnnxC
 def gradient(bench: Bench, batch: int, cam_layer: bool = True, shape: str = "") -> dict:
     """One forward+backward through the gradient graph (input gradient, + the CAM layer's with
     ``cam_layer``), ``batch`` samples per run; ``vs_forward`` = its time ÷ the plain forward's time at
-    the same batch, the median of ≥ 5 paired runs (each ~raw_seconds of gradient runs, then as many forwards). ``shape``: a full-size architecture of bench/shapes.py instead of the bundled model."""
+    the same batch, the median of ≥ 5 paired runs (each ~raw_seconds of gradient runs, then as many
+    forwards). ``shape``: a full-size architecture of bench/shapes.py instead of the bundled model."""
     classifier = bench.shaped(shape) if shape else bench.classifier()
     step = gradient_step(bench, batch, [classifier.cam_layer] if cam_layer else [], classifier)
     plain = classifier.compiled(PLAIN_VARIANT).session

@@ -45,7 +45,7 @@ from .provenance import Origin, settings_provenance, warnings
 from .provider_check import check_gradient_providers
 from .session import Compiled, SessionPool
 from .signature import Signature, read_signature
-from .variants import CACHED_KINDS, PLAIN_VARIANT, Variant, build_variant_cached
+from .variants import GRADIENT_KINDS, PLAIN_VARIANT, Variant, build_variant_cached
 
 _NUMPY_DTYPES = {"FP32": np.float32, "FP16": np.float16, "FP64": np.float64, "UINT8": np.uint8}
 _PROBE_SEED = 20241126
@@ -211,7 +211,7 @@ class OnnxClassifier:
     def _build(self, variant: Variant) -> tuple[onnx.ModelProto, GradientModel | None]:
         if variant == PLAIN_VARIANT:  # needed before the introspection exists
             return self.model, None
-        if variant.kind in CACHED_KINDS:
+        if variant.kind in GRADIENT_KINDS:
             check_gradient_providers(self.providers)
         return build_variant_cached(variant, self.introspection, self.model_input, cache=self._graph_cache,
                                     model_hash=self._content_digest)

@@ -48,25 +48,28 @@ def kink_model(activation: str, side: int = 64) -> tuple[onnx.ModelProto, np.nda
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), values
 
 
-@functools.lru_cache(maxsize=8)
-def masks_are_exact(providers: tuple[str, ...]) -> bool:
-    """Whether the input gradient of ``kink_model`` (seeded with ones) is exactly the indicator [x > 0] (Relu)
-    and [0 < x < 6] (Clip) when run on ``providers``, as onnxplain's sessions run it (denormals flushed)."""
+def kink_gradient(activation: str, providers: Sequence[str]) -> tuple[onnx.ModelProto, np.ndarray, np.ndarray]:
+    """The gradient model of ``kink_model(activation)``, its input gradient (seeded with ones) run on
+    ``providers`` as onnxplain's sessions run it (denormals flushed), and the exact answer: [x > 0] for Relu,
+    [0 < x < 6] for Clip. Returns (gradient model, gradient, expected), both flat float32."""
     from ..autodiff import CLASS_WEIGHTS, build_gradient_model
 
+    model, values = kink_model(activation)
+    built = build_gradient_model(model)
     options = ort.SessionOptions()
     options.log_severity_level = 4
     options.add_session_config_entry("session.set_denormal_as_zero", "1")
-    for activation in ("Relu", "Clip"):
-        model, values = kink_model(activation)
-        built = build_gradient_model(model)
-        session = ort.InferenceSession(built.model.SerializeToString(), options, providers=list(providers))
-        (grad,) = session.run([built.input_grad], {"x": values, CLASS_WEIGHTS: np.ones((1, values.size), np.float32)})
-        x = values.ravel()
-        expected = (x > 0) if activation == "Relu" else ((x > 0) & (x < 6))
-        if not np.array_equal(np.asarray(grad).ravel(), expected.astype(np.float32)):
-            return False
-    return True
+    session = ort.InferenceSession(built.model.SerializeToString(), options, providers=list(providers))
+    (grad,) = session.run([built.input_grad], {"x": values, CLASS_WEIGHTS: np.ones((1, values.size), np.float32)})
+    x = values.ravel()
+    expected = (x > 0) if activation == "Relu" else ((x > 0) & (x < 6))
+    return built.model, np.asarray(grad).ravel(), expected.astype(np.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def masks_are_exact(providers: tuple[str, ...]) -> bool:
+    """Whether :func:`kink_gradient` gives exactly the expected indicators on ``providers``, for Relu and Clip."""
+    return all(np.array_equal(*kink_gradient(activation, providers)[1:]) for activation in ("Relu", "Clip"))
 
 
 def check_gradient_providers(providers: Sequence[str]) -> None:
@@ -85,5 +88,6 @@ def check_gradient_providers(providers: Sequence[str]) -> None:
     if not masks_are_exact(tuple(providers)):
         raise FailedPrecondition(
             f"gradient-based methods are not available on {', '.join(providers)}: this onnxruntime build computes "
-            "the gradient graphs' ReLU masks inexactly (its HardSigmoid is not IEEE float32 at the kinks); "
-            "load the model on the CPU provider for white-box methods")
+            "the gradient graphs' ReLU masks inexactly (its HardSigmoid is not IEEE float32 at the kinks, "
+            "see onnxplain.explainers.model.provider_check); forward-only methods (occlusion, RISE, LIME, "
+            "Score-CAM) are not affected")

@@ -27,6 +27,9 @@ EXPOSED = "exposed"
 GRADIENT = "gradient"
 PREFIX = "prefix"
 PREFIX_GRADIENT = "prefix_gradient"
+GRADIENT_KINDS = (GRADIENT, PREFIX_GRADIENT)
+"""The variants that differentiate the model (their sessions must be on a provider that computes them
+exactly, see :mod:`.provider_check`)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -122,7 +125,7 @@ def build_variant(variant: Variant, graph: Introspection, model_input: ModelInpu
     return built.model, built
 
 
-CACHED_KINDS = (GRADIENT, PREFIX_GRADIENT)
+CACHED_KINDS = GRADIENT_KINDS
 """The variants worth a disk cache: gradient graphs (the others are a cheap edit of the model)."""
 
 

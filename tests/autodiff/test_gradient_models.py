@@ -22,7 +22,7 @@ from onnxplain.explainers.autodiff import (
 )
 from onnxplain.explainers.errors import InvalidArgument
 from onnxplain.explainers.model import Variant, layer_gradient
-from onnxplain.explainers.model.provider_check import kink_model
+from onnxplain.explainers.model.provider_check import kink_gradient
 
 RNG = np.random.default_rng(5)
 
@@ -273,17 +273,10 @@ def test_relu_and_relu6_masks_are_exact_at_the_kinks(activation):
     """The blocked-layout masks (HardSigmoids) give exactly [x > 0] / [0 < x < 6] at the values where a
     scaled formula could go wrong: ±0, the smallest normal float, the floats next to 6, and values whose
     scaled product overflows — tiled over a 64×64 map so the vectorised kernels see them too, not only
-    a scalar tail."""
-    import onnxruntime as ort
-
-    model, values = kink_model(activation)
-    built = build_gradient_model(model)
-    assert any(n.op_type == "HardSigmoid" and n.input[0] == "act" for n in built.model.graph.node)  # the blocked mask
-    session = ort.InferenceSession(built.model.SerializeToString(), providers=["CPUExecutionProvider"])
-    (grad,) = session.run([built.input_grad], {"x": values, CLASS_WEIGHTS: np.ones((1, values.size), np.float32)})
-    x = values.ravel()
-    expected = (x > 0) if activation == "Relu" else ((x > 0) & (x < 6))
-    np.testing.assert_array_equal(grad.ravel(), expected.astype(np.float32))
+    a scalar tail (the same check gates gradient graphs on a provider: model/provider_check.py)."""
+    model, grad, expected = kink_gradient(activation, ["CPUExecutionProvider"])
+    assert any(n.op_type == "HardSigmoid" and n.input[0] == "act" for n in model.graph.node)  # the blocked mask
+    np.testing.assert_array_equal(grad, expected)
 
 
 def test_a_zero_pad_before_a_conv_is_folded_into_its_pads():
