@@ -60,22 +60,41 @@ def test_scores_are_the_objective_on_the_input_like_black_box_methods(softmax):
     np.testing.assert_allclose(result.heatmaps, np.abs(w[[0, 2]]).max(axis=1), rtol=1e-6)
 
 
-def test_probability_space_gradients_need_a_softmax_output():
-    classifier, _, _, x = linear_case()
-    with pytest.raises(FailedPrecondition, match="outputs logits"):
-        explain_once(classifier, x, "saliency", Objective.for_classes([0], 3, space="probability"))
-
-
-def test_probability_space_differentiates_the_softmax():
+@pytest.mark.parametrize("softmax", [True, False], ids=["softmax_output", "logits_output"])
+def test_probability_space_differentiates_the_softmax(softmax):
+    """With a Softmax output its probabilities are differentiated; with logits, softmax(logits) is seeded in
+    the graph (one forward + one backward per target, as for logits; it used to be refused)."""
     w = np.random.default_rng(8).standard_normal((3, 3, 4, 5)).astype(np.float32)
-    classifier = OnnxClassifier(builders.linear(w, softmax=True))
+    classifier = OnnxClassifier(builders.linear(w, softmax=softmax))
     x = np.random.default_rng(9).standard_normal((3, 4, 5)).astype(np.float32)
-    result = explain_once(classifier, x, "input_x_gradient", Objective.for_classes([1], 3, space="probability"))
+    objective = Objective.for_classes([1, 2], 3, space="probability")
+    planned, result = explain(classifier, x, "input_x_gradient", objective)
     z = np.einsum("kchw,chw->k", w.astype(np.float64), x)
     p = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
-    grad = p[1] * (w[1] - np.einsum("k,kchw->chw", p, w))  # d p_1 / d x
-    np.testing.assert_allclose(result.heatmaps[0], (grad * x).sum(0), rtol=1e-4, atol=1e-6)
-    np.testing.assert_allclose(result.scores, [p[1]], rtol=1e-5)
+    for row, k in enumerate((1, 2)):
+        grad = p[k] * (w[k] - np.einsum("k,kchw->chw", p, w))  # d p_k / d x
+        np.testing.assert_allclose(result.heatmaps[row], (grad * x).sum(0), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(result.scores, p[[1, 2]], rtol=1e-5)
+    assert planned == Planned(forward=2, backward=2) and (result.forward, result.backward) == (2, 2)
+
+
+def test_probability_space_of_a_sigmoid_output_differentiates_the_sigmoid():
+    """A Sigmoid head's outputs are its probabilities: d σ(z_k)/dx = σ(z_k)(1 − σ(z_k)) w_k (was refused)."""
+    w = np.random.default_rng(10).standard_normal((3, 3, 4, 5)).astype(np.float32)
+    model = builders.linear(w)
+    model.graph.node.append(helper.make_node("Sigmoid", ["logits"], ["probs"]))
+    model.graph.output[0].CopyFrom(helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", 3]))
+    x = np.random.default_rng(11).standard_normal((3, 4, 5)).astype(np.float32)
+    result = explain_once(OnnxClassifier(model), x, "input_x_gradient", Objective.for_classes([0], 3, space="probability"))
+    s = 1 / (1 + np.exp(-np.einsum("kchw,chw->k", w.astype(np.float64), x)))
+    np.testing.assert_allclose(result.heatmaps[0], (s[0] * (1 - s[0]) * w[0] * x).sum(0), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(result.scores, [s[0]], rtol=1e-5)
+
+
+def test_probability_space_of_logits_is_refused_with_a_baseline_pass():
+    classifier, _, _, x = linear_case()
+    with pytest.raises(FailedPrecondition, match="softmax.logits., not linear"):
+        explain_once(classifier, x, "deeplift", Objective.for_classes([0], 3, space="probability"))
 
 
 @pytest.mark.parametrize("contrast", [None, 2])

@@ -302,17 +302,18 @@ class Evaluator:
         Each (image, target) pair is one sample of the gradient graph, seeded with the target's
         weights row (one forward + one backward each); chunks always hold whole images. The
         gradient graph differentiates the logits when the model ends in Softmax/Sigmoid (the scores
-        stay those of the model's output), and the probabilities when the objective asks for them. A
+        stay those of the model's output), and the probabilities when the objective asks for them: the
+        model's own output when it is probabilities, else softmax(logits), seeded in the graph
+        (``score_seed="softmax"``, still one forward + one backward per pair). A
         ``baseline`` x′ [C, H, W] adds a baseline pass (one more forward per pair) for rule sets
         that read it (DeepLIFT) and fills ``score_delta``. A cross-entropy objective
         (``contrast_loss``) is seeded in the graph with ``softmax(logits) − e_Q``. ``input_gradient=False``: only the
         ``layers``' gradients are computed (the backward stops at them) and ``input_grad`` is None.
 
         Raises:
-            FailedPrecondition: the objective asks for gradients of probabilities, and the model's
-                class-score output is not a Softmax; a cross-entropy objective on a model without
-                softmax logits, or with a baseline pass (its rescale multipliers assume a score
-                linear in the logits).
+            FailedPrecondition: a baseline pass with an objective not linear in the model's output
+                (softmax probabilities of a logits model, or a cross-entropy: its rescale multipliers
+                assume a linear score); a cross-entropy objective on a model without softmax logits.
             GradientError: the model has an op without a gradient rule.
         """
         check_contrast_loss(objective, output_producer=self.signature.output_producer,
@@ -322,11 +323,13 @@ class Evaluator:
                 "target.contrast_loss=cross_entropy is not linear in the logits, which the baseline pass's "
                 "rescale multipliers (DeepLIFT) assume: use contrast_loss=difference with this method")
         probability = objective.space == "probability"
-        if probability and self.signature.output_producer != "Softmax":
+        softmax_of_logits = probability and not self.outputs_are_probabilities
+        if softmax_of_logits and baseline is not None:
             raise FailedPrecondition(
-                "gradients of probabilities need a model whose class-score output is a Softmax; this model "
-                "outputs logits, so explain them instead (leave target.score_space unset)"
-            )
+                "target.score_space=probability on a model that outputs logits is softmax(logits), not linear in "
+                "them, which the baseline pass's rescale multipliers (DeepLIFT) assume: leave the score space "
+                "unset with this method")
+        score_seed = "log_softmax" if objective.cross_entropy else "softmax" if softmax_of_logits else "linear"
         targets = objective.num_targets
         rows_per_chunk = max(targets, (self._classifier.gradient_max_batch // targets) * targets)
 
@@ -345,7 +348,7 @@ class Evaluator:
         for chunk in self.gradient_rows(count * targets, make_batch, layers=layers, rules=rules,
                                         max_batch=rows_per_chunk, baseline=baseline,
                                         cut_final_activation=not probability, input_gradient=input_gradient,
-                                        score_seed="log_softmax" if objective.cross_entropy else "linear"):
+                                        score_seed=score_seed):
             pending.append(chunk)
             rows = sum(c.stop - c.start for c in pending)
             if rows < targets:
