@@ -50,6 +50,20 @@ def skeleton(model: onnx.ModelProto) -> onnx.ModelProto:
     return light
 
 
+def zero_weights(model: onnx.ModelProto) -> dict[str, np.ndarray] | None:
+    """Zeros shaped like each of ``model``'s weights (:func:`is_weight`), by name: the feed that makes its
+    :func:`skeleton` runnable where only shapes matter (no weight's value sets a shape). ``np.zeros`` maps
+    untouched pages, so even a VGG's 530 MB cost no memory until read, and reads map the zero page. None when a
+    weight has no numpy dtype (bfloat16)."""
+    zeros = {}
+    for tensor in model.graph.initializer:
+        if is_weight(tensor):
+            if tensor.data_type == onnx.TensorProto.BFLOAT16:
+                return None
+            zeros[tensor.name] = np.zeros(tuple(tensor.dims), helper.tensor_dtype_to_np_dtype(tensor.data_type))
+    return zeros
+
+
 def check_structure(model: onnx.ModelProto) -> None:
     """``onnx.checker.check_model`` on the :func:`skeleton` (nodes, attributes, types, opsets).
 
