@@ -5,7 +5,8 @@ and walk every byte of it; on a VGG11 export (530 MB of weights, 400 MB of them 
 each took several seconds of a gradient graph's build, for no information: neither needs a
 weight's values, only its type and shape (data propagation reads small shape constants, which
 stay). The skeleton keeps every node, input, output and small initializer, and declares each
-large floating-point initializer as a graph input of the same type and shape.
+large floating-point initializer as a graph input of the same type and shape. Fed zeros for those
+inputs (:func:`zero_weights`) it runs, which is how the introspection probes tensor shapes.
 """
 
 from __future__ import annotations
