@@ -124,8 +124,10 @@ async def create_server(
     tls: TlsFiles | None = None,
     load: bool = True,
     metrics_address: tuple[str, int] | None = None,
+    warm_up: tuple[str, ...] = (),
 ) -> OnnxplainServer:
-    """Build, bind and start a server; with ``load`` every repository model is loaded first.
+    """Build, bind and start a server; with ``load`` every repository model is loaded first (and explains a
+    probe image with each ``warm_up`` method before it is READY: :mod:`.warm_up`).
 
     Returns once the server is accepting; readiness reports SERVING once a model is READY.
     ``metrics_address`` (host, port; port 0 = any free one) serves Prometheus metrics over HTTP.
@@ -139,7 +141,7 @@ async def create_server(
         raise ValueError("an admin token needs a token as well: without one, nothing is authenticated")
     check_providers(providers)
     repository = ModelRepository(models, providers=providers, threads=threads, allow_uploads=limits.allow_uploads,
-                                 max_tensor_bytes=limits.max_tensor_bytes)
+                                 max_tensor_bytes=limits.max_tensor_bytes, warm_up=warm_up)
     pool = WorkPool(max_concurrent=limits.max_concurrent, max_queue=limits.max_queue)
     loader = Loader(max_pending=limits.max_pending_loads)
     metrics = Metrics(pool, repository)

@@ -41,6 +41,10 @@ def build_parser(prog: str = "onnxplain-server") -> argparse.ArgumentParser:
     operations.add_argument("--graph-cache", metavar="DIR", help="folder keeping built gradient graphs across restarts, "
                             f"'off' for none (sets {FOLDER_ENV}; default $XDG_CACHE_HOME/onnxplain/graphs)")
     operations.add_argument("--metrics-host", default="127.0.0.1", help="address the metrics endpoint binds")
+    operations.add_argument("--warm-up", metavar="METHODS", default="",
+                            help="comma-separated methods every model explains a probe image with when it loads, "
+                                 "before it is ready, so no request pays for building their graphs (e.g. "
+                                 "saliency,grad_cam)")
     add_log_flags(operations)
     add_limit_flags(parser.add_argument_group("limits"))
     return parser
@@ -68,6 +72,7 @@ def main(argv: list[str] | None = None, *, prog: str = "onnxplain-server") -> in
             Path(args.models), address=f"{args.host}:{args.port}", limits=limits_from_args(args), threads=args.threads,
             providers=PROVIDERS[args.providers], token=token, admin_token=admin_token, tls=tls,
             metrics_address=(args.metrics_host, args.metrics_port) if args.metrics_port else None,
+            warm_up=tuple(args.warm_up.split(",")),
         ))
     except (OSError, OnnxplainError) as exc:  # a busy port, a missing provider, an unreadable repository
         print(f"onnxplain serve: error: {exc}", file=sys.stderr)

@@ -45,6 +45,7 @@ from onnxplain.explainers.model.sources import is_foreign_config, read_sources
 from .model_guard import all_tensors, check_external_data_confined, check_tensor_sizes, refuse_external_data
 from .remote import REMOTE_FILE, OipEndpoint, RemoteSpec
 from .triton import is_model_folder, read_model_folder
+from .warm_up import warm_up, warm_up_methods
 
 log = logging.getLogger("onnxplain.server")
 
@@ -97,10 +98,12 @@ class ModelRepository:
     """Thread-safe registry of models. Loading is blocking: call it from a worker thread."""
 
     def __init__(self, root: Path | None, *, providers: list[str] | None = None, threads: int = 0,
-                 allow_uploads: bool = False, max_tensor_bytes: int = 256 * 2**20):
+                 allow_uploads: bool = False, max_tensor_bytes: int = 256 * 2**20, warm_up: tuple[str, ...] = ()):
         self.root = root.resolve() if root else None
         self.providers = providers
         self.threads = threads
+        self.warm_up = warm_up_methods(warm_up)
+        """Methods each loaded model explains a probe image with before it is READY (:mod:`.warm_up`)."""
         self.allow_uploads = allow_uploads
         self.max_tensor_bytes = max_tensor_bytes
         self._entries: dict[str, Entry] = {}
@@ -250,6 +253,8 @@ class ModelRepository:
                 entry.state = State.LOADING
         try:
             built = build()
+            if isinstance(built, OnnxClassifier):
+                warm_up(built, self.warm_up, entry.name)
             if abandoned():
                 raise Cancelled(f"loading {entry.name!r} was abandoned (the caller cancelled or its deadline "
                                 "passed); nothing was swapped in")
