@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import builders
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 
 from onnxplain.explainers import ModelConfig, Objective, OnnxClassifier, explain_once
 from onnxplain.explainers.errors import InvalidArgument
+from onnxplain.explainers.graph.skeleton import is_weight, serialized_bytes
 from onnxplain.explainers.model import PLAIN_VARIANT, SessionPool, Variant
 from onnxplain.explainers.perturb.masks.grid import grid_masks
 
@@ -119,3 +122,26 @@ def test_a_failed_build_is_not_kept_and_is_retried():
 def test_max_cache_bytes_is_checked(value):
     with pytest.raises(InvalidArgument, match="config.max_cache_bytes"):
         ModelConfig(max_cache_bytes=value)
+
+
+@pytest.mark.parametrize("path", ["tests/fixtures/vgg_legacy.onnx", "models/efficientnet_lite0/model.onnx"])
+def test_a_graphs_estimated_bytes_are_its_serialized_size(path):
+    """serialized_bytes skips walking the weights' bytes, and still gives ByteSize to within a few bytes each."""
+    model = onnx.load(Path(__file__).resolve().parents[1] / path)
+    weights = sum(is_weight(t) for t in model.graph.initializer)
+    assert weights and abs(serialized_bytes(model) - model.ByteSize()) <= 16 * weights
+
+
+def test_loading_a_classifier_compiles_its_model_once():
+    """The session the batch check compiled is the plain session (a large model's compile took seconds)."""
+    compiled = []
+
+    class Counting(OnnxClassifier):
+        def _open_session(self, model, providers=None):
+            compiled.append(model)
+            return super()._open_session(model, providers)
+
+    classifier = Counting(builders.small_cnn())
+    assert len(compiled) == 1 and classifier.batch_mode == "dynamic"
+    assert classifier.sessions.variants() == [PLAIN_VARIANT] and classifier.sessions.stats().builds == 1
+    assert classifier.predict(np.zeros((2, 3, 16, 16), np.float32)).shape == (2, 3)

@@ -65,6 +65,14 @@ def zero_weights(model: onnx.ModelProto) -> dict[str, np.ndarray] | None:
     return zeros
 
 
+def serialized_bytes(model: onnx.ModelProto) -> int:
+    """``model.ByteSize()`` to within a few bytes per weight, without walking the weights' bytes (the
+    protobuf call took 0.8 s on a VGG11 export): the skeleton's size plus each weight's elements × item size."""
+    weights = sum(int(np.prod(t.dims, dtype=np.int64)) * np.dtype(helper.tensor_dtype_to_np_dtype(t.data_type)).itemsize
+                  for t in model.graph.initializer if is_weight(t))
+    return skeleton(model).ByteSize() + weights
+
+
 def check_structure(model: onnx.ModelProto) -> None:
     """``onnx.checker.check_model`` on the :func:`skeleton` (nodes, attributes, types, opsets).
 

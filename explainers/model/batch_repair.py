@@ -23,8 +23,10 @@ def with_working_batch(
     probe: NDArray,
     open_session: Callable[[onnx.ModelProto], ort.InferenceSession],
     output: Callable[[list[NDArray]], NDArray],
-) -> tuple[onnx.ModelProto, str]:
-    """A model that evaluates a batch of 2 as it evaluates each sample alone, and how it was obtained.
+) -> tuple[onnx.ModelProto, str, ort.InferenceSession]:
+    """A model that evaluates a batch of 2 as it evaluates each sample alone, how it was obtained, and the
+    session compiled from it on the way (the caller's plain session: compiling a large model twice cost
+    seconds).
 
     Tries, in order: the model as it is (unless its input declares batch 1: ``"dynamic"``), its
     batch dimension made symbolic, then also its Reshape targets rewritten (``"rewritten"``); else
@@ -56,6 +58,5 @@ def with_working_batch(
         except Exception:  # a batch of 2 failed to run: this rewrite does not work
             continue
         if together.shape == apart.shape and np.allclose(together, apart, rtol=1e-3, atol=1e-4):
-            return candidate, mode
-    open_session(model)  # raises InvalidModel if even batch 1 cannot load
-    return model, "per_sample"
+            return candidate, mode, session
+    return model, "per_sample", open_session(model)  # raises InvalidModel if even batch 1 cannot load

@@ -138,11 +138,12 @@ class OnnxClassifier:
         self.model_input = ModelInput(self.signature.layout, _NUMPY_DTYPES[self.signature.input_datatype],
                                       *self._input_size())
         self.channels, self.height, self.width = self.model_input.shape
-        self.model, self.batch_mode = with_working_batch(
+        self.model, self.batch_mode, plain = with_working_batch(
             model, input_name=self.signature.input_name, declared_batch=self.signature.input_shape[0],
             probe=self._probe_batch(2), open_session=self._open_session, output=self._output)
         self.sessions = SessionPool(self._build, self._open_session, max_bytes=self.config.max_cache_bytes,
                                     pinned=[PLAIN_VARIANT])
+        self.sessions.adopt(PLAIN_VARIANT, self.model, plain)
         self._plain = self.sessions.get(PLAIN_VARIANT).session
         self._read_outputs()
         self.introspection = Introspection(

@@ -6,7 +6,8 @@ sessions within ``max_bytes`` (``ModelConfig.max_cache_bytes``) and evicts the l
 
 **What a session weighs.** onnxruntime does not report a session's memory, so the pool estimates
 it as the serialized size of the graph it compiled (``ModelProto.ByteSize()``: initializers +
-structure; onnxruntime keeps its own copy of the weights). Prepacked weights and the arena
+structure, computed without walking the weights' bytes: :func:`~explainers.graph.skeleton.serialized_bytes`;
+onnxruntime keeps its own copy of the weights). Prepacked weights and the arena
 onnxruntime allocates for activations on the first run are not counted, so the estimate is a lower
 bound: for the bundled EfficientNet-Lite0 each RISE-grid variant is estimated at 18 MiB and grows
 the process by ~70 MiB (a sweep of 12 grids: +860 MiB unbounded; flat at ~+280 MiB with a 64 MiB
@@ -30,6 +31,7 @@ import onnx
 import onnxruntime as ort
 
 from ..autodiff import GradientModel
+from ..graph.skeleton import serialized_bytes
 from .variants import Variant
 
 
@@ -115,7 +117,14 @@ class SessionPool:
         session = self._open_session(graph)
         if gradient is not None:
             gradient = replace(gradient, model=onnx.ModelProto())  # the session holds the graph
-        return Compiled(session, gradient, graph.ByteSize())
+        return Compiled(session, gradient, serialized_bytes(graph))
+
+    def adopt(self, variant: Variant, graph: onnx.ModelProto, session: ort.InferenceSession) -> None:
+        """Hold ``session``, already compiled from ``graph`` (not a gradient graph), as ``variant``'s."""
+        with self._lock:
+            self._entries[variant] = Compiled(session, None, serialized_bytes(graph))
+            self._builds += 1
+            self._evict_beyond_bound(keep=variant)
 
     def _evict_beyond_bound(self, *, keep: Variant) -> None:
         held = sum(entry.nbytes for entry in self._entries.values())
