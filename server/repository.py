@@ -254,7 +254,7 @@ class ModelRepository:
         try:
             built = build()
             if isinstance(built, OnnxClassifier):
-                warm_up(built, self.warm_up, entry.name)
+                warm_up(built, self.warm_up, entry.name, abandoned=abandoned)
             if abandoned():
                 raise Cancelled(f"loading {entry.name!r} was abandoned (the caller cancelled or its deadline "
                                 "passed); nothing was swapped in")

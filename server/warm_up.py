@@ -1,5 +1,6 @@
 """Model warm-up: when a model loads, explain one probe image with each method the server was started with
-(``--warm-up saliency,grad_cam``), before the model is swapped in as READY, so that no request pays for
+(``--warm-up saliency,grad_cam``), before the model is swapped in (READY; on a reload, before the new version
+replaces the one serving meanwhile), so that no request pays for
 building and compiling the graphs those methods use (Triton's ``model_warmup``, by method instead of by
 sample request). A gradient method's first call otherwise pays the introspection, the gradient graph's build
 and onnxruntime's compile of it. First request after a load, without → with ``--warm-up saliency,grad_cam``:
@@ -10,15 +11,16 @@ the default 256 MiB, so each evicts the other and the first requests still took 
 The probe image is uniform noise between the model's black and white images (its preprocessing applied), the
 objective its class 0, the parameters each method's defaults. A method that cannot run that way on a model
 (Grad-CAM without a CAM layer, a method that needs a companion model) is logged and skipped: the load
-succeeds, and a request for it gets the same error the warm-up met. Remote models (black-box methods only,
-nothing to compile) and companion models are not warmed up.
+succeeds, and a request for it gets the error the warm-up met. The warm-up is part of the load: it counts
+toward a LoadModel's deadline (``--load-timeout-seconds``), and an abandoned load stops it before the next
+method. Remote models (black-box methods only, nothing to compile) and companion models are not warmed up.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
@@ -43,8 +45,10 @@ def warm_up_methods(names: Iterable[str]) -> tuple[str, ...]:
     return tuple(methods)
 
 
-def warm_up(classifier: OnnxClassifier, methods: tuple[str, ...], model: str) -> None:
-    """Explain a probe image with each of ``methods`` on ``classifier`` (see the module docstring)."""
+def warm_up(classifier: OnnxClassifier, methods: tuple[str, ...], model: str, *,
+            abandoned: Callable[[], bool] = lambda: False) -> None:
+    """Explain a probe image with each of ``methods`` on ``classifier`` (see the module docstring), stopping
+    before the next method once ``abandoned()`` says the load was given up."""
     if not methods or isinstance(classifier, RemoteClassifier):
         return
     black, white = classifier.black_image(), classifier.white_image()
@@ -53,6 +57,8 @@ def warm_up(classifier: OnnxClassifier, methods: tuple[str, ...], model: str) ->
     objective = Objective.for_classes([0], classifier.num_classes)
     evictions = classifier.sessions.stats().evictions
     for method in methods:
+        if abandoned():
+            return
         started = time.perf_counter()
         try:
             explain_once(classifier, image, method, objective)

@@ -78,14 +78,21 @@ def test_probability_space_differentiates_the_softmax(softmax):
     assert planned == Planned(forward=2, backward=2) and (result.forward, result.backward) == (2, 2)
 
 
-def test_probability_space_of_a_sigmoid_output_differentiates_the_sigmoid():
-    """A Sigmoid head's outputs are its probabilities: d σ(z_k)/dx = σ(z_k)(1 − σ(z_k)) w_k (was refused)."""
+@pytest.mark.parametrize("reshape", [None, "Identity", "Flatten"])
+def test_probability_space_of_a_sigmoid_output_differentiates_the_sigmoid(reshape):
+    """A Sigmoid head's outputs are its probabilities, also behind an op that only reshapes them (its rows do not
+    sum to 1, so only the graph tells): d σ(z_k)/dx = σ(z_k)(1 − σ(z_k)) w_k (was refused; then, behind an
+    Identity, softmax(σ) was differentiated)."""
     w = np.random.default_rng(10).standard_normal((3, 3, 4, 5)).astype(np.float32)
     model = builders.linear(w)
-    model.graph.node.append(helper.make_node("Sigmoid", ["logits"], ["probs"]))
+    model.graph.node.append(helper.make_node("Sigmoid", ["logits"], ["sigmoid" if reshape else "probs"]))
+    if reshape:
+        model.graph.node.append(helper.make_node(reshape, ["sigmoid"], ["probs"]))
     model.graph.output[0].CopyFrom(helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", 3]))
     x = np.random.default_rng(11).standard_normal((3, 4, 5)).astype(np.float32)
-    result = explain_once(OnnxClassifier(model), x, "input_x_gradient", Objective.for_classes([0], 3, space="probability"))
+    classifier = OnnxClassifier(model)
+    assert classifier.outputs_are_probabilities
+    result = explain_once(classifier, x, "input_x_gradient", Objective.for_classes([0], 3, space="probability"))
     s = 1 / (1 + np.exp(-np.einsum("kchw,chw->k", w.astype(np.float64), x)))
     np.testing.assert_allclose(result.heatmaps[0], (s[0] * (1 - s[0]) * w[0] * x).sum(0), rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(result.scores, [s[0]], rtol=1e-5)

@@ -486,6 +486,29 @@ def test_a_tiny_upload_that_allocates_gigabytes_is_refused(client):
     assert time.monotonic() - started < 5
 
 
+def test_the_same_bomb_inside_a_model_local_function_is_refused(client):
+    """The guard infers shapes on the model's skeleton, which must carry the model-local functions: without
+    them the function's 1.5 GB tensor went unseen and the upload was accepted."""
+    body = [helper.make_node("Constant", [], ["shape"], value=helper.make_tensor("s", TensorProto.INT64, [2],
+                                                                                   [20000, 20000])),
+            helper.make_node("ConstantOfShape", ["shape"], ["big"])]
+    bomb = helper.make_function("local", "Big", [], ["big"], body, [helper.make_opsetid("", 13)])
+    weights = helper.make_tensor("W", TensorProto.FLOAT, [48, 2], np.ones(96, np.float32))
+    graph = helper.make_graph(
+        [helper.make_node("Big", [], ["big"], domain="local"),
+         helper.make_node("ReduceSum", ["big"], ["total"], keepdims=0),
+         helper.make_node("Flatten", ["x"], ["flat"]),
+         helper.make_node("MatMul", ["flat", "W"], ["logits"]),
+         helper.make_node("Add", ["logits", "total"], ["y"])],
+        "bomb", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])], initializer=[weights])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("local", 1)],
+                              functions=[bomb])
+    with pytest.raises(grpc.RpcError) as info:
+        client.load_model("function_bomb", onnx_model=model.SerializeToString())
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "1,526 MiB" in info.value.details()
+
+
 # 14. a sequential client never meets its own previous request -----------------------------------
 
 

@@ -1,4 +1,5 @@
-"""The shape probe runs the model's skeleton on zero weights, and gives the shapes the model itself gives."""
+"""The shape probe runs the model's skeleton fed its weights as arrays, and gives the shapes the model itself
+gives (value-dependent ones included)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from onnx import TensorProto, helper
 
 from onnxplain.explainers import OnnxClassifier
 from onnxplain.explainers.graph import skeleton as skeleton_module
-from onnxplain.explainers.graph.skeleton import is_weight, zero_weights
+from onnxplain.explainers.graph.skeleton import is_weight, weight_arrays
 from onnxplain.explainers.model import introspect
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -39,7 +40,7 @@ def probed_models(classifier: OnnxClassifier, monkeypatch) -> list[onnx.ModelPro
 
 def full_model_shapes(classifier: OnnxClassifier, monkeypatch) -> dict[str, tuple]:
     with monkeypatch.context() as patch:
-        patch.setattr(introspect, "zero_weights", lambda model: None)
+        patch.setattr(introspect, "weight_arrays", lambda model: None)
         return classifier.introspection._probe_shapes()
 
 
@@ -73,11 +74,31 @@ def test_a_skeleton_that_cannot_run_falls_back_to_the_model(monkeypatch):
     assert shapes == full_model_shapes(classifier, monkeypatch)
 
 
-def test_zero_weights_are_shaped_and_typed_like_the_weights_and_bfloat16_has_none():
+def test_weight_arrays_are_the_weights_and_bfloat16_has_none():
     model = large_linear()
-    (name, zeros), = zero_weights(model).items()
+    (name, array), = weight_arrays(model).items()
     weight = next(t for t in model.graph.initializer if t.name == name)
-    assert zeros.shape == tuple(weight.dims) and zeros.dtype == np.float32 and not zeros.any()
+    np.testing.assert_array_equal(array, onnx.numpy_helper.to_array(weight))
     model.graph.initializer.append(helper.make_tensor("b16", TensorProto.BFLOAT16, [5000], np.zeros(5000, np.uint16),
                                                       raw=False))
-    assert zero_weights(model) is None
+    assert weight_arrays(model) is None
+
+
+def nonzero_head() -> onnx.ModelProto:
+    """A shape that depends on values: NonZero of the rectified logits (of a weight over the kept size), beside
+    the logits themselves."""
+    model = large_linear()
+    model.graph.node.extend([helper.make_node("Relu", ["logits"], ["positive"]),
+                             helper.make_node("NonZero", ["positive"], ["where"])])
+    model.graph.output.append(helper.make_tensor_value_info("where", TensorProto.INT64, [2, None]))
+    return model
+
+
+def test_a_value_dependent_shape_is_probed_as_the_model_computes_it(monkeypatch):
+    """Zero weights would give NonZero no element at all; the weights themselves give the model's count."""
+    classifier = OnnxClassifier(nonzero_head())
+    shapes = classifier.introspection.tensor_shapes()
+    assert shapes == full_model_shapes(classifier, monkeypatch)
+    images = [classifier._probe_batch(n) for n in (1, 2)]
+    counts = [int((classifier.predict(batch) > 0).sum()) for batch in images]
+    assert shapes["where"] == ((2, "batch") if counts[0] != counts[1] else (2, counts[0])) and max(counts) > 0

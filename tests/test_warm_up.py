@@ -11,7 +11,7 @@ import onnx
 import pytest
 
 from onnxplain.explainers import Objective, explain_once
-from onnxplain.explainers.errors import NotFound
+from onnxplain.explainers.errors import Cancelled, NotFound
 from onnxplain.server import cli as server_cli
 from onnxplain.server.repository import ModelRepository, State
 
@@ -48,6 +48,19 @@ def test_a_method_that_cannot_run_on_a_model_is_logged_and_the_model_still_loads
     assert entry.state is State.READY
     (skipped,) = [r.getMessage() for r in caplog.records if "warm-up" in r.getMessage()]
     assert skipped.startswith("model linear: warm-up of grad_cam skipped:") and "layer" in skipped
+
+
+def test_an_abandoned_load_stops_warming_up_and_swaps_nothing_in(repository_root):
+    asked = []
+
+    def abandoned():
+        asked.append(True)
+        return len(asked) > 1  # given up while the first method warmed up
+
+    repository = ModelRepository(repository_root, warm_up=("saliency", "grad_cam"))
+    with pytest.raises(Cancelled):
+        repository.load("cnn", abandoned=abandoned)
+    assert len(asked) == 3 and repository.entry("cnn").state is State.UNLOADED  # before each method, then the load
 
 
 def test_graphs_the_session_cache_cannot_keep_are_warned_about(repository_root, caplog):

@@ -4,8 +4,8 @@ Static shape inference loses dimensions in real exports, so shapes are *probed*:
 once with every intermediate tensor exposed. Each answer is computed on first use and kept.
 
 The probe runs the model's skeleton (:mod:`explainers.graph.skeleton`: its large weights declared as
-inputs) fed zeros for the weights: shapes never depend on a weight's values, and serialising and
-compiling the weights themselves took most of a VGG11 export's 6.6 s probe.
+inputs) fed the weights as arrays: the same computation, so the same shapes, while serialising the
+weights into the graph and compiling them took most of a VGG11 export's 5 s probe (now 0.8 s).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 
 from ..errors import NotFound
 from ..graph.layers import Layer, candidate_layers, default_cam_layer
-from ..graph.skeleton import check_structure, skeleton, zero_weights
+from ..graph.skeleton import check_structure, skeleton, weight_arrays
 from .signature import Signature
 
 _UNKNOWN = object()  # the default CAM layer before it is first looked for
@@ -73,9 +73,12 @@ class Introspection:
             self._shapes = shapes
 
     def _probe_shapes(self) -> dict[str, tuple]:
-        """Shapes from the skeleton fed zero weights; from the model itself where that cannot run (a bfloat16
-        weight, or an op that needs its weights as initializers)."""
-        weights = zero_weights(self.model)
+        """Shapes from the skeleton fed the weights; from the model itself where that cannot run (a bfloat16
+        weight, a weight left in an external file, an op that needs its weights as initializers)."""
+        try:
+            weights = weight_arrays(self.model)
+        except Exception:  # noqa: BLE001 — e.g. external data not loaded: the full model below
+            weights = None
         if weights is not None:
             try:
                 return self._run_probe(skeleton(self.model), weights)

@@ -120,9 +120,11 @@ class SessionPool:
         return Compiled(session, gradient, serialized_bytes(graph))
 
     def adopt(self, variant: Variant, graph: onnx.ModelProto, session: ort.InferenceSession) -> None:
-        """Hold ``session``, already compiled from ``graph`` (not a gradient graph), as ``variant``'s."""
+        """Hold ``session``, already compiled from ``graph`` (not a gradient graph), as ``variant``'s: for the
+        pool's owner before it shares the pool (a concurrent :meth:`get` of ``variant`` would compile its own)."""
         with self._lock:
             self._entries[variant] = Compiled(session, None, serialized_bytes(graph))
+            self._entries.move_to_end(variant)
             self._builds += 1
             self._evict_beyond_bound(keep=variant)
 
