@@ -8,6 +8,7 @@ reference's answer on it, or a clear error — never an internal one.
 
 from __future__ import annotations
 
+import builders
 import exports
 import numpy as np
 import onnx
@@ -15,8 +16,9 @@ import pytest
 from onnx import TensorProto, helper
 from test_conformance import CONTRASTS, FAST, METHODS, companions
 
-from onnxplain.explainers import ModelConfig, Objective, OnnxClassifier, explain
+from onnxplain.explainers import ModelConfig, Objective, OnnxClassifier, explain, explain_once
 from onnxplain.explainers.errors import FailedPrecondition, InvalidModel
+from onnxplain.explainers.graph.exports import final_activation_last
 from onnxplain.explainers.model.export_repairs import TARGET_OPSET
 
 OBJECTIVE = Objective.for_classes([0, 2], 3)
@@ -182,3 +184,37 @@ def test_a_conversion_that_fails_or_changes_the_model_leaves_it_as_it_was(monkey
     np.testing.assert_allclose(classifier.predict(batch), pair("opset9")[1].predict(batch), rtol=1e-5, atol=1e-5)
     with pytest.raises(FailedPrecondition, match="opset 9: onnx.version_converter could not convert it"):
         list(explain(classifier, image(), "occlusion", OBJECTIVE, FAST["occlusion"], seed=0))
+
+
+def sigmoid_head(*tail: str) -> onnx.ModelProto:
+    """Linear logits → Sigmoid → the ``tail`` ops (each only reshaping [N, 3])."""
+    model = builders.linear(np.random.default_rng(5).standard_normal((3, 3, 4, 4)).astype(np.float32))
+    previous = "logits"
+    for index, op in enumerate(("Sigmoid", *tail)):
+        name = "probs" if index == len(tail) else f"t{index}"
+        model.graph.node.append(helper.make_node(op, [previous], [name]))
+        previous = name
+    model.graph.output[0].CopyFrom(helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", 3]))
+    return model
+
+
+@pytest.mark.parametrize("tail", [("Identity",), ("Flatten", "Identity")])
+def test_a_sigmoid_behind_reshapes_is_moved_last_and_read_as_the_models_probabilities(tail):
+    """Every reader of the output's producer (output kind, the gradient builder's cut to the logits, the
+    cross-entropy checks) then treats it as the plain Sigmoid head it is: same scores, same maps."""
+    plain, moved = OnnxClassifier(sigmoid_head()), OnnxClassifier(sigmoid_head(*tail))
+    assert moved.signature.output_producer == "Sigmoid" and moved.outputs_are_probabilities
+    assert "moved after" in str(moved.info.provenance["output_kind"])
+    x = np.random.default_rng(6).standard_normal((3, 4, 4)).astype(np.float32)
+    np.testing.assert_allclose(moved.predict(x[None]), plain.predict(x[None]), rtol=1e-6)
+    for space in ("output", "probability"):
+        objective = Objective.for_classes([1], 3, space=space)
+        np.testing.assert_allclose(explain_once(moved, x, "input_x_gradient", objective).heatmaps,
+                                   explain_once(plain, x, "input_x_gradient", objective).heatmaps, rtol=1e-5)
+
+
+def test_a_softmax_behind_a_reshape_stays_where_it_is():
+    """A reshape can change which axis a Softmax normalises: only an Identity after it is looked through."""
+    model = sigmoid_head("Flatten")
+    model.graph.node[-2].op_type = "Softmax"
+    assert final_activation_last(model) is None

@@ -10,6 +10,10 @@
   maps) read as the probabilities [N, classes] it is built from.
 * :func:`without_unread_inputs` — inputs no node reads (a ``training`` flag left over by the
   exporter) dropped; inputs with an initializer are already constants that onnxruntime fills in.
+* :func:`final_activation_last` — a final Sigmoid followed by ops that only reshape (Flatten, Identity,
+  ...) moved after them, and an Identity after a final Softmax dropped, so that the output's producer is
+  the activation: every reader of it (the output kind, the gradient builder's cut to the logits, the
+  cross-entropy checks) then sees the model's probabilities as such.
 """
 
 from __future__ import annotations
@@ -79,3 +83,50 @@ def without_unread_inputs(model: onnx.ModelProto) -> tuple[onnx.ModelProto | Non
     del result.graph.input[:]
     result.graph.input.extend(kept)
     return result, unread
+
+
+_RESHAPING = frozenset({"Identity", "Flatten", "Reshape", "Squeeze", "Unsqueeze"})
+"""Ops whose output holds their first input's values, only (re)shaped: an elementwise op commutes with them."""
+
+
+def final_activation_last(model: onnx.ModelProto) -> onnx.ModelProto | None:
+    """``model`` with a final activation behind reshaping ops moved to the end, or None when no output has one.
+
+    For an output ``y`` made by a chain of single-use :data:`_RESHAPING` nodes from a single-use Sigmoid (any
+    chain: it is elementwise) or Softmax (Identity chains only: a reshape changes its axis): the chain reads
+    the activation's input instead, and the activation reads the chain's result and writes ``y``. The values
+    of ``y`` are unchanged."""
+    index = GraphIndex(model)
+    outputs = {value.name for value in model.graph.output}
+    moves = []
+    for name in outputs:
+        chain = []
+        node = index.producer(name)
+        while (node is not None and node.op_type in _RESHAPING and node.domain in ("", "ai.onnx")
+               and len(index.consumers_of(node.input[0])) == 1 and node.input[0] not in outputs):
+            chain.append(node)
+            node = index.producer(node.input[0])
+        if (not chain or node is None or node.domain not in ("", "ai.onnx")
+                or not (node.op_type == "Sigmoid"
+                        or node.op_type == "Softmax" and all(link.op_type == "Identity" for link in chain))):
+            continue
+        moves.append((node.output[0], name))
+    if not moves:
+        return None
+    result = onnx.ModelProto()
+    result.CopyFrom(model)
+    nodes = list(result.graph.node)
+    for activated, output in moves:
+        by_output = {out: n for n in nodes for out in n.output}
+        activation = by_output[activated]
+        first = next(n for n in nodes if activated in n.input)
+        last = by_output[output]
+        first.input[0] = activation.input[0]
+        last.output[0] = f"{output}_before_{activation.op_type.lower()}"
+        activation.input[0] = last.output[0]
+        activation.output[0] = output
+        nodes.remove(activation)
+        nodes.insert(nodes.index(last) + 1, activation)
+    del result.graph.node[:]
+    result.graph.node.extend(nodes)
+    return result

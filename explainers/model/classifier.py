@@ -268,9 +268,7 @@ class OnnxClassifier:
         self.labels = labels
 
     def _detect_output_kind(self, outputs: NDArray) -> str:
-        """Probabilities when a Softmax/Sigmoid makes the output (through ops that only reshape: a Sigmoid
-        head's rows need not sum to 1) or the probe's rows are a distribution; else logits."""
-        if _value_source(self.model, self.signature.output_name) in ("Softmax", "Sigmoid"):
+        if self.signature.output_producer in ("Softmax", "Sigmoid"):
             return "probabilities"
         rows = outputs.astype(np.float64)
         if np.all(rows >= 0) and np.allclose(rows.sum(axis=1), 1.0, atol=1e-3):
@@ -409,16 +407,3 @@ class OnnxClassifier:
         if not np.all(np.isfinite(scores)) and np.all(np.isfinite(images)):
             raise NonFiniteResult(f"model {self.name!r} produced NaN or infinite scores from a finite input")
         return scores
-
-
-_RESHAPING = frozenset({"Identity", "Flatten", "Reshape", "Squeeze", "Unsqueeze"})
-"""Ops whose output holds their first input's values unchanged."""
-
-
-def _value_source(model: onnx.ModelProto, tensor: str) -> str | None:
-    """The op type that computed ``tensor``'s values: its producer, looking through :data:`_RESHAPING` ops."""
-    producers = {output: node for node in model.graph.node for output in node.output}
-    node = producers.get(tensor)
-    while node is not None and node.op_type in _RESHAPING:
-        node = producers.get(node.input[0])
-    return node.op_type if node is not None else None

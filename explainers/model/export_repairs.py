@@ -3,7 +3,8 @@
 Applied to a checked model before its signature is read (see :mod:`explainers.graph.exports`):
 an opset older than the one onnxplain's own graphs are built at is converted (provenance key
 ``opset``); skl2onnx's ``ZipMap`` output is read as the probabilities it zips (key ``zipmap``);
-inputs that nothing reads are dropped (key ``inputs``). An input with an initializer of its name is
+inputs that nothing reads are dropped (key ``inputs``); a final Sigmoid/Softmax behind ops that only
+reshape is moved after them (key ``output_kind``: the output is then read as probabilities). An input with an initializer of its name is
 a constant with a default: onnxruntime uses the initializer, and onnxplain feeds only the image.
 """
 
@@ -15,7 +16,7 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 
 from ..autodiff.builder import MIN_OPSET
-from ..graph.exports import upgraded_opset, without_unread_inputs, without_zipmap
+from ..graph.exports import final_activation_last, upgraded_opset, without_unread_inputs, without_zipmap
 from ..graph.index import default_opset
 from .provenance import DETECTED, Origin
 
@@ -47,6 +48,11 @@ def repaired_export(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, 
     if unzipped is not None:
         model = unzipped
         notes["zipmap"] = Origin(DETECTED, "the probabilities under skl2onnx's ZipMap, read as [batch, classes]")
+    moved = final_activation_last(model)
+    if moved is not None:
+        model = moved
+        notes["output_kind"] = Origin(DETECTED, "probabilities: the final activation was moved after the ops that "
+                                                "only reshape its output (the values are the same)")
     pruned, unread = without_unread_inputs(model)
     if pruned is not None:
         model = pruned
