@@ -37,7 +37,8 @@ CLASS_WEIGHTS = "class_weights"
 INPUT_GRAD = "input_grad"
 BASELINE_INPUT = "baseline_input"
 MIN_OPSET = 16
-_FINAL_ACTIVATIONS = ("Softmax", "Sigmoid")
+FINAL_ACTIVATIONS = ("Softmax", "Sigmoid")
+"""Final activations a gradient graph can cut off (it then differentiates their input, the logits)."""
 _NON_FLOAT_OPS = {
     "Shape", "Size", "NonZero", "ArgMax", "ArgMin", "Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual",
     "Not", "And", "Or", "Xor", "IsNaN", "IsInf", "Range",
@@ -137,7 +138,7 @@ def build_gradient_model(
         index = GraphIndex(model)
     score_tensor = output_name
     producer = index.producer(score_tensor)
-    if cut_final_activation and producer is not None and producer.op_type in _FINAL_ACTIVATIONS:
+    if cut_final_activation and producer is not None and producer.op_type in FINAL_ACTIVATIONS:
         score_tensor = producer.input[0]
 
     shapes, dtypes = _value_infos(model)

@@ -9,13 +9,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..autodiff import INPUT_GRAD, GradientError
+from ..autodiff.builder import FINAL_ACTIVATIONS
 from ..errors import InvalidArgument, InvalidModel
 from ..events import Event, Explanation, Planned, Progress
 from ..model import Evaluator
 from ..model.companions import CompanionHandle
 from ..objectives import Objective
 from ..params import MethodParams, param
-from ..perturb.extremal import FINAL_ACTIVATIONS
 from ..perturb.fista import Fista
 from ..perturb.masks import superpixels as sp
 from ..perturb.pertinent import ConstantSearch, Coordinates, Hinge, margin_scores

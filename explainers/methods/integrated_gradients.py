@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from ..autodiff.builder import FINAL_ACTIVATIONS
 from ..events import Event, Explanation, Planned, Progress
 from ..model import Evaluator
 from ..objectives import Objective
@@ -30,7 +31,7 @@ def forward_scores_differentiated(model: Evaluator, objective: Objective) -> boo
     Not so when the evaluator cuts a final Softmax/Sigmoid to differentiate the logits (it does
     unless the objective asks for probabilities): then only its baseline pass measures them. A
     cross-entropy objective is computed from the model's outputs either way."""
-    return objective.space == "probability" or objective.cross_entropy or model.signature.output_producer not in ("Softmax", "Sigmoid")
+    return objective.space == "probability" or objective.cross_entropy or model.signature.output_producer not in FINAL_ACTIVATIONS
 
 
 FIRST_ORDER = 8

@@ -17,13 +17,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..autodiff import CLASS_WEIGHTS, INPUT_GRAD, GradientError
+from ..autodiff.builder import FINAL_ACTIVATIONS
 from ..errors import FailedPrecondition, InvalidModel
 from ..graph.perturbation import MaskSource
 from ..model import Evaluator
 from ..objectives import Objective, check_contrast_loss
 from ..params import MethodParams, param
 from ..perturb.extremal import (
-    FINAL_ACTIVATIONS,
     antithetic_gradient,
     gradient_seed,
     multiscale_rademacher,

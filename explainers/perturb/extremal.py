@@ -33,9 +33,6 @@ from ..objectives import Objective
 from .masks.bilinear import bilinear_matrix
 from .masks.upsampled import upsampled_masks
 
-FINAL_ACTIVATIONS = ("Softmax", "Sigmoid")
-"""Final activations a gradient graph can cut off (it then differentiates their input, the logits)."""
-
 
 def gaussian_matrix(size: int, sigma: float) -> NDArray[np.float64]:
     """[size, size] Gaussian smoothing (σ in samples, truncated at 3σ), each row normalised to sum 1

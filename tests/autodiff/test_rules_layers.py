@@ -65,7 +65,7 @@ CONV = [
          (1, 3, 6, 5), {"w": normal(3, 1, 3, 3), "b": normal(3)}),
     Case("Conv depthwise multiplier 2", "y = Conv <pads = [1, 1, 1, 1], group = 2> (x, w)",
          (1, 2, 5, 5), {"w": normal(4, 1, 3, 3)}),
-    # strided depthwise: the zero-stuffed stride-1 adjoint (Resize ⊙ pattern, then a depthwise Conv)
+    # strided depthwise: the zero-stuffed stride-1 adjoint (a 1×1 unit ConvTranspose scatters g, then a depthwise Conv)
     Case("Conv depthwise stride 2 odd sizes asymmetric pads", "y = Conv <pads = [2, 1, 0, 2], group = 3, strides = [2, 2]> (x, w)",
          (2, 3, 7, 8), {"w": normal(3, 1, 5, 5)}),
     Case("Conv depthwise stride 3x2 dilated", "y = Conv <pads = [1, 2, 2, 1], group = 2, strides = [3, 2], dilations = [2, 2]> (x, w, b)",
